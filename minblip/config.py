@@ -1,0 +1,182 @@
+"""Model configs: frozen dataclasses whose field names are the keys of config.json.
+
+A field takes the file's value when the file has the key and transformers 5.23.0's class default
+only when the file is silent (the hub's BLIP configs set text num_attention_heads = 12 where the
+class default is 8, so a default must never win over the file). Keys the models do not use
+(legacy generation settings, dropout rates, ...) are accepted and ignored.
+"""
+
+import dataclasses
+import json
+import pathlib
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BlipVisionConfig:
+    """transformers.BlipVisionConfig (model_type "blip_vision_model")."""
+
+    hidden_size: int = 768
+    intermediate_size: int = 3072
+    projection_dim: int = 512
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    image_size: int = 384
+    patch_size: int = 16
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-5  # original BLIP used 1e-6; transformers uses 1e-5 (we follow it)
+    attention_dropout: float = 0.0
+    initializer_range: float = 1e-10
+    num_channels: int = 3
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    model_type: str = "blip_vision_model"
+
+
+@dataclass(frozen=True)
+class BlipTextConfig:
+    """transformers.BlipTextConfig (model_type "blip_text_model")."""
+
+    vocab_size: int = 30524
+    hidden_size: int = 768
+    encoder_hidden_size: int = 768  # BlipConfig overwrites it with vision_config.hidden_size
+    intermediate_size: int = 3072
+    projection_dim: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 8  # class default; the hub's checkpoints say 12
+    max_position_embeddings: int = 512
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-12
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    bos_token_id: int = 30522
+    eos_token_id: object = 2
+    pad_token_id: object = 0
+    sep_token_id: object = 102
+    is_decoder: bool = True
+    use_cache: bool = True
+    tie_word_embeddings: bool = True
+    label_smoothing: float = 0.0
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    model_type: str = "blip_text_model"
+
+
+@dataclass(frozen=True)
+class BlipConfig:
+    """transformers.BlipConfig (model_type "blip"): a vision and a text config plus the heads."""
+
+    text_config: BlipTextConfig = field(default_factory=BlipTextConfig)
+    vision_config: BlipVisionConfig = field(default_factory=BlipVisionConfig)
+    projection_dim: int = 512
+    logit_scale_init_value: float = 2.6592
+    image_text_hidden_size: int = 256
+    label_smoothing: float = 0.0
+    tie_word_embeddings: bool = True
+    initializer_factor: float = 1.0
+    initializer_range: float = 0.02
+    architectures: object = None
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    model_type: str = "blip"
+
+
+# fields that must be positive integers wherever they appear
+_POSITIVE = {
+    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
+    "patch_size", "vocab_size", "encoder_hidden_size", "max_position_embeddings", "projection_dim",
+    "image_text_hidden_size", "num_channels",
+}  # fmt: skip
+
+
+def _check(cls, name, value, where):
+    default = next(f for f in dataclasses.fields(cls) if f.name == name).default
+    kind = type(default) if default is not None else object
+    ok = (
+        kind is object
+        or (kind is bool and isinstance(value, bool))
+        or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+        or (kind is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (kind is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{where}: {name} must be {kind.__name__}, got {value!r}")
+    if name in _POSITIVE and value <= 0:
+        raise ConfigError(f"{where}: {name} must be positive, got {value!r}")
+    if name == "layer_norm_eps" and value <= 0:
+        raise ConfigError(f"{where}: layer_norm_eps must be positive, got {value!r}")
+    return float(value) if kind is float else value
+
+
+def _parse(cls, d, where, **override):
+    """Build cls from the dict d: the file's values where present, class defaults elsewhere."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    kw = {k: _check(cls, k, v, where) for k, v in d.items() if k in names and k not in override}
+    cfg = cls(**kw, **override)
+    _validate(cfg, where)
+    return cfg
+
+
+def _validate(cfg, where):
+    from .ops import ACT2FN
+
+    heads = getattr(cfg, "num_attention_heads", None)
+    if heads and cfg.hidden_size % heads:
+        raise ConfigError(
+            f"{where}: hidden_size {cfg.hidden_size} is not divisible by "
+            f"num_attention_heads {heads}"
+        )
+    act = getattr(cfg, "hidden_act", None)
+    if act is not None and act not in ACT2FN:
+        raise ConfigError(f"{where}: hidden_act {act!r} is not supported; known: {sorted(ACT2FN)}")
+
+
+def blip_config_from_dict(d, where="config.json"):
+    """A BlipConfig from a "blip" config dict; the text tower cross-attends to vision features."""
+    vision = _parse(BlipVisionConfig, d.get("vision_config") or {}, f"{where}: vision_config")
+    text_d = d.get("text_config") or {}
+    # transformers forces text_config.encoder_hidden_size = vision_config.hidden_size (all versions)
+    text = _parse(BlipTextConfig, text_d, f"{where}: text_config", encoder_hidden_size=vision.hidden_size)
+    top = {k: v for k, v in d.items() if k not in ("text_config", "vision_config")}
+    return _parse(BlipConfig, top, where, text_config=text, vision_config=vision)
+
+
+PARSERS = {
+    "blip": blip_config_from_dict,
+    "blip_vision_model": lambda d, where: _parse(BlipVisionConfig, d, where),
+    "blip_text_model": lambda d, where: _parse(BlipTextConfig, d, where),
+}
+
+
+def read_json(path):
+    """Parse a JSON file, naming the file in the error when it is missing or not JSON."""
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from None
+
+
+def load_config(folder):
+    """Read folder/config.json into the dataclass its model_type names."""
+    path = pathlib.Path(folder) / "config.json"
+    d = read_json(path)
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a JSON object at the top level")
+    model_type = d.get("model_type")
+    if model_type not in PARSERS:
+        raise ConfigError(
+            f"{path}: unknown model_type {model_type!r}; minblip knows {sorted(PARSERS)}"
+        )
+    return PARSERS[model_type](d, str(path))

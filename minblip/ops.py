@@ -1,0 +1,215 @@
+"""NumPy primitives: the readable reference for every computation minblip does.
+
+Notation (used in every docstring of the package; docs/notation.md explains it):
+
+    B  batch                       T  text tokens
+    S  image side, P patch size    Q  query tokens (BLIP-2)
+    N  vision tokens = (S/P)^2 + 1 V  vocabulary
+    D  hidden size of the current tower (Dv vision, Dt text, Dq Q-Former, Dl language model)
+    H  heads, Dh = D / H head size F  FFN width (intermediate_size)
+
+Conventions, as in PyTorch: a Linear weight is stored (out, in) and applied as x @ W.T + b;
+LayerNorm uses the biased variance with eps inside the square root. Arithmetic stays in the dtype
+of the inputs (float32 normally, float64 when a model is loaded with dtype="float64").
+
+Backends. A function decorated with @has_kernel("name") has a Numba twin of the same name in
+kernels.py. With the "numba" backend (the default when Numba imports) the twin runs whenever it
+accepts the inputs; otherwise, and always with the "numpy" backend, the body below runs.
+`fn.reference` is the body, so tests compare the two. Select with MINBLIP_BACKEND=numpy|numba or
+minblip.set_backend().
+"""
+
+import math
+import os
+
+import numpy as np
+
+from .errors import InputError
+
+# ----------------------------------------------------------------------------- backend switch
+
+_BACKEND = {"name": os.environ.get("MINBLIP_BACKEND", "numba")}
+_KERNELS = {}  # name -> Numba twin (filled by kernels.py on first use)
+
+
+def set_backend(name):
+    """Choose "numpy" (the readable reference) or "numba" (the reference plus the kernels that win)."""
+    if name not in ("numpy", "numba"):
+        raise InputError(f"backend must be 'numpy' or 'numba', got {name!r}")
+    _BACKEND["name"] = name
+
+
+def get_backend():
+    return _BACKEND["name"]
+
+
+def has_kernel(name):
+    """Dispatch to kernels.<name> under the numba backend when it accepts the inputs."""
+
+    def wrap(reference):
+        def dispatch(*args, **kwargs):
+            if _BACKEND["name"] == "numba":
+                twin = _kernel(name)
+                if twin is not None:
+                    out = twin(*args, **kwargs)
+                    if out is not NotImplemented:
+                        return out
+            return reference(*args, **kwargs)
+
+        dispatch.__name__, dispatch.__doc__ = reference.__name__, reference.__doc__
+        dispatch.reference = reference
+        return dispatch
+
+    return wrap
+
+
+def _kernel(name):
+    if name not in _KERNELS:
+        try:
+            from . import kernels
+        except ImportError:  # Numba missing: the NumPy reference serves
+            _KERNELS[name] = None
+        else:
+            _KERNELS[name] = getattr(kernels, name, None)
+    return _KERNELS[name]
+
+
+# ----------------------------------------------------------------------------- primitives
+
+
+def linear(x, p):
+    """PyTorch Linear: x @ W.T + b.  x (..., Din), W (Dout, Din), b (Dout,) -> (..., Dout)."""
+    y = x @ p["weight"].T
+    if "bias" in p:
+        y += p["bias"]
+    return y
+
+
+def layer_norm(x, p, eps):
+    """LayerNorm over the last axis: biased variance, eps inside the sqrt (as torch). (..., D)."""
+    mean = x.mean(axis=-1, keepdims=True)
+    xc = x - mean
+    var = (xc * xc).mean(axis=-1, keepdims=True)
+    return xc / np.sqrt(var + eps) * p["weight"] + p["bias"]
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)  # libm's erf; NumPy has none and SciPy is not a dependency
+
+
+@has_kernel("gelu")
+def gelu(x):
+    """Exact GELU, 0.5 x (1 + erf(x / sqrt 2)): torch's default, not GPT-2's tanh approximation."""
+    erf = _erf(x / math.sqrt(2.0)).astype(x.dtype)
+    return 0.5 * x * (1.0 + erf)
+
+
+def gelu_tanh(x):
+    """GELU, tanh approximation (transformers' gelu_new / gelu_pytorch_tanh)."""
+    c = math.sqrt(2.0 / math.pi)
+    return 0.5 * x * (1.0 + np.tanh(c * (x + 0.044715 * x**3)))
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+ACT2FN = {
+    "gelu": gelu,
+    "gelu_new": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
+    "quick_gelu": lambda x: x * sigmoid(1.702 * x),
+    "relu": lambda x: np.maximum(x, 0),
+    "silu": lambda x: x * sigmoid(x),
+    "swish": lambda x: x * sigmoid(x),
+    "tanh": np.tanh,
+    "sigmoid": sigmoid,
+}
+
+
+def softmax(x, axis=-1):
+    """Softmax, max-subtracted for stability (as torch)."""
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis=-1):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def split_heads(x, n_heads):
+    """(B, T, D) -> (B, H, T, Dh); head j owns features [j*Dh, (j+1)*Dh)."""
+    B, T, D = x.shape
+    return x.reshape(B, T, n_heads, D // n_heads).transpose(0, 2, 1, 3)  # b t (h dh) -> b h t dh
+
+
+def merge_heads(x):
+    """(B, H, T, Dh) -> (B, T, D)."""
+    B, H, T, Dh = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # b h t dh -> b t (h dh)
+
+
+def attention(q, k, v, scale, mask=None):
+    """Scaled dot-product attention.
+
+    Shapes: q (B, H, T, Dh), k and v (B, H, Tk, Dh) -> context (B, H, T, Dh), probs (B, H, T, Tk).
+    mask: additive, broadcastable to (B, H, T, Tk), 0 where allowed and finfo.min where not.
+    """
+    scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # b h t dh, b h dh tk -> b h t tk
+    if mask is not None:
+        scores = scores + mask
+    probs = softmax(scores)
+    return probs @ v, probs
+
+
+def patch_embed(pixel_values, p, patch):
+    """Conv2d(3 -> D, kernel P, stride P) as one matmul over flattened patches.
+
+    Shapes: pixel_values (B, C, Hs, Ws) -> (B, (Hs//P)*(Ws//P), D); a remainder at the right or
+    bottom edge is dropped, as a strided convolution without padding drops it.
+    Weights: p["weight"] (D, C, P, P), p["bias"] (D,).
+    """
+    B, C, Hs, Ws = pixel_values.shape
+    gh, gw = Hs // patch, Ws // patch
+    x = pixel_values[:, :, : gh * patch, : gw * patch]
+    x = x.reshape(B, C, gh, patch, gw, patch)  # b c (gh p1) (gw p2)
+    x = x.transpose(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * patch * patch)  # -> b (gh gw) (c p1 p2)
+    W = p["weight"]
+    return x @ W.reshape(W.shape[0], -1).T + p["bias"]
+
+
+def _cubic_taps(n_in, n_out, dtype):
+    """torch's bicubic (A = -0.75, align_corners=False) weights for one axis: (n_out, 4) + indices."""
+    A = dtype.type(-0.75)
+    scale = dtype.type(n_in) / dtype.type(n_out)  # torch computes the scale in the op's float type
+    src = scale * (np.arange(n_out, dtype=dtype) + dtype.type(0.5)) - dtype.type(0.5)
+    i0 = np.floor(src)
+    t = src - i0
+    # cubic convolution kernel at distances 1+t, t, 1-t, 2-t (Keys 1981, as torch writes it)
+    u = 1 - t  # torch forms the right-hand distances from 1 - t, so we do too (same rounding)
+    w = np.stack(
+        [
+            ((A * (t + 1) - 5 * A) * (t + 1) + 8 * A) * (t + 1) - 4 * A,
+            ((A + 2) * t - (A + 3)) * t * t + 1,
+            ((A + 2) * u - (A + 3)) * u * u + 1,
+            ((A * (u + 1) - 5 * A) * (u + 1) + 8 * A) * (u + 1) - 4 * A,
+        ],
+        axis=-1,
+    ).astype(dtype)
+    idx = np.clip(i0.astype(np.int64)[:, None] + np.arange(-1, 3), 0, n_in - 1)  # border replicate
+    return w, idx
+
+
+def bicubic_resize(x, n_h, n_w):
+    """torch F.interpolate(mode="bicubic", align_corners=False, antialias=False).
+
+    Shapes: x (C, Hin, Win) -> (C, n_h, n_w). Rows are interpolated first along x, then along y,
+    in the order torch's CPU kernel sums them.
+    """
+    wx, ix = _cubic_taps(x.shape[2], n_w, x.dtype)
+    wy, iy = _cubic_taps(x.shape[1], n_h, x.dtype)
+    rows = x[:, :, ix]  # c hin (n_w 4)
+    rows = rows[..., 0] * wx[:, 0] + rows[..., 1] * wx[:, 1] + rows[..., 2] * wx[:, 2] + rows[..., 3] * wx[:, 3]
+    cols = rows[:, iy, :]  # c (n_h 4) n_w
+    w = wy[:, :, None]
+    return cols[:, :, 0] * w[:, 0] + cols[:, :, 1] * w[:, 1] + cols[:, :, 2] * w[:, 2] + cols[:, :, 3] * w[:, 3]

@@ -1,2 +1,24 @@
-from .errors import MinblipError
+"""minblip: BLIP and BLIP-2 in NumPy, conformant with transformers 5.23.0."""
+
+from .blip import BlipVisionModel
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    ImageError,
+    InputError,
+    MinblipError,
+    TokenizerError,
+)
 from .ops import get_backend, set_backend
+
+__all__ = [
+    "BlipVisionModel",
+    "CheckpointError",
+    "ConfigError",
+    "ImageError",
+    "InputError",
+    "MinblipError",
+    "TokenizerError",
+    "get_backend",
+    "set_backend",
+]

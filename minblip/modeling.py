@@ -1,0 +1,124 @@
+"""What every minblip model class shares: from_pretrained, dtype handling, input checks.
+
+A model object holds `config` (frozen dataclass), `params` (read-only nested dict keyed as the
+checkpoint) and the folder it came from; calling it runs a pure function of the three.
+"""
+
+import numpy as np
+
+from .config import load_config
+from .errors import ConfigError, InputError
+from .hub import resolve
+from .weights import check_params, is_buffer, load_flat, to_tree
+
+_DTYPE_NAMES = {"float32": np.float32, "float64": np.float64, "auto": np.float32, None: np.float32}
+
+
+def compute_dtype(dtype):
+    """float32 (default; f16/bf16 files are widened to it) or float64 (for precision checks)."""
+    if isinstance(dtype, str) or dtype is None:
+        if dtype not in _DTYPE_NAMES:
+            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        return np.dtype(_DTYPE_NAMES[dtype])
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise InputError(f"dtype must be float32 or float64, got {dt}")
+    return dt
+
+
+class PreTrainedModel:
+    """Base of the model classes. Subclasses define:
+
+    config_types: the config dataclass(es) this class accepts, and `sub_config(cfg)` to pick
+    its part of a bigger config; `expected_shapes(cfg)` ({key: shape}); optionally `prefix` (the
+    subtree of a bigger checkpoint it reads) and `optional_keys(cfg)` (tied copies).
+    """
+
+    config_types = ()
+    prefix = ""
+
+    def __init__(self, config, params, name_or_path=None):
+        self.config, self.params, self.name_or_path = config, params, name_or_path
+        self.dtype = _params_dtype(params)
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path, *, dtype=None, torch_dtype=None, revision=None,
+        cache_dir=None, local_files_only=False, **kwargs,
+    ):  # fmt: skip
+        """Load a checkpoint folder or a cached hub id, as transformers' from_pretrained does.
+
+        dtype: "float32" (default; the weights' own f16/bf16 are widened to it) or "float64".
+        """
+        unknown = set(kwargs) - {"use_safetensors", "trust_remote_code", "low_cpu_mem_usage", "device_map"}
+        if unknown:
+            raise InputError(f"{cls.__name__}.from_pretrained: unknown argument(s) {sorted(unknown)}")
+        folder = resolve(pretrained_model_name_or_path, revision, cache_dir, local_files_only)
+        config = cls.sub_config(load_config(folder), folder)
+        flat = load_flat(folder, compute_dtype(dtype if dtype is not None else torch_dtype))
+        flat = cls.select_weights(flat)
+        where = f"{folder} ({cls.__name__})"
+        check_params(flat, cls.expected_shapes(config), where, cls.optional_keys(config), is_buffer)
+        params = to_tree({k: v for k, v in flat.items() if not is_buffer(k)})
+        return cls(config, params, str(pretrained_model_name_or_path))
+
+    @classmethod
+    def sub_config(cls, config, folder):
+        if isinstance(config, cls.config_types):
+            return config
+        for name in ("vision_config", "text_config"):
+            sub = getattr(config, name, None)
+            if isinstance(sub, cls.config_types):
+                return sub
+        raise ConfigError(
+            f"{folder}/config.json: model_type {config.model_type!r} cannot be loaded as "
+            f"{cls.__name__}"
+        )
+
+    @classmethod
+    def select_weights(cls, flat):
+        """The tensors this class reads: its prefix's subtree when the file has that prefix."""
+        if cls.prefix and any(k.startswith(cls.prefix + ".") for k in flat):
+            n = len(cls.prefix) + 1
+            return {k[n:]: v for k, v in flat.items() if k.startswith(cls.prefix + ".")}
+        return flat
+
+    @classmethod
+    def optional_keys(cls, config):
+        return ()
+
+    def num_parameters(self):
+        return sum(a.size for a in _leaves(self.params))
+
+
+def _leaves(node):
+    if isinstance(node, np.ndarray):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _leaves(v)
+    else:
+        for v in node:
+            yield from _leaves(v)
+
+
+def _params_dtype(params):
+    for a in _leaves(params):
+        if a.dtype.kind == "f":
+            return a.dtype
+    return np.dtype(np.float32)
+
+
+def as_pixel_values(pixel_values, dtype, name="pixel_values"):
+    """Check a (B, 3, H, W) float array and cast it to the model's compute dtype."""
+    x = np.asarray(pixel_values)
+    if x.dtype.kind not in "fiu":
+        raise InputError(f"{name} must be a numeric array, got dtype {x.dtype}")
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise InputError(
+            f"{name} must have shape (batch, 3, height, width), got {tuple(x.shape)}"
+            + ("; did you pass channels-last (B, H, W, 3)?" if x.ndim == 4 and x.shape[-1] == 3 else "")
+        )
+    if x.shape[0] == 0:
+        raise InputError(f"{name} has an empty batch")
+    return x.astype(dtype, copy=False)

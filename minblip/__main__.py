@@ -1,0 +1,112 @@
+"""The minblip command line.
+
+    minblip info MODEL          what a checkpoint is: type, config in brief, parameters, size
+"""
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from .errors import MinblipError
+
+DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
+
+
+def cmd_info(args):
+    """Read config.json and the safetensors headers only (no weights are loaded)."""
+    from .config import load_config
+    from .hub import resolve
+    from .weights import read_header, weight_files
+
+    folder = resolve(args.model)
+    cfg = load_config(folder)
+    files, _ = weight_files(folder)
+    params, dtypes, disk = Counter(), Counter(), 0
+    for path in files:
+        header, _, size = read_header(path)
+        disk += size
+        for key, e in header.items():
+            n = 1
+            for s in e["shape"]:
+                n *= s
+            params[_component(key)] += n
+            dtypes[e["dtype"]] += n
+    info = {
+        "model": str(args.model),
+        "folder": str(folder),
+        "model_type": cfg.model_type,
+        "architectures": getattr(cfg, "architectures", None),
+        "config": _brief(cfg),
+        "parameters": dict(params),
+        "total_parameters": sum(params.values()),
+        "dtype": dict(dtypes),
+        "files": [p.name for p in files],
+        "size_on_disk_bytes": disk,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['model']}  ({folder})")
+    print(f"  model_type     {cfg.model_type}" + (f"  {cfg.architectures}" if info["architectures"] else ""))
+    for tower, brief in info["config"].items():
+        print(f"  {tower:<14} " + ", ".join(f"{k}={v}" for k, v in brief.items()))
+    print("  parameters")
+    for comp, n in params.items():
+        print(f"    {comp:<24} {n:>14,}")
+    print(f"    {'total':<24} {info['total_parameters']:>14,}")
+    print("  dtype          " + ", ".join(f"{d} ({n:,} values)" for d, n in dtypes.items()))
+    print(f"  on disk        {disk / 2**20:,.1f} MiB in {len(files)} file(s)")
+    return 0
+
+
+def _component(key):
+    """The top-level module a tensor belongs to (text_decoder.bert.* and text_decoder.cls.* apart)."""
+    parts = key.split(".")
+    depth = 2 if parts[0] in ("text_decoder", "language_model") and len(parts) > 2 else 1
+    return ".".join(parts[:depth])
+
+
+_BRIEF_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "image_size", "patch_size", "vocab_size", "max_position_embeddings", "layer_norm_eps")
+
+
+def _brief(cfg):
+    towers = {}
+    for name in ("vision_config", "text_config", "qformer_config"):
+        sub = getattr(cfg, name, None)
+        if sub is not None:
+            towers[name.replace("_config", "")] = {f: getattr(sub, f) for f in _BRIEF_FIELDS if hasattr(sub, f)}
+    if not towers:
+        towers[cfg.model_type] = {f: getattr(cfg, f) for f in _BRIEF_FIELDS if hasattr(cfg, f)}
+    return towers
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="minblip",
+        description="BLIP and BLIP-2 in NumPy: caption, ask and match images on a CPU, no torch.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("info", help="describe a checkpoint: type, config, parameters, dtype, size",
+                       description="Describe a checkpoint folder or cached hub id without loading "
+                       "its weights: model type, config in brief, parameters per component, "
+                       "dtype and size on disk.")
+    p.add_argument("model", metavar="MODEL", help="checkpoint folder or hub id")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MinblipError as e:
+        print(f"minblip: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

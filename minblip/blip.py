@@ -2,7 +2,7 @@
 
 from .config import BlipVisionConfig
 from .errors import InputError
-from .modeling import PreTrainedModel, as_pixel_values
+from .modeling import PreTrainedModel, as_pixel_values, select_hidden_states
 from .outputs import ModelOutput
 from .trace import scope
 from .vision import vision_model, vision_shapes
@@ -39,7 +39,7 @@ class BlipVisionModel(PreTrainedModel):
         out = ModelOutput(
             last_hidden_state=last,
             pooler_output=pooled,
-            hidden_states=tuple(hidden) if want_h else None,
+            hidden_states=select_hidden_states(hidden, want_h),
             attentions=tuple(attn) if want_a else None,
         )
         return out if return_dict else out.to_tuple()

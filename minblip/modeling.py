@@ -122,3 +122,16 @@ def as_pixel_values(pixel_values, dtype, name="pixel_values"):
     if x.shape[0] == 0:
         raise InputError(f"{name} has an empty batch")
     return x.astype(dtype, copy=False)
+
+
+def select_hidden_states(hidden_states, output_hidden_states):
+    """transformers 5.x's output_hidden_states: False/None -> None, True -> all, an int or a list
+    of ints (negative allowed) -> a tuple of the same length with None where not selected."""
+    if output_hidden_states is None or output_hidden_states is False:
+        return None
+    if output_hidden_states is True:
+        return tuple(hidden_states)
+    chosen = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
+    n = len(hidden_states)
+    keep = {i % n for i in chosen if -n <= i < n}  # out-of-range indices select nothing
+    return tuple(h if i in keep else None for i, h in enumerate(hidden_states))

@@ -199,3 +199,16 @@ def test_invalid_config_values(tiny_vision_dir, field, value, match):
 def test_bad_pixel_values(tiny_vision_dir, shape, match):
     model = minblip.BlipVisionModel.from_pretrained(tiny_vision_dir)
     _expect(InputError, match, model, np.zeros(shape, np.float32))
+
+
+def test_output_hidden_states_selects_by_index(tiny_vision_dir):
+    model = minblip.BlipVisionModel.from_pretrained(tiny_vision_dir)
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    every = model(x, output_hidden_states=True).hidden_states
+    some = model(x, output_hidden_states=[0, -1]).hidden_states
+    assert len(every) == len(some) == 2
+    np.testing.assert_array_equal(some[0], every[0])
+    np.testing.assert_array_equal(some[-1], every[-1])
+    one = model(x, output_hidden_states=-1).hidden_states
+    assert one[0] is None and np.array_equal(one[1], every[1])
+    assert model(x).hidden_states is None

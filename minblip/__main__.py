@@ -1,6 +1,7 @@
 """The minblip command line.
 
-    minblip info MODEL          what a checkpoint is: type, config in brief, parameters, size
+    minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning checkpoint)
+    minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
 """
 
 import argparse
@@ -8,9 +9,67 @@ import json
 import sys
 from collections import Counter
 
-from .errors import MinblipError
+from .errors import InputError, MinblipError
 
 DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
+
+
+def cmd_caption(args):
+    """Caption every image; report unreadable ones and carry on; exit 1 if any failed."""
+    from .pipeline import caption_one, find_images, load_captioner
+
+    paths = find_images(args.images)
+    if not paths:
+        raise InputError("no images found in " + ", ".join(args.images))
+    model, processor = load_captioner(args.model)
+    gen = {"num_beams": args.num_beams}
+    if args.max_new_tokens is not None:
+        gen["max_new_tokens"] = args.max_new_tokens
+    bar = _Progress(len(paths)) if len(paths) > 1 and sys.stderr.isatty() else None
+    failed = 0
+    for path in paths:
+        try:
+            text, ids, mean_logprob = caption_one(str(path), model, processor, args.prompt, **gen)
+        except MinblipError as e:
+            failed += 1
+            _clear(bar)
+            print(f"minblip: skipped {path}: {e}", file=sys.stderr)
+        else:
+            _clear(bar)
+            if args.json:
+                print(json.dumps({"path": str(path), "caption": text, "token_ids": ids,
+                                  "mean_logprob": mean_logprob}), flush=True)
+            else:
+                print(f"{path}: {text}" if len(paths) > 1 else text, flush=True)
+        if bar:
+            bar.step()
+    _clear(bar)
+    if failed:
+        print(f"minblip: {failed} of {len(paths)} image(s) could not be captioned", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _Progress:
+    """A one-line progress bar on stderr (only when stderr is a terminal)."""
+
+    def __init__(self, total):
+        self.total, self.done = total, 0
+        self.draw()
+
+    def step(self):
+        self.done += 1
+        self.draw()
+
+    def draw(self):
+        filled = 30 * self.done // self.total
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total}")
+        sys.stderr.flush()
+
+
+def _clear(bar):
+    if bar:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
 
 
 def cmd_info(args):
@@ -88,6 +147,23 @@ def build_parser():
         description="BLIP and BLIP-2 in NumPy: caption, ask and match images on a CPU, no torch.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "caption", help="caption images with a BLIP captioning model",
+        description="Caption images, or every image in the given folders (walked recursively). "
+        "An unreadable image is reported on stderr and skipped; the exit status is 1 if any "
+        "image failed.",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"checkpoint folder or hub id (default: {DEFAULT_MODEL}, from the Hugging Face cache)")
+    p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
+    p.add_argument("--num-beams", type=int, default=1, metavar="N", help="beam search width (default 1: greedy)")
+    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                   help="longest caption in tokens (default 20, as transformers)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per image: path, caption, token_ids, mean_logprob")
+    p.set_defaults(func=cmd_caption)
 
     p = sub.add_parser("info", help="describe a checkpoint: type, config, parameters, dtype, size",
                        description="Describe a checkpoint folder or cached hub id without loading "

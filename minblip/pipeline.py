@@ -1,0 +1,76 @@
+"""One-call captioning for people with a folder of photos (used by `minblip caption`).
+
+    import minblip
+    minblip.caption("photo.jpg")                                   # -> "a dog on a beach"
+    minblip.caption(["a.jpg", "b.png"], prompt="a picture of")      # -> ["...", "..."]
+"""
+
+import functools
+import pathlib
+
+import numpy as np
+
+from .errors import InputError
+
+DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+@functools.lru_cache(maxsize=2)
+def load_captioner(model=DEFAULT_MODEL, dtype="float32"):
+    """(model, processor) for a captioning checkpoint folder or hub id, loaded once per process."""
+    from .blip import BlipForConditionalGeneration
+    from .processing import BlipProcessor
+
+    return (BlipForConditionalGeneration.from_pretrained(model, dtype=dtype),
+            BlipProcessor.from_pretrained(model))
+
+
+def caption_one(image, model, processor, prompt=None, **generate_kwargs):
+    """Caption one image (path, PIL image or array). Returns (caption, token_ids, mean_logprob).
+
+    mean_logprob is the mean log-probability of the generated tokens (prompt excluded, the
+    closing [SEP] included), from one teacher-forced pass over the generated sequence.
+    """
+    inputs = processor(images=image, text=prompt)
+    ids = model.generate(**inputs, **generate_kwargs)[0]
+    text = processor.decode(ids, skip_special_tokens=True).strip()
+    n_prompt = 1 if prompt is None else inputs["input_ids"].shape[1] - 1  # [DEC] + prompt words
+    ids = _trim(ids, n_prompt, model)
+    logits = model(pixel_values=inputs["pixel_values"], input_ids=ids[None]).logits[0]
+    logp = logits - logits.max(-1, keepdims=True)
+    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+    chosen = logp[np.arange(n_prompt - 1, len(ids) - 1), ids[n_prompt:]]
+    return text, [int(t) for t in ids], float(chosen.mean()) if chosen.size else float("nan")
+
+
+def _trim(ids, n_prompt, model):
+    """Drop the pad fill after the first eos (the row's own caption ends there)."""
+    sep = model.config.text_config.sep_token_id
+    hits = np.nonzero(ids[n_prompt:] == sep)[0]
+    return ids[: n_prompt + hits[0] + 1] if hits.size else ids
+
+
+def caption(images, model=DEFAULT_MODEL, prompt=None, **generate_kwargs):
+    """Caption an image or a list of images (paths, PIL images or arrays) with a BLIP checkpoint.
+
+    generate_kwargs are transformers' (num_beams, max_new_tokens, ...).
+    """
+    blip, processor = load_captioner(str(model))
+    single = not isinstance(images, (list, tuple))
+    captions = [caption_one(im, blip, processor, prompt, **generate_kwargs)[0]
+                for im in ([images] if single else images)]
+    return captions[0] if single else captions
+
+
+def find_images(paths):
+    """Files as given; folders walked (sorted, recursively) for image files."""
+    found = []
+    for p in map(pathlib.Path, paths):
+        if p.is_dir():
+            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.exists():
+            found.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return found

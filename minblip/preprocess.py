@@ -1,0 +1,338 @@
+"""BlipImageProcessor: images -> pixel_values, as transformers 5.23.0's PIL backend does it.
+
+One processor serves BLIP and BLIP-2 (only `size` differs: 384 for BLIP, 224 or 364 for BLIP-2).
+Per image, in this order (transformers' `BlipImageProcessorPil`, which is what 5.23 uses when
+torchvision is not installed, and the numerics 4.x always had):
+
+    convert to RGB -> channels first (3, H, W) uint8 -> PIL BICUBIC resize to exactly H x W
+    -> x * (1/255) computed in float64, stored as float32 -> (x - CLIP mean) / CLIP std in float32
+
+Shapes:  one image (H0, W0[, C]) or (C, H0, W0) -> pixel_values (B, 3, H, W) float32.
+
+Why each step is done the way it is:
+* Bicubic through Pillow itself, not a NumPy re-implementation: Pillow's BICUBIC is a separable
+  a = -0.5 cubic whose support widens with the downscale factor (antialiasing) and rounds to uint8
+  after each pass; calling Pillow is the only way to be bit-exact. Bilinear or crop-then-resize
+  ports (clip.cpp, candle) drifted visibly in caption quality.
+* No crop, no aspect ratio: the original BLIP pipeline is `Resize((S, S))`.
+* Rescale in float64 then float32: transformers upcasts before multiplying so that the result
+  does not depend on NumPy's type-promotion rules; computing `uint8 * 1/255` in float32 instead
+  differs in the last bit for some pixel values.
+* OPENAI CLIP mean/std: BLIP's ViT was initialised from / trained with CLIP's normalisation,
+  not ImageNet's; the constants are CLIP's, to the digit.
+* Alpha is composited on white (PIL inputs and 4-channel arrays): transformers 5.x does this;
+  4.x simply dropped alpha, keeping whatever colour hid under transparent pixels.
+"""
+
+import json
+import pathlib
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from minblip.errors import ConfigError, ImageError, InputError
+from minblip.outputs import BatchFeature
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Class defaults of transformers' BlipImageProcessorPil; preprocessor_config.json overrides them.
+DEFAULTS = {
+    "do_convert_rgb": True,
+    "do_resize": True,
+    "size": {"height": 384, "width": 384},
+    "default_to_square": True,
+    "resample": 3,  # PIL.Image.Resampling.BICUBIC
+    "do_rescale": True,
+    "rescale_factor": 1 / 255,
+    "do_normalize": True,
+    "image_mean": OPENAI_CLIP_MEAN,
+    "image_std": OPENAI_CLIP_STD,
+    "do_center_crop": None,
+    "crop_size": None,
+    "do_pad": None,
+    "pad_size": None,
+    "input_data_format": None,
+    "data_format": None,
+}
+# Keys that saved configs carry but that do not change the numbers.
+IGNORED_CONFIG_KEYS = {"image_processor_type", "processor_class", "feature_extractor_type",
+                       "device", "disable_grouping", "image_seq_length", "return_tensors"}
+
+
+class BlipImageProcessor:
+    """Port of transformers' BlipImageProcessor (PIL backend, 5.23.0).
+
+    Settings are attributes named as in preprocessor_config.json (do_resize, size, resample, ...);
+    `size` is kept as {"height": H, "width": W}.
+    """
+
+    def __init__(self, **settings):
+        self._apply(DEFAULTS, settings, ConfigError, "BlipImageProcessor")
+
+    @classmethod
+    def from_pretrained(cls, path_or_id, **overrides):
+        """Read `preprocessor_config.json` from a local folder or a hub id; keyword overrides win.
+
+        A folder without the file gives the class defaults (transformers would refuse it).
+        """
+        folder = pathlib.Path(path_or_id)
+        if not folder.is_dir():
+            from minblip.hub import resolve  # imported here: only hub ids need it
+
+            folder = resolve(path_or_id)
+        file = folder / "preprocessor_config.json"
+        config = {}
+        if file.is_file():
+            try:
+                config = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise ConfigError(f"{file}: not readable as JSON ({e})") from None
+            if not isinstance(config, dict):
+                raise ConfigError(f"{file}: expected a JSON object, got {type(config).__name__}")
+        config = {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS}
+        self = cls.__new__(cls)
+        self._apply(DEFAULTS, config, ConfigError, str(file))
+        self._apply(self._settings(), overrides, ConfigError, "from_pretrained keyword")
+        return self
+
+    def __call__(self, images, return_tensors="np", **overrides):
+        """Images -> BatchFeature(pixel_values=(B, 3, H, W)).
+
+        images: a PIL image, a NumPy array (H, W, C) or (C, H, W) with C in 1/3/4, a batch
+        array (B, ...), a file path (str or pathlib.Path), or a (nested) list of these.
+        overrides: any setting (do_resize=False, size={"height": 224, "width": 224}, ...),
+        for this call only.
+        """
+        if return_tensors not in ("np", None):
+            raise InputError(f"return_tensors={return_tensors!r}: minblip returns NumPy only ('np')")
+        s = BlipImageProcessor.__new__(BlipImageProcessor)
+        s._apply(self._settings(), overrides, InputError, "preprocess keyword")
+        arrays = [s._process(image) for image in _flat_list(images)]
+        if len({a.shape for a in arrays}) > 1:
+            shapes = sorted({a.shape for a in arrays})
+            raise InputError(f"images end with different shapes {shapes}; use do_resize=True")
+        return BatchFeature(pixel_values=np.stack(arrays))  # b c h w
+
+    preprocess = __call__
+
+    def _settings(self):
+        return {k: getattr(self, k) for k in DEFAULTS}
+
+    def _apply(self, base, settings, error, where):
+        """Merge settings over base (None means "keep base", as in transformers) and validate."""
+        unknown = sorted(set(settings) - set(DEFAULTS))
+        if unknown:
+            raise error(f"{where}: unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}")
+        merged = dict(base)
+        merged.update({k: v for k, v in settings.items() if v is not None})
+        merged["size"] = _size_dict(merged["size"], merged["default_to_square"], error, where)
+        for flag in ("do_center_crop", "do_pad"):
+            if merged[flag]:
+                raise error(f"{where}: {flag}=True is not part of BLIP preprocessing")
+        if merged["data_format"] not in (None, "channels_first"):
+            raise error(f"{where}: data_format={merged['data_format']!r}; output is channels_first")
+        if merged["input_data_format"] not in (None, "channels_first", "channels_last"):
+            raise error(f"{where}: input_data_format={merged['input_data_format']!r}")
+        merged["resample"] = int(merged["resample"])
+        for k, v in merged.items():
+            setattr(self, k, v)
+
+    def _process(self, image):
+        """One image -> (3, H, W): the same steps, in the same order, as transformers' PIL backend."""
+        x = _to_channels_first(image, self.do_convert_rgb, self.input_data_format)
+        if self.do_resize:
+            x = _resize(x, self.size["height"], self.size["width"], self.resample)
+        if self.do_rescale:
+            # float64 first, then float32: transformers' rescale, independent of NumPy promotion.
+            x = (x.astype(np.float64) * self.rescale_factor).astype(np.float32)
+        if self.do_normalize:
+            x = _normalize(x, self.image_mean, self.image_std)
+        return x
+
+
+def _size_dict(size, default_to_square, error, where):
+    """Old configs say `size: 384`; new ones {"height": 384, "width": 384}; lists are (h, w)."""
+    if isinstance(size, dict):
+        if set(size) != {"height", "width"}:
+            raise error(f"{where}: size={size}; BLIP resizes to a fixed {{'height', 'width'}}")
+        h, w = size["height"], size["width"]
+    elif isinstance(size, int) and not isinstance(size, bool):
+        if not default_to_square:
+            raise error(f"{where}: size={size} with default_to_square=False means shortest_edge, "
+                        "which BLIP checkpoints do not use")
+        h = w = size
+    elif isinstance(size, (list, tuple)) and len(size) == 2:
+        h, w = size
+    else:
+        raise error(f"{where}: size={size!r}; expected an int, [height, width] or a dict")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+        raise error(f"{where}: size={size!r}; height and width must be positive integers")
+    return {"height": h, "width": w}
+
+
+def _flat_list(images):
+    """Single image, list, nested list, or a (B, ...) array -> flat list; paths are opened."""
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise InputError("images is an empty list")
+        flat = []
+        for item in images:
+            if isinstance(item, (list, tuple)):
+                flat.extend(_flat_list(item) if item else [])
+            else:
+                flat.extend(_flat_list(item))
+        return flat
+    if isinstance(images, (str, pathlib.Path)):
+        return [load_image(images)]
+    if isinstance(images, Image.Image):
+        return [images]
+    if isinstance(images, np.ndarray):
+        if images.dtype.kind not in "biuf":
+            raise InputError(f"image array has dtype {images.dtype}; expected integers or floats")
+        if images.ndim == 3:
+            return [images]
+        if images.ndim == 4:
+            return list(images)  # b ... -> b x (...)
+        raise InputError(f"image array has shape {images.shape} ({images.ndim} dims); expected "
+                         "(H, W, C) or (C, H, W) with C in 1/3/4, or a batch of those (4 dims)")
+    raise InputError(f"unsupported image type {type(images).__module__}.{type(images).__name__}; "
+                     "pass a PIL image, a NumPy array, a file path, or a list of them")
+
+
+def load_image(path):
+    """Open an image file the way transformers' load_image does: EXIF rotation, then RGB.
+
+    Note: this is a plain `convert("RGB")`, so an RGBA file loses its alpha here (no white
+    compositing) -- unlike an RGBA PIL image handed in directly. transformers does the same.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ImageError(f"image file not found: {path}")
+    if not path.is_file():
+        raise ImageError(f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise ImageError(f"image file is empty (0 bytes): {path}")
+    try:
+        image = Image.open(path)
+        image.load()  # decode now, so a truncated file fails here and names the path
+        return ImageOps.exif_transpose(image).convert("RGB")
+    except UnidentifiedImageError:
+        raise ImageError(f"not a readable image (corrupt or unknown format): {path}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot decode image (truncated or corrupt): {path}: {e}") from None
+
+
+def _to_channels_first(image, do_convert_rgb, input_data_format):
+    """PIL image or array -> (C, H, W) in its own dtype (uint8 for PIL after RGB conversion)."""
+    if isinstance(image, Image.Image):
+        x = _pil_to_rgb(image) if do_convert_rgb else np.array(image)
+        return x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)  # h w c -> c h w
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"unsupported image type {type(image).__name__} inside the list")
+    if image.ndim != 3:
+        raise InputError(f"image array has shape {image.shape}; expected (H, W, C) or (C, H, W)")
+    first = _channels_first(image, input_data_format)
+    if do_convert_rgb:
+        image = _array_to_rgb(image, first)
+    return image if first else np.moveaxis(image, -1, 0)  # h w c -> c h w
+
+
+def _channels_first(image, input_data_format):
+    """Where the channels are: transformers prefers the first axis when both could be."""
+    if input_data_format is not None:
+        c = image.shape[0] if input_data_format == "channels_first" else image.shape[-1]
+        if c not in (1, 3, 4):
+            raise InputError(f"image array of shape {image.shape} has {c} channels "
+                             f"({input_data_format}); expected 1, 3 or 4")
+        return input_data_format == "channels_first"
+    if image.shape[0] in (1, 3, 4):
+        return True
+    if image.shape[-1] in (1, 3, 4):
+        return False
+    raise InputError(f"image array of shape {image.shape}: no axis of 1, 3 or 4 channels "
+                     "first or last")
+
+
+def _pil_to_rgb(image):
+    """Any PIL mode -> (H, W, 3) uint8; transparency is composited over opaque white."""
+    try:
+        has_alpha = "A" in image.getbands() or image.info.get("transparency") is not None
+        if has_alpha:
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+        else:
+            image = image.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise ImageError(f"cannot convert a PIL image of mode {image.mode} to RGB: {e}") from None
+    return np.array(image)
+
+
+def _array_to_rgb(image, first):
+    """1 channel -> repeated x3; 4 channels -> alpha composited on white; 3 channels as they are."""
+    x = np.moveaxis(image, 0, -1) if first else image  # c h w -> h w c
+    channels = x.shape[-1]
+    if channels == 1:
+        x = np.repeat(x, 3, axis=-1)
+    elif channels == 4:
+        if np.issubdtype(x.dtype, np.floating) and (x.min() < 0.0 or x.max() > 1.0):
+            raise InputError(f"4-channel float image has values in [{x.min()}, {x.max()}]; "
+                             "alpha compositing expects [0, 1]")
+        white = 255 if np.issubdtype(x.dtype, np.integer) else 1.0
+        alpha = x[..., 3:4] / white
+        rgb = alpha * x[..., :3] + (1 - alpha) * white
+        # Integer images are rounded back (transformers does); float ones keep the blend.
+        x = np.round(rgb).astype(x.dtype) if white == 255 else rgb.astype(x.dtype)
+    return np.moveaxis(x, -1, 0) if first else x  # h w c -> c h w
+
+
+def _resize(x, height, width, resample):
+    """(C, H0, W0) -> (C, height, width) through Pillow, as transformers' `resize` does.
+
+    Pillow holds only uint8 here: float images in [0, 1] are scaled by 255 and truncated to
+    uint8 (lossy), then scaled back by 1/255 after resizing; integer-valued images go in as is.
+    """
+    hwc = np.moveaxis(x, 0, -1)  # c h w -> h w c
+    if hwc.shape[-1] == 1:
+        hwc = hwc[..., 0]  # h w 1 -> h w (Pillow mode L)
+    scaled = _needs_255_scale(hwc)
+    if scaled:
+        hwc = (hwc.astype(np.float64) * 255).astype(np.float32)
+    pil = Image.fromarray(hwc.astype(np.uint8))
+    # reducing_gap=None: one exact resampling pass, no draft shortcut.
+    out = np.array(pil.resize((width, height), resample=resample, reducing_gap=None))
+    out = out[..., None] if out.ndim == 2 else out
+    out = np.moveaxis(out, -1, 0)  # h w c -> c h w
+    if scaled:
+        out = (out.astype(np.float64) * (1 / 255)).astype(np.float32)
+    return out
+
+
+def _needs_255_scale(x):
+    """transformers' rule: uint8 and integer-valued images go to Pillow as they are; other
+    float images must lie in [0, 1] and are scaled by 255."""
+    if x.dtype == np.uint8:
+        return False
+    if np.allclose(x, x.astype(int)):
+        if np.all(x >= 0) and np.all(x <= 255):
+            return False
+        raise InputError(f"integer-valued image has values in [{x.min()}, {x.max()}]; "
+                         "expected [0, 255]")
+    if np.all(x >= 0) and np.all(x <= 1):
+        return True
+    raise InputError(f"float image has values in [{x.min()}, {x.max()}]; expected [0, 1]")
+
+
+def _normalize(x, mean, std):
+    """(x - mean) / std per channel, in x's float dtype (float32 after rescaling)."""
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    channels = x.shape[0]
+    mean = mean if isinstance(mean, (list, tuple)) else [mean] * channels
+    std = std if isinstance(std, (list, tuple)) else [std] * channels
+    if len(mean) != channels or len(std) != channels:
+        raise InputError(f"image has {channels} channels but image_mean/image_std have "
+                         f"{len(mean)}/{len(std)} values")
+    mean = np.array(mean, dtype=x.dtype)[:, None, None]  # c -> c 1 1
+    std = np.array(std, dtype=x.dtype)[:, None, None]  # c -> c 1 1
+    return (x - mean) / std

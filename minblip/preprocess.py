@@ -16,8 +16,8 @@ Why each step is done the way it is:
   ports (clip.cpp, candle) drifted visibly in caption quality.
 * No crop, no aspect ratio: the original BLIP pipeline is `Resize((S, S))`.
 * Rescale in float64 then float32: transformers upcasts before multiplying so that the result
-  does not depend on NumPy's type-promotion rules; computing `uint8 * 1/255` in float32 instead
-  differs in the last bit for some pixel values.
+  does not depend on NumPy's type-promotion rules; multiplying in float32 instead differs in the
+  last bit for 126 of the 256 uint8 levels.
 * OPENAI CLIP mean/std: BLIP's ViT was initialised from / trained with CLIP's normalisation,
   not ImageNet's; the constants are CLIP's, to the digit.
 * Alpha is composited on white (PIL inputs and 4-channel arrays): transformers 5.x does this;
@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from minblip.errors import ConfigError, ImageError, InputError
+from minblip.hub import resolve
 from minblip.outputs import BatchFeature
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -55,17 +56,19 @@ DEFAULTS = {
     "input_data_format": None,
     "data_format": None,
 }
-# Keys that saved configs carry but that do not change the numbers.
-IGNORED_CONFIG_KEYS = {"image_processor_type", "processor_class", "feature_extractor_type",
-                       "device", "disable_grouping", "image_seq_length", "return_tensors"}
+RESAMPLE_FILTERS = range(6)  # Pillow: NEAREST 0, LANCZOS 1, BILINEAR 2, BICUBIC 3, BOX 4, HAMMING 5
 
 
 class BlipImageProcessor:
     """Port of transformers' BlipImageProcessor (PIL backend, 5.23.0).
 
     Settings are attributes named as in preprocessor_config.json (do_resize, size, resample, ...);
-    `size` is kept as {"height": H, "width": W}.
+    `size` is kept as {"height": H, "width": W}. `unused_config_keys` lists what a config file
+    held besides settings (image_processor_type, processor_class, ...); like transformers, those
+    are ignored.
     """
+
+    unused_config_keys = ()
 
     def __init__(self, **settings):
         self._apply(DEFAULTS, settings, ConfigError, "BlipImageProcessor")
@@ -74,14 +77,10 @@ class BlipImageProcessor:
     def from_pretrained(cls, path_or_id, **overrides):
         """Read `preprocessor_config.json` from a local folder or a hub id; keyword overrides win.
 
-        A folder without the file gives the class defaults (transformers would refuse it).
+        Settings the file does not mention keep the class defaults; a folder without the file
+        gives the class defaults (transformers would refuse it).
         """
-        folder = pathlib.Path(path_or_id)
-        if not folder.is_dir():
-            from minblip.hub import resolve  # imported here: only hub ids need it
-
-            folder = resolve(path_or_id)
-        file = folder / "preprocessor_config.json"
+        file = resolve(path_or_id) / "preprocessor_config.json"
         config = {}
         if file.is_file():
             try:
@@ -90,14 +89,18 @@ class BlipImageProcessor:
                 raise ConfigError(f"{file}: not readable as JSON ({e})") from None
             if not isinstance(config, dict):
                 raise ConfigError(f"{file}: expected a JSON object, got {type(config).__name__}")
-        config = {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS}
-        self = cls.__new__(cls)
-        self._apply(DEFAULTS, config, ConfigError, str(file))
-        self._apply(self._settings(), overrides, ConfigError, "from_pretrained keyword")
-        return self
+        processor = cls()
+        processor._apply(DEFAULTS, {k: v for k, v in config.items() if k in DEFAULTS},
+                         ConfigError, str(file))
+        processor.unused_config_keys = tuple(sorted(set(config) - set(DEFAULTS)))
+        processor._apply(processor._settings(), overrides, ConfigError, "from_pretrained keyword")
+        return processor
 
     def __call__(self, images, return_tensors="np", **overrides):
-        """Images -> BatchFeature(pixel_values=(B, 3, H, W)).
+        """Images -> BatchFeature(pixel_values=(B, 3, H, W)) float32.
+
+        Shapes:  each image (H0, W0, C) | (C, H0, W0) | PIL (W0 x H0), batches (B, ...) or lists
+                 -> pixel_values (B, 3, H, W), H and W from `size`.
 
         images: a PIL image, a NumPy array (H, W, C) or (C, H, W) with C in 1/3/4, a batch
         array (B, ...), a file path (str or pathlib.Path), or a (nested) list of these.
@@ -106,9 +109,9 @@ class BlipImageProcessor:
         """
         if return_tensors not in ("np", None):
             raise InputError(f"return_tensors={return_tensors!r}: minblip returns NumPy only ('np')")
-        s = BlipImageProcessor.__new__(BlipImageProcessor)
-        s._apply(self._settings(), overrides, InputError, "preprocess keyword")
-        arrays = [s._process(image) for image in _flat_list(images)]
+        call = BlipImageProcessor.__new__(BlipImageProcessor)  # this call's settings
+        call._apply(self._settings(), overrides, InputError, "preprocess keyword")
+        arrays = [call._process(image) for image in _flat_list(images)]
         if len({a.shape for a in arrays}) > 1:
             shapes = sorted({a.shape for a in arrays})
             raise InputError(f"images end with different shapes {shapes}; use do_resize=True")
@@ -120,7 +123,7 @@ class BlipImageProcessor:
         return {k: getattr(self, k) for k in DEFAULTS}
 
     def _apply(self, base, settings, error, where):
-        """Merge settings over base (None means "keep base", as in transformers) and validate."""
+        """Merge settings over base and validate; a None value means "not set"."""
         unknown = sorted(set(settings) - set(DEFAULTS))
         if unknown:
             raise error(f"{where}: unknown setting(s) {unknown}; known: {sorted(DEFAULTS)}")
@@ -134,6 +137,8 @@ class BlipImageProcessor:
             raise error(f"{where}: data_format={merged['data_format']!r}; output is channels_first")
         if merged["input_data_format"] not in (None, "channels_first", "channels_last"):
             raise error(f"{where}: input_data_format={merged['input_data_format']!r}")
+        if merged["resample"] not in RESAMPLE_FILTERS:
+            raise error(f"{where}: resample={merged['resample']!r}; expected a Pillow filter 0-5")
         merged["resample"] = int(merged["resample"])
         for k, v in merged.items():
             setattr(self, k, v)
@@ -328,8 +333,8 @@ def _normalize(x, mean, std):
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32)
     channels = x.shape[0]
-    mean = mean if isinstance(mean, (list, tuple)) else [mean] * channels
-    std = std if isinstance(std, (list, tuple)) else [std] * channels
+    mean = [mean] * channels if np.ndim(mean) == 0 else list(mean)
+    std = [std] * channels if np.ndim(std) == 0 else list(std)
     if len(mean) != channels or len(std) != channels:
         raise InputError(f"image has {channels} channels but image_mean/image_std have "
                          f"{len(mean)}/{len(std)} values")

@@ -249,12 +249,37 @@ def test_torch_tensors_are_refused():
     ('{"size": 0}', "size"),
     ('{"do_center_crop": true, "crop_size": 224}', "do_center_crop"),
     ('{"size": 224, "default_to_square": false}', "shortest_edge"),
-    ('{"colour_jitter": 1}', "colour_jitter"),
+    ('{"resample": "bicubic"}', "resample"),
+    ("[384]", "JSON object"),
 ])
 def test_bad_config(tmp_path, config, field):
     (tmp_path / "preprocessor_config.json").write_text(config)
     with pytest.raises(ConfigError, match=field):
         BlipImageProcessor.from_pretrained(tmp_path)
+
+
+def test_config_extra_keys_are_ignored(tmp_path):
+    config = {"image_processor_type": "BlipImageProcessor", "processor_class": "BlipProcessor",
+              "size": 224, "colour_jitter": 1}
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
+    p = BlipImageProcessor.from_pretrained(tmp_path)
+    assert p.size == {"height": 224, "width": 224}
+    assert p.unused_config_keys == ("colour_jitter", "image_processor_type", "processor_class")
+
+
+def test_missing_checkpoint_folder(tmp_path):
+    with pytest.raises(MinblipError, match="not_there"):
+        BlipImageProcessor.from_pretrained(tmp_path / "not_there")
+
+
+def test_hub_ids_go_through_resolve(monkeypatch, tmp_path):
+    import minblip.preprocess as preprocess
+
+    (tmp_path / "preprocessor_config.json").write_text('{"size": {"height": 224, "width": 224}}')
+    seen = []
+    monkeypatch.setattr(preprocess, "resolve", lambda p: seen.append(p) or tmp_path)
+    p = BlipImageProcessor.from_pretrained("Salesforce/blip2-opt-2.7b")
+    assert seen == ["Salesforce/blip2-opt-2.7b"] and p.size == {"height": 224, "width": 224}
 
 
 # ------------------------------------------------------------------------- properties

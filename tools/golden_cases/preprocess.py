@@ -138,6 +138,9 @@ def _write_variants(inputs_dir, name, rgb_or_l):
     save("l", gray)
     save("p", pal)
     save("p_trns", pal, transparency=common)
+    # PNG8 with a per-entry palette alpha: info["transparency"] is bytes, not one index.
+    save("p_alpha", pal, transparency=bytes(range(0, 256, 4)))
+    save("gif", pal, "gif", transparency=common)
     pal_rgb = pal.convert("RGB")
     save("rgb_trns", pal_rgb, transparency=pal_rgb.getpixel((0, 0)))
     save("l_trns", gray, transparency=int(np.bincount(g.ravel()).argmax()))
@@ -169,6 +172,8 @@ photo from `golden/images/` reduced 2x (Pillow `Image.reduce(2)`), then:
 | l | L | `convert("L")` |
 | p | P | `quantize(64)` |
 | p_trns | P | the same, PNG tRNS on the most frequent palette index |
+| p_alpha | P | the same, PNG tRNS giving palette entry i the alpha 4*i |
+| gif | P | the same as GIF, transparent index = the most frequent one |
 | rgb_trns | RGB | the P image as RGB, PNG tRNS on the colour of pixel (0, 0) |
 | l_trns | L | gray, PNG tRNS on the most frequent gray level |
 | cmyk | CMYK | `convert("CMYK")`, JPEG quality 92 |
@@ -217,7 +222,7 @@ def _cases(root, photos, variants):
     for name, files in variants.items():
         for variant, (f, convert) in files.items():
             case(f"mode_{name}_{variant}", [pil(f, convert)], small_cfg)
-        for variant in ("rgba", "p_trns", "rgb_trns", "l_trns", "i16", "cmyk"):
+        for variant in ("rgba", "p_trns", "p_alpha", "gif", "rgb_trns", "l_trns", "i16", "cmyk"):
             case(f"path_{name}_{variant}", [path(files[variant][0])], small_cfg)
     exif = _write_exif_jpeg(root / "preprocess" / "inputs", photos["coffee"])
     case("exif_pil", [pil(exif)], small_cfg, notes="PIL input: no EXIF rotation")

@@ -11,15 +11,15 @@ Shapes:  one image (H0, W0[, C]) or (C, H0, W0) -> pixel_values (B, 3, H, W) flo
 
 Why each step is done the way it is:
 * Bicubic through Pillow itself, not a NumPy re-implementation: Pillow's BICUBIC is a separable
-  a = -0.5 cubic whose support widens with the downscale factor (antialiasing) and rounds to uint8
-  after each pass; calling Pillow is the only way to be bit-exact. Bilinear or crop-then-resize
-  ports (clip.cpp, candle) drifted visibly in caption quality.
-* No crop, no aspect ratio: the original BLIP pipeline is `Resize((S, S))`.
+  a = -0.5 cubic whose support widens with the downscale factor (antialiasing), with the
+  intermediate pass stored as uint8; calling Pillow is the simplest way to be bit-exact. Ports
+  that resized bilinearly (clip.cpp) or cropped first (candle) did not match the reference.
+* No crop, no kept aspect ratio: the original BLIP pipeline is `Resize((S, S), BICUBIC)`.
 * Rescale in float64 then float32: transformers upcasts before multiplying so that the result
   does not depend on NumPy's type-promotion rules; multiplying in float32 instead differs in the
   last bit for 126 of the 256 uint8 levels.
-* OPENAI CLIP mean/std: BLIP's ViT was initialised from / trained with CLIP's normalisation,
-  not ImageNet's; the constants are CLIP's, to the digit.
+* OPENAI CLIP mean/std, not ImageNet's: the original BLIP training transforms normalise with
+  CLIP's constants, so the weights expect them; they are copied here to the digit.
 * Alpha is composited on white (PIL inputs and 4-channel arrays): transformers 5.x does this;
   4.x simply dropped alpha, keeping whatever colour hid under transparent pixels.
 """
@@ -108,10 +108,13 @@ class BlipImageProcessor:
         for this call only.
         """
         if return_tensors not in ("np", None):
-            raise InputError(f"return_tensors={return_tensors!r}: minblip returns NumPy only ('np')")
+            raise InputError(f"return_tensors={return_tensors!r}: minblip returns NumPy ('np') only")
         call = BlipImageProcessor.__new__(BlipImageProcessor)  # this call's settings
         call._apply(self._settings(), overrides, InputError, "preprocess keyword")
-        arrays = [call._process(image) for image in _flat_list(images)]
+        flat = _flat_list(images)
+        if not flat:
+            raise InputError(f"no images in {images!r}")
+        arrays = [call._process(image) for image in flat]
         if len({a.shape for a in arrays}) > 1:
             shapes = sorted({a.shape for a in arrays})
             raise InputError(f"images end with different shapes {shapes}; use do_resize=True")
@@ -144,7 +147,7 @@ class BlipImageProcessor:
             setattr(self, k, v)
 
     def _process(self, image):
-        """One image -> (3, H, W): the same steps, in the same order, as transformers' PIL backend."""
+        """One image -> (3, H, W): transformers' PIL-backend steps, in the same order."""
         x = _to_channels_first(image, self.do_convert_rgb, self.input_data_format)
         if self.do_resize:
             x = _resize(x, self.size["height"], self.size["width"], self.resample)
@@ -179,15 +182,7 @@ def _size_dict(size, default_to_square, error, where):
 def _flat_list(images):
     """Single image, list, nested list, or a (B, ...) array -> flat list; paths are opened."""
     if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise InputError("images is an empty list")
-        flat = []
-        for item in images:
-            if isinstance(item, (list, tuple)):
-                flat.extend(_flat_list(item) if item else [])
-            else:
-                flat.extend(_flat_list(item))
-        return flat
+        return [image for item in images for image in _flat_list(item)]
     if isinstance(images, (str, pathlib.Path)):
         return [load_image(images)]
     if isinstance(images, Image.Image):
@@ -211,6 +206,9 @@ def load_image(path):
     Note: this is a plain `convert("RGB")`, so an RGBA file loses its alpha here (no white
     compositing) -- unlike an RGBA PIL image handed in directly. transformers does the same.
     """
+    if str(path).startswith(("http://", "https://", "data:")):
+        raise InputError(f"{str(path)[:60]!r}: URLs and base64 data are not supported (no network "
+                         "access here); pass a local file path or a PIL image")
     path = pathlib.Path(path)
     if not path.exists():
         raise ImageError(f"image file not found: {path}")

@@ -106,7 +106,8 @@ def test_class_defaults():
     meta = _meta(GOLDEN / "preprocess" / "default_astronaut")
     hf = meta["processor_settings"]
     p = BlipImageProcessor()
-    assert p.size == {"height": 384, "width": 384} == {k: hf["size"][k] for k in ("height", "width")}
+    assert p.size == {"height": 384, "width": 384}
+    assert p.size == {k: hf["size"][k] for k in ("height", "width")}
     assert list(OPENAI_CLIP_MEAN) == hf["image_mean"] and list(OPENAI_CLIP_STD) == hf["image_std"]
     assert p.resample == hf["resample"] and p.rescale_factor == hf["rescale_factor"]
 
@@ -211,9 +212,16 @@ def test_unsupported_type(bad):
         _processor()(bad)
 
 
-def test_empty_list():
-    with pytest.raises(InputError, match="empty"):
-        _processor()([])
+@pytest.mark.parametrize("empty", [[], [[]], ()])
+def test_empty_list(empty):
+    with pytest.raises(InputError, match="no images"):
+        _processor()(empty)
+
+
+@pytest.mark.parametrize("source", ["https://example.com/cat.png", "data:image/png;base64,iVBO"])
+def test_urls_are_refused(source):
+    with pytest.raises(InputError, match="not supported"):
+        _processor()(source)
 
 
 def test_unconvertible_mode():
@@ -298,7 +306,8 @@ def test_random_uint8_shape_dtype_finite(data, channels, out):
     assert np.isfinite(pv).all()
     lo = (0 - np.array(OPENAI_CLIP_MEAN)) / np.array(OPENAI_CLIP_STD)
     hi = (1 - np.array(OPENAI_CLIP_MEAN)) / np.array(OPENAI_CLIP_STD)
-    assert (pv.min(axis=(0, 2, 3)) >= lo - 1e-6).all() and (pv.max(axis=(0, 2, 3)) <= hi + 1e-6).all()
+    assert (pv.min(axis=(0, 2, 3)) >= lo - 1e-6).all()
+    assert (pv.max(axis=(0, 2, 3)) <= hi + 1e-6).all()
 
 
 @settings(max_examples=50, deadline=None)

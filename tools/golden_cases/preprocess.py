@@ -13,8 +13,10 @@ meta.json "inputs" lists the call's images in order, each one of
     {"kind": "path",  "file": <path under golden/>}  -> the file path string is passed in
     {"kind": "array", "key": <key in inputs.npz>}    -> the NumPy array is passed in
 and "single": true when the one image was passed bare rather than in a list.
-The processor is always built as AutoImageProcessor.from_pretrained(case/model, **from_pretrained_kwargs)
-and called as processor(images, return_tensors="np", **kwargs).
+The processor is always built as
+    AutoImageProcessor.from_pretrained(case/model, **from_pretrained_kwargs)
+and called as processor(images, return_tensors="np", **kwargs); "raises" records the exception
+when transformers refuses the input (minblip must refuse it too).
 """
 
 import json
@@ -146,7 +148,8 @@ def _write_variants(inputs_dir, name, rgb_or_l):
     save("l_trns", gray, transparency=int(np.bincount(g.ravel()).argmax()))
     save("cmyk", rgb.convert("CMYK"), "jpg", quality=92)
     save("i16", Image.fromarray(g.astype(np.uint16) * 257))
-    save("i", Image.fromarray(g.astype(np.int32) * 3 - 200), "tif", compression="tiff_adobe_deflate")
+    save("i", Image.fromarray(g.astype(np.int32) * 3 - 200), "tif",
+         compression="tiff_adobe_deflate")
     save("f", Image.fromarray(g.astype(np.float32) * 0.9 + 13.37), "tif",
          compression="tiff_adobe_deflate")
     save("1", gray.convert("1"))
@@ -270,7 +273,8 @@ def _cases(root, photos, variants):
     case("no_resize", [pil(variants["camera"]["rgb"][0])], {"do_resize": False})
     case("no_resize_float", [{"kind": "array", "key": "a"}], {"do_resize": False}, single=True,
          arrays={"a": arrays["np_chw_float64_unit"]})
-    case("no_convert_rgb", [pil(variants["coffee"]["rgb"][0])], {**small_cfg, "do_convert_rgb": False})
+    case("no_convert_rgb", [pil(variants["coffee"]["rgb"][0])],
+         {**small_cfg, "do_convert_rgb": False})
     case("no_convert_rgba_no_normalize", [pil(variants["coffee"]["rgba"][0])],
          {**small_cfg, "do_convert_rgb": False, "do_normalize": False}, notes="4 channels out")
     case("call_overrides", [pil(img / "coffee.png")], small_cfg,
@@ -278,7 +282,8 @@ def _cases(root, photos, variants):
                  "image_std": [0.5, 0.5, 0.5], "rescale_factor": 0.00784313725490196})
     case("from_pretrained_overrides", [pil(img / "astronaut.png")], small_cfg,
          fp_kwargs={"size": {"height": 30, "width": 30}, "do_normalize": False})
-    case("upscale_nonsquare", [pil(variants["coffee"]["rgba"][0])], {"size": {"height": 100, "width": 72}})
+    case("upscale_nonsquare", [pil(variants["coffee"]["rgba"][0])],
+         {"size": {"height": 100, "width": 72}})
     return cases
 
 
@@ -290,7 +295,8 @@ def _write_exif_jpeg(inputs_dir, coffee):
     return f
 
 
-def _write_case(root, case_dir, inputs, config, kwargs, fp_kwargs, raw_config, single, arrays, notes):
+def _write_case(root, case_dir, inputs, config, kwargs, fp_kwargs, raw_config, single, arrays,
+                notes):
     model = case_dir / "model"
     model.mkdir(parents=True)
     if raw_config is not None:

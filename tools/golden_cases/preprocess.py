@@ -277,6 +277,13 @@ def _cases(root, photos, variants):
          {**small_cfg, "do_convert_rgb": False})
     case("no_convert_rgba_no_normalize", [pil(variants["coffee"]["rgba"][0])],
          {**small_cfg, "do_convert_rgb": False, "do_normalize": False}, notes="4 channels out")
+    case("no_convert_l", [pil(variants["coffee"]["l"][0])], {**small_cfg, "do_convert_rgb": False},
+         notes="1 channel vs 3 means: transformers refuses")
+    case("no_convert_l_no_normalize", [pil(variants["coffee"]["l"][0])],
+         {**small_cfg, "do_convert_rgb": False, "do_normalize": False}, notes="1 channel out")
+    case("no_convert_i16_no_normalize", [pil(variants["coffee"]["i16"][0])],
+         {**small_cfg, "do_convert_rgb": False, "do_normalize": False},
+         notes="uint16 values above 255 cannot go to Pillow as uint8: transformers refuses")
     case("call_overrides", [pil(img / "coffee.png")], small_cfg,
          kwargs={"size": {"height": 24, "width": 40}, "resample": 2, "image_mean": 0.5,
                  "image_std": [0.5, 0.5, 0.5], "rescale_factor": 0.00784313725490196})

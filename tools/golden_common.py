@@ -1,0 +1,308 @@
+"""Shared machinery of the golden generator: build, fill, run, record and save one case.
+
+Only tools/ imports torch and transformers. A case module (tools/golden_cases/<group>.py) calls
+
+    write_case(case_dir, "BlipVisionModel", config_dict, seed=0,
+               inputs={"pixel_values": array}, kwargs={"interpolate_pos_encoding": True})
+
+which writes everything golden/FORMAT.md describes:
+
+1. builds the transformers class from the config dict (the config class named by the model class);
+2. fills it with minblip.testing.random_weights over its state-dict shapes, tied parameters
+   getting the value of the key save_pretrained keeps (strict load, then every parameter and
+   persistent buffer is checked against the generated value: nothing is left at init);
+3. save_pretrained into case_dir/model/ in float32, reloads that folder with from_pretrained and
+   checks that the reloaded model reproduces the outputs bit for bit (so the committed files,
+   not the in-memory model, are what the outputs belong to);
+4. runs the call (forward or generate or any method) under torch.no_grad in float32, or in
+   float64 after model.double(), with forward hooks on every non-leaf-primitive module;
+5. writes inputs.npz, outputs.npz and meta.json; for full_size=True cases, replaces
+   model/model.safetensors by weights.json (seed, key/shape/dtype list, sha256).
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import transformers
+from safetensors.numpy import load_file
+from transformers.utils import ModelOutput
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from minblip.testing import checksum, random_weights  # noqa: E402
+
+# Leaf modules whose output is not recorded: the implementation computes them inline (a Linear
+# is one line of its caller), so recording them would only force pointless taps.
+SKIPPED_LEAVES = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Dropout, torch.nn.Embedding)
+
+
+def is_skipped(module):
+    """True for modules FORMAT.md excludes: Linear, Conv2d, Dropout, Embedding, activations."""
+    if isinstance(module, SKIPPED_LEAVES):
+        return True
+    kind = type(module).__module__
+    return kind in ("transformers.activations", "torch.nn.modules.activation")
+
+
+def build_model(class_name, config):
+    """Instantiate transformers.<class_name> from a config dict (nested sub-config dicts allowed)."""
+    cls = getattr(transformers, class_name)
+    cfg = cls.config_class(**config)
+    model = cls(cfg)
+    model.eval()
+    return model
+
+
+def tied_groups(model):
+    """Lists of state-dict keys that share one tensor storage (tied parameters), each list with
+    the key save_pretrained keeps first: the one that is not a tie target."""
+    targets = set(getattr(model, "all_tied_weights_keys", {}) or {})
+    groups = {}
+    for key, t in model.state_dict(keep_vars=True).items():
+        groups.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(key)
+    out = []
+    for keys in groups.values():
+        if len(keys) > 1:
+            out.append(sorted(keys, key=lambda k: (k in targets, k)))
+    return out
+
+
+def fill_random(model, seed):
+    """Load random_weights(state-dict shapes, seed) into model; return {alias: source} ties.
+
+    Every key of a tied group gets the source key's value, so the saved file (which holds only
+    the source) regenerates exactly with random_weights over the saved keys.
+    """
+    state = model.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    weights = random_weights(shapes, seed)
+    ties = {}
+    for group in tied_groups(model):
+        for alias in group[1:]:
+            weights[alias] = weights[group[0]]
+            ties[alias] = group[0]
+    for key, t in state.items():
+        if weights[key].dtype.kind == "f" and not t.is_floating_point():
+            raise TypeError(f"{key}: random_weights made a float for an integer buffer {t.dtype}")
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(state[k].dtype) for k, v in weights.items()}
+    model.load_state_dict(tensors, strict=True)
+    # Nothing left at init: every parameter and persistent buffer now holds the generated value.
+    for key, t in model.state_dict().items():
+        if not torch.equal(t, tensors[key]):
+            raise AssertionError(f"{key} does not hold its random value after load_state_dict")
+    return ties
+
+
+class Recorder:
+    """Forward hooks recording each module's output under its named_modules() path.
+
+    A module called again gets "#1", "#2", ... appended (decoder layers during generate).
+    `order` lists the keys in the order the outputs were produced: a module after its children.
+    """
+
+    def __init__(self, model, only=None):
+        self.outputs, self.order, self.handles = {}, [], []
+        for name, module in model.named_modules():
+            if name == "" or is_skipped(module):
+                continue
+            if only is not None and name not in only:
+                continue
+            self.handles.append(module.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name):
+        def hook(module, args, output):
+            t = first_tensor(output)
+            if t is None:
+                return
+            key, n = name, 0
+            while key in self.outputs:
+                n += 1
+                key = f"{name}#{n}"
+            self.outputs[key] = t.detach().cpu().numpy().copy()
+            self.order.append(key)
+        return hook
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def first_tensor(output):
+    """The tensor a module output stands for: itself, or the first element of a tuple/ModelOutput."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, ModelOutput):
+        output = output.to_tuple()
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+def flatten_output(out, prefix="out"):
+    """{"out.<field>[.<i>]": array} for a call's result: a tensor, a ModelOutput or a tuple.
+    Non-tensor leaves (caches, None) are skipped; tuples (hidden_states, attentions, scores)
+    become .0, .1, ..."""
+    flat = {}
+    if isinstance(out, torch.Tensor):
+        flat[prefix] = out.detach().cpu().numpy().copy()
+    elif isinstance(out, ModelOutput):
+        for field, value in out.items():
+            flat.update(flatten_output(value, f"{prefix}.{field}"))
+    elif isinstance(out, (tuple, list)):
+        for i, value in enumerate(out):
+            flat.update(flatten_output(value, f"{prefix}.{i}"))
+    return flat
+
+
+def to_torch(value, dtype):
+    """numpy arrays -> tensors (floating ones cast to the run dtype); anything else unchanged."""
+    if isinstance(value, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(value))
+        return t.to(dtype) if t.is_floating_point() else t
+    return value
+
+
+def run(model, method, inputs, kwargs, dtype, only=None):
+    """Call model.<method>(**inputs, **kwargs) under no_grad with the recorder installed."""
+    rec = Recorder(model, only)
+    args = {k: to_torch(v, dtype) for k, v in {**inputs, **kwargs}.items()}
+    try:
+        with torch.no_grad():
+            out = getattr(model, method)(**args)
+    finally:
+        rec.remove()
+    return out, rec
+
+
+def versions():
+    return {"transformers": transformers.__version__, "torch": torch.__version__,
+            "numpy": np.__version__, "python": sys.version.split()[0]}
+
+
+def write_case(case_dir, class_name, config, *, seed, inputs, kwargs=None, method="forward",
+               dtype="float32", full_size=False, record=None, saved_config=None, notes=""):
+    """Generate one golden case into case_dir (wiped first). See the module docstring.
+
+    inputs       {argument name: np.ndarray} -> inputs.npz (stored as given; float64 runs upcast)
+    kwargs       non-array arguments (flags, generation settings) -> meta.json
+    method       "forward", "generate", or any other method of the model
+    dtype        "float32" or "float64": the precision transformers runs in
+    full_size    commit weights.json + checksum instead of model.safetensors
+    record       None (every module) or a collection of module paths to hook; full-size cases
+                 record few modules to keep golden/ small
+    saved_config a dict to write as model/config.json instead of save_pretrained's (e.g. a
+                 minimal config); it is checked to load back as the same configuration
+    """
+    case_dir = Path(case_dir)
+    kwargs = dict(kwargs or {})
+    torch.manual_seed(seed)
+    if case_dir.exists():
+        shutil.rmtree(case_dir)
+    model_dir = case_dir / "model"
+    model = build_model(class_name, config)
+    ties = fill_random(model, seed)
+
+    # Save in float32 before any .double(): the file is what a float32 checkpoint looks like.
+    model.save_pretrained(model_dir, safe_serialization=True)
+    saved = load_file(str(model_dir / "model.safetensors"))
+    check_saved(model, saved, ties, seed)
+    if saved_config is not None:
+        check_minimal_config(class_name, model, saved_config, model_dir)
+
+    torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    model = model.to(torch_dtype)
+    out, rec = run(model, method, inputs, kwargs, torch_dtype, record)
+    flat = flatten_output(out)
+
+    # The committed folder, reloaded by transformers itself, must give the very same outputs.
+    reloaded = getattr(transformers, class_name).from_pretrained(model_dir).eval().to(torch_dtype)
+    out2, _ = run(reloaded, method, inputs, kwargs, torch_dtype, only=())
+    for key, value in flatten_output(out2).items():
+        if not np.array_equal(value, flat[key]):
+            raise AssertionError(f"{case_dir.name}: reloading model/ changes {key}")
+
+    np.savez_compressed(case_dir / "inputs.npz", **inputs)
+    np.savez_compressed(case_dir / "outputs.npz", **flat, **rec.outputs)
+    meta = {
+        "class": class_name,
+        "method": method,
+        "kwargs": kwargs,
+        "dtype": dtype,
+        "seed": seed,
+        "order": rec.order,
+        "outputs": list(flat),
+        "tied": ties,
+        "versions": versions(),
+        "notes": notes,
+    }
+    (case_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    if full_size:
+        spec = {
+            "seed": seed,
+            "tensors": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in sorted(saved.items())},
+            "tied": ties,
+            "numpy": np.__version__,
+            "sha256": checksum(saved),
+        }
+        (case_dir / "weights.json").write_text(json.dumps(spec, indent=1) + "\n")
+        (model_dir / "model.safetensors").unlink()
+    return meta
+
+
+def check_saved(model, saved, ties, seed):
+    """The saved file = random_weights over exactly its own keys, and every key missing from it
+    is a tied alias of a saved key: so materialize() (which knows only the saved keys and the
+    seed) rebuilds the same file, and loading it restores every parameter."""
+    state_keys = set(model.state_dict())
+    missing = state_keys - set(saved)
+    if missing - set(ties):
+        raise AssertionError(f"save_pretrained dropped untied keys: {sorted(missing - set(ties))}")
+    if set(saved) - state_keys:
+        raise AssertionError(f"save_pretrained wrote unknown keys: {sorted(set(saved) - state_keys)}")
+    again = random_weights({k: v.shape for k, v in saved.items()}, seed)
+    for key, value in saved.items():
+        if not np.array_equal(again[key].astype(value.dtype), value):
+            raise AssertionError(f"{key}: the saved value is not random_weights' value for that key")
+
+
+def check_minimal_config(class_name, model, saved_config, model_dir):
+    """Replace config.json by saved_config and check transformers reads it back as the config the
+    model was built with (every omitted field at its default)."""
+    full = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps(saved_config, indent=2) + "\n")
+    cfg_cls = getattr(transformers, class_name).config_class
+    reread = cfg_cls.from_pretrained(model_dir).to_dict()
+    built = model.config.to_dict()
+    ignore = {"transformers_version", "architectures", "dtype", "torch_dtype"}
+    diff = {k for k in set(reread) | set(built) if k not in ignore and reread.get(k) != built.get(k)}
+    if diff:
+        raise AssertionError(f"minimal config reads back differently in {sorted(diff)}")
+    return full
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence transformers' info/warning chatter while generating."""
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
+        transformers.utils.logging.enable_progress_bar()
+
+
+def dir_size(path):
+    """Total bytes of the files under path."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def scratch_dir():
+    return Path(tempfile.mkdtemp(prefix="golden-"))

@@ -94,7 +94,7 @@ def random_weights(shapes, seed, dtype=np.float32):
             value = 0.1 * n
         else:
             value = n / np.sqrt(np.prod(shape[1:]))
-        out[key] = value.astype(dtype)
+        out[key] = np.asarray(value, dtype=dtype)  # 0-d too (logit_scale): an array, not a scalar
     return out
 
 

@@ -90,7 +90,7 @@ def fill_random(model, seed):
     for key, t in state.items():
         if weights[key].dtype.kind == "f" and not t.is_floating_point():
             raise TypeError(f"{key}: random_weights made a float for an integer buffer {t.dtype}")
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)).to(state[k].dtype) for k, v in weights.items()}
+    tensors = {k: torch.from_numpy(np.array(v, order="C")).to(state[k].dtype) for k, v in weights.items()}
     model.load_state_dict(tensors, strict=True)
     # Nothing left at init: every parameter and persistent buffer now holds the generated value.
     for key, t in model.state_dict().items():
@@ -163,7 +163,7 @@ def flatten_output(out, prefix="out"):
 def to_torch(value, dtype):
     """numpy arrays -> tensors (floating ones cast to the run dtype); anything else unchanged."""
     if isinstance(value, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(value))
+        t = torch.from_numpy(np.array(value, order="C"))  # keeps 0-d arrays 0-d
         return t.to(dtype) if t.is_floating_point() else t
     return value
 
@@ -250,9 +250,17 @@ def write_case(case_dir, class_name, config, *, seed, inputs, kwargs=None, metho
             "numpy": np.__version__,
             "sha256": checksum(saved),
         }
-        (case_dir / "weights.json").write_text(json.dumps(spec, indent=1) + "\n")
+        (case_dir / "weights.json").write_text(weights_json(spec))
         (model_dir / "model.safetensors").unlink()
     return meta
+
+
+def weights_json(spec):
+    """weights.json text: the scalar fields first, then one line per tensor (diff-friendly)."""
+    head = {k: v for k, v in spec.items() if k != "tensors"}
+    lines = [f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in spec["tensors"].items()]
+    body = json.dumps(head, indent=1)[:-2]
+    return body + ',\n "tensors": {\n' + ",\n".join(lines) + "\n }\n}\n"
 
 
 def check_saved(model, saved, ties, seed):

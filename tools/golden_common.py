@@ -224,7 +224,10 @@ def write_case(case_dir, class_name, config, *, seed, inputs, kwargs=None, metho
     reloaded = getattr(transformers, class_name).from_pretrained(model_dir).eval().to(torch_dtype)
     out2, _ = run(reloaded, method, inputs, kwargs, torch_dtype, only=())
     for key, value in flatten_output(out2).items():
-        if not np.array_equal(value, flat[key]):
+        # Not bit-exact: the reloaded weights sit at other addresses, and BLAS may then take a
+        # different kernel path (seen: 3e-8 on a BlipModel logit). Anything beyond a few ulps
+        # would mean the files are not what the outputs belong to.
+        if not np.allclose(value, flat[key], rtol=1e-6, atol=1e-7):
             raise AssertionError(f"{case_dir.name}: reloading model/ changes {key}")
 
     np.savez_compressed(case_dir / "inputs.npz", **inputs)

@@ -12,7 +12,7 @@ which writes everything golden/FORMAT.md describes:
    getting the value of the key save_pretrained keeps (strict load, then every parameter and
    persistent buffer is checked against the generated value: nothing is left at init);
 3. save_pretrained into case_dir/model/ in float32, reloads that folder with from_pretrained and
-   checks that the reloaded model reproduces the outputs bit for bit (so the committed files,
+   checks that the reloaded model reproduces the outputs (to a few ulps; so the committed files,
    not the in-memory model, are what the outputs belong to);
 4. runs the call (forward or generate or any method) under torch.no_grad in float32, or in
    float64 after model.double(), with forward hooks on every non-leaf-primitive module;
@@ -22,7 +22,6 @@ which writes everything golden/FORMAT.md describes:
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import tempfile

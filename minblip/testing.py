@@ -33,9 +33,19 @@ def _is_norm(key):
 
 # Raw-tensor parameters and lookup tables, matched on the key's path components. Their rows are
 # added straight into the residual stream, so they get an absolute scale instead of 1/sqrt(fan_in).
-_EMBEDDING_PARTS = ("class_embedding", "position_embedding", "query_tokens", "word_embeddings",
-                    "position_embeddings", "token_type_embeddings", "token_embedding",
-                    "embed_tokens", "embed_positions", "shared", "relative_attention_bias")
+_EMBEDDING_PARTS = (
+    "class_embedding",
+    "position_embedding",
+    "query_tokens",
+    "word_embeddings",
+    "position_embeddings",
+    "token_type_embeddings",
+    "token_embedding",
+    "embed_tokens",
+    "embed_positions",
+    "shared",
+    "relative_attention_bias",
+)
 
 
 def _is_embedding(key):
@@ -117,7 +127,9 @@ def weights_from_spec(spec):
     transformers wrote; spec["tied"] only documents them.)"""
     shapes = {k: tuple(t["shape"]) for k, t in spec["tensors"].items()}
     weights = random_weights(shapes, spec["seed"])
-    return {k: weights[k].astype(np.dtype(t["dtype"]), copy=False) for k, t in spec["tensors"].items()}
+    return {
+        k: weights[k].astype(np.dtype(t["dtype"]), copy=False) for k, t in spec["tensors"].items()
+    }
 
 
 def materialize(case_dir, out_dir):
@@ -134,7 +146,9 @@ def materialize(case_dir, out_dir):
     case_dir, out_dir = Path(case_dir), Path(out_dir)
     spec_path = case_dir / "weights.json"
     if not spec_path.is_file():
-        raise CheckpointError(f"{case_dir.name}: no weights.json in {case_dir} (not a full-size case)")
+        raise CheckpointError(
+            f"{case_dir.name}: no weights.json in {case_dir} (not a full-size case)"
+        )
     spec = json.loads(spec_path.read_text())
     stamp = out_dir / "weights.sha256"
     if (out_dir / "model.safetensors").is_file() and stamp.is_file():
@@ -147,7 +161,8 @@ def materialize(case_dir, out_dir):
             f"golden case {case_dir.name}: regenerated weights have sha256 {digest}, weights.json "
             f"says {spec['sha256']} (written with numpy {spec.get('numpy', '?')}; this is numpy "
             f"{np.__version__}). random_weights or NumPy's generator drifted: regenerate the case "
-            f"with tools/make_golden.py.")
+            f"with tools/make_golden.py."
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
     save_file(weights, str(out_dir / "model.safetensors"), metadata={"format": "pt"})

@@ -44,7 +44,9 @@ def model_dir(case_dir):
     case_dir = Path(case_dir)
     if not (case_dir / "weights.json").is_file():
         return case_dir / "model"
-    cache = Path(os.environ.get("MINBLIP_GOLDEN_CACHE", Path(tempfile.gettempdir()) / "minblip-golden"))
+    cache = Path(
+        os.environ.get("MINBLIP_GOLDEN_CACHE", Path(tempfile.gettempdir()) / "minblip-golden")
+    )
     return materialize(case_dir, cache / case_dir.parent.name / case_dir.name)
 
 
@@ -77,8 +79,10 @@ def compare(name, expected, actual, atol, rtol):
         if np.array_equal(expected, actual):
             return None
         where = tuple(int(i) for i in np.argwhere(expected != actual)[0])
-        return (f"{name}: integer values differ first at index {where}\n"
-                f"  expected {_preview(expected, 10)}\n  actual   {_preview(actual, 10)}")
+        return (
+            f"{name}: integer values differ first at index {where}\n"
+            f"  expected {_preview(expected, 10)}\n  actual   {_preview(actual, 10)}"
+        )
     e, a = expected.astype(np.float64), actual.astype(np.float64)
     if np.allclose(a, e, atol=atol, rtol=rtol, equal_nan=True):
         return None
@@ -86,10 +90,12 @@ def compare(name, expected, actual, atol, rtol):
     err = np.where(np.isnan(err), np.inf, err)
     rel = err / np.maximum(np.abs(e), np.finfo(np.float64).tiny)
     worst = np.unravel_index(np.argmax(err - rtol * np.abs(e)), e.shape)
-    return (f"{name}: max abs err {err.max():.3g}, max rel err {rel.max():.3g} "
-            f"(atol {atol:g}, rtol {rtol:g}); worst at index {tuple(int(i) for i in worst)}: "
-            f"expected {e[worst]:.7g}, actual {a[worst]:.7g}\n"
-            f"  expected {_preview(e)}\n  actual   {_preview(a)}")
+    return (
+        f"{name}: max abs err {err.max():.3g}, max rel err {rel.max():.3g} "
+        f"(atol {atol:g}, rtol {rtol:g}); worst at index {tuple(int(i) for i in worst)}: "
+        f"expected {e[worst]:.7g}, actual {a[worst]:.7g}\n"
+        f"  expected {_preview(e)}\n  actual   {_preview(a)}"
+    )
 
 
 def assert_trace_close(expected, actual, order, atol, rtol, what=""):
@@ -101,8 +107,10 @@ def assert_trace_close(expected, actual, order, atol, rtol, what=""):
     for i, key in enumerate(order):
         if key not in actual:
             taps = ", ".join(list(actual)[:8]) + (", ..." if len(actual) > 8 else "")
-            raise AssertionError(f"{label}{key} (#{i} of {len(order)}) was recorded by transformers"
-                                 f" but not by minblip; minblip recorded: {taps}")
+            raise AssertionError(
+                f"{label}{key} (#{i} of {len(order)}) was recorded by transformers"
+                f" but not by minblip; minblip recorded: {taps}"
+            )
         problem = compare(key, expected[key], actual[key], atol, rtol)
         if problem:
             raise AssertionError(f"{label}first divergence (#{i} of {len(order)}) at {problem}")

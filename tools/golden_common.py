@@ -50,7 +50,7 @@ def is_skipped(module):
 
 
 def build_model(class_name, config):
-    """Instantiate transformers.<class_name> from a config dict (nested sub-config dicts allowed)."""
+    """transformers.<class_name> built from a config dict (nested sub-config dicts allowed)."""
     cls = getattr(transformers, class_name)
     cfg = cls.config_class(**config)
     model = cls(cfg)
@@ -64,7 +64,9 @@ def tied_groups(model):
     targets = set(getattr(model, "all_tied_weights_keys", {}) or {})
     groups = {}
     for key, t in model.state_dict(keep_vars=True).items():
-        groups.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(key)
+        groups.setdefault(
+            (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []
+        ).append(key)
     out = []
     for keys in groups.values():
         if len(keys) > 1:
@@ -89,7 +91,9 @@ def fill_random(model, seed):
     for key, t in state.items():
         if weights[key].dtype.kind == "f" and not t.is_floating_point():
             raise TypeError(f"{key}: random_weights made a float for an integer buffer {t.dtype}")
-    tensors = {k: torch.from_numpy(np.array(v, order="C")).to(state[k].dtype) for k, v in weights.items()}
+    tensors = {
+        k: torch.from_numpy(np.array(v, order="C")).to(state[k].dtype) for k, v in weights.items()
+    }
     model.load_state_dict(tensors, strict=True)
     # Nothing left at init: every parameter and persistent buffer now holds the generated value.
     for key, t in model.state_dict().items():
@@ -125,6 +129,7 @@ class Recorder:
                 key = f"{name}#{n}"
             self.outputs[key] = t.detach().cpu().numpy().copy()
             self.order.append(key)
+
         return hook
 
     def remove(self):
@@ -133,7 +138,7 @@ class Recorder:
 
 
 def first_tensor(output):
-    """The tensor a module output stands for: itself, or the first element of a tuple/ModelOutput."""
+    """The tensor a module output stands for: itself, or the first of a tuple / ModelOutput."""
     if isinstance(output, torch.Tensor):
         return output
     if isinstance(output, ModelOutput):
@@ -180,12 +185,29 @@ def run(model, method, inputs, kwargs, dtype, only=None):
 
 
 def versions():
-    return {"transformers": transformers.__version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": sys.version.split()[0]}
+    return {
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+    }
 
 
-def write_case(case_dir, class_name, config, *, seed, inputs, kwargs=None, method="forward",
-               dtype="float32", full_size=False, record=None, saved_config=None, notes=""):
+def write_case(
+    case_dir,
+    class_name,
+    config,
+    *,
+    seed,
+    inputs,
+    kwargs=None,
+    method="forward",
+    dtype="float32",
+    full_size=False,
+    record=None,
+    saved_config=None,
+    notes="",
+):
     """Generate one golden case into case_dir (wiped first). See the module docstring.
 
     inputs       {argument name: np.ndarray} -> inputs.npz (stored as given; float64 runs upcast)
@@ -247,7 +269,9 @@ def write_case(case_dir, class_name, config, *, seed, inputs, kwargs=None, metho
     if full_size:
         spec = {
             "seed": seed,
-            "tensors": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in sorted(saved.items())},
+            "tensors": {
+                k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in sorted(saved.items())
+            },
             "tied": ties,
             "numpy": np.__version__,
             "sha256": checksum(saved),
@@ -274,11 +298,15 @@ def check_saved(model, saved, ties, seed):
     if missing - set(ties):
         raise AssertionError(f"save_pretrained dropped untied keys: {sorted(missing - set(ties))}")
     if set(saved) - state_keys:
-        raise AssertionError(f"save_pretrained wrote unknown keys: {sorted(set(saved) - state_keys)}")
+        raise AssertionError(
+            f"save_pretrained wrote unknown keys: {sorted(set(saved) - state_keys)}"
+        )
     again = random_weights({k: v.shape for k, v in saved.items()}, seed)
     for key, value in saved.items():
         if not np.array_equal(again[key].astype(value.dtype), value):
-            raise AssertionError(f"{key}: the saved value is not random_weights' value for that key")
+            raise AssertionError(
+                f"{key}: the saved value is not random_weights' value for that key"
+            )
 
 
 def check_minimal_config(class_name, model, saved_config, model_dir):
@@ -290,7 +318,9 @@ def check_minimal_config(class_name, model, saved_config, model_dir):
     reread = cfg_cls.from_pretrained(model_dir).to_dict()
     built = model.config.to_dict()
     ignore = {"transformers_version", "architectures", "dtype", "torch_dtype"}
-    diff = {k for k in set(reread) | set(built) if k not in ignore and reread.get(k) != built.get(k)}
+    diff = {
+        k for k in set(reread) | set(built) if k not in ignore and reread.get(k) != built.get(k)
+    }
     if diff:
         raise AssertionError(f"minimal config reads back differently in {sorted(diff)}")
     return full

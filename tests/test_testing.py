@@ -52,18 +52,23 @@ def test_random_weights_shapes_dtypes_and_distinct_keys():
 
 
 def test_random_weights_scales_follow_the_documented_rules():
-    big = {"enc.layer_norm1.weight": (20000,), "enc.layer_norm1.bias": (20000,),
-           "embeddings.position_embedding": (1, 100, 200), "fc1.weight": (400, 900),
-           "fc1.bias": (20000,), "embeddings.patch_embedding.weight": (64, 3, 16, 16)}
+    big = {
+        "enc.layer_norm1.weight": (20000,),
+        "enc.layer_norm1.bias": (20000,),
+        "embeddings.position_embedding": (1, 100, 200),
+        "fc1.weight": (400, 900),
+        "fc1.bias": (20000,),
+        "embeddings.patch_embedding.weight": (64, 3, 16, 16),
+    }
     w = random_weights(big, seed=0)
     assert abs(w["enc.layer_norm1.weight"].mean() - 1) < 0.01
     assert abs(w["enc.layer_norm1.weight"].std() - 0.1) < 0.01
     assert abs(w["enc.layer_norm1.bias"].std() - 0.1) < 0.01
     assert abs(w["embeddings.position_embedding"].std() - 0.5) < 0.01
-    assert abs(w["fc1.weight"].std() - 1 / 30) < 0.001                      # 1/sqrt(900)
+    assert abs(w["fc1.weight"].std() - 1 / 30) < 0.001  # 1/sqrt(900)
     assert abs(w["fc1.bias"].std() - 0.1) < 0.01
     conv = w["embeddings.patch_embedding.weight"]
-    assert abs(conv.std() - 1 / np.sqrt(3 * 16 * 16)) < 0.001               # conv fan_in 768
+    assert abs(conv.std() - 1 / np.sqrt(3 * 16 * 16)) < 0.001  # conv fan_in 768
 
 
 def test_random_weights_integer_buffers_are_arange():
@@ -74,16 +79,26 @@ def test_random_weights_integer_buffers_are_arange():
 
 def test_random_weights_make_attention_and_layers_non_trivial():
     """A LN -> q/k projection -> softmax with these scales gives attention far from uniform."""
-    w = random_weights({"x.position_embedding": (1, 17, 36), "n.layer_norm1.weight": (36,),
-                        "n.layer_norm1.bias": (36,), "q.weight": (36, 36), "k.weight": (36, 36)}, 1)
+    w = random_weights(
+        {
+            "x.position_embedding": (1, 17, 36),
+            "n.layer_norm1.weight": (36,),
+            "n.layer_norm1.bias": (36,),
+            "q.weight": (36, 36),
+            "k.weight": (36, 36),
+        },
+        1,
+    )
     x = w["x.position_embedding"][0]
     h = (x - x.mean(-1, keepdims=True)) / x.std(-1, keepdims=True)
     h = h * w["n.layer_norm1.weight"] + w["n.layer_norm1.bias"]
-    s = (h @ w["q.weight"].T) @ (h @ w["k.weight"].T).T / np.sqrt(12)  # one head of 12 (D 36, 3 heads)
+    s = (
+        (h @ w["q.weight"].T) @ (h @ w["k.weight"].T).T / np.sqrt(12)
+    )  # one head of 12 (D 36, 3 heads)
     p = np.exp(s - s.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
-    assert p.max(-1).mean() > 2 / 17                              # at least twice uniform
-    assert 0.5 < np.abs(h @ w["q.weight"].T).std() < 2            # O(1) activations
+    assert p.max(-1).mean() > 2 / 17  # at least twice uniform
+    assert 0.5 < np.abs(h @ w["q.weight"].T).std() < 2  # O(1) activations
 
 
 def test_checksum_sees_keys_shapes_dtypes_and_values():
@@ -104,9 +119,13 @@ def make_full_size_case(folder, shapes, seed=5, sha256=None):
     """A synthetic full-size case folder (weights.json + model/config.json), as the generator
     writes them."""
     weights = random_weights(shapes, seed)
-    spec = {"seed": seed, "numpy": np.__version__, "tied": {},
-            "sha256": sha256 or checksum(weights),
-            "tensors": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in weights.items()}}
+    spec = {
+        "seed": seed,
+        "numpy": np.__version__,
+        "tied": {},
+        "sha256": sha256 or checksum(weights),
+        "tensors": {k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in weights.items()},
+    }
     (folder / "model").mkdir(parents=True)
     (folder / "model" / "config.json").write_text(json.dumps({"model_type": "blip_vision_model"}))
     (folder / "weights.json").write_text(json.dumps(spec))
@@ -167,6 +186,7 @@ def test_tiny_golden_models_hold_random_weights():
 
 # --- golden_utils.assert_trace_close -------------------------------------------------------
 
+
 def trace(**values):
     return {k.replace("__", "."): np.asarray(v, dtype=np.float32) for k, v in values.items()}
 
@@ -206,7 +226,9 @@ def test_trace_close_compares_integer_tokens_exactly():
 
 
 def test_output_arrays_names_fields_like_the_generator():
-    flat = output_arrays({"last_hidden_state": np.zeros(2), "hidden_states": (np.ones(1), np.ones(1))})
+    flat = output_arrays(
+        {"last_hidden_state": np.zeros(2), "hidden_states": (np.ones(1), np.ones(1))}
+    )
     assert sorted(flat) == ["out.hidden_states.0", "out.hidden_states.1", "out.last_hidden_state"]
 
 
@@ -221,5 +243,13 @@ def test_golden_vision_cases_are_consistent():
         assert len(set(meta["order"])) == len(meta["order"])
         assert "pixel_values" in inputs
         assert (case / "model" / "config.json").is_file()
-    total = sum(p.stat().st_size for p in GOLDEN.rglob("*") if p.is_file())
+
+
+def test_golden_stays_within_its_size_budget():
+    # A full-size case's model.safetensors exists only while the generator writes the case.
+    total = sum(
+        p.stat().st_size
+        for p in GOLDEN.rglob("*")
+        if p.is_file() and not (p.parent.parent / "weights.json").is_file()
+    )
     assert total < 20e6, f"golden/ is {total / 1e6:.1f} MB, over its 20 MB budget"

@@ -170,3 +170,36 @@ def materialize(case_dir, out_dir):
         shutil.copyfile(src, out_dir / src.name)
     stamp.write_text(spec["sha256"] + "\n")
     return out_dir
+
+
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], dtype=np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
+
+
+def random_pixels(seed, batch, height, width):
+    """(B, 3, H, W) float32 pixel_values: uniform random 8-bit RGB -> /255 -> CLIP-normalised,
+    the value range the processor produces. Full-size golden cases store (seed, shape, sha256)
+    instead of the 1.7 MB array and tests rebuild it with this function."""
+    rgb = np.random.default_rng(seed).integers(0, 256, (batch, height, width, 3), dtype=np.uint8)
+    x = (rgb.astype(np.float32) / 255.0 - CLIP_MEAN) / CLIP_STD
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # b h w c -> b c h w
+
+
+def array_sha256(a):
+    """sha256 of an array's dtype, shape and bytes."""
+    import hashlib
+
+    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def generated_inputs(meta):
+    """The inputs a case regenerates from seeds: {name: array}, checked against their sha256."""
+    out = {}
+    for name, spec in meta.get("generated_inputs", {}).items():
+        a = random_pixels(spec["seed"], *spec["shape"][:1], *spec["shape"][2:])
+        if array_sha256(a) != spec["sha256"]:
+            raise AssertionError(f"regenerated input {name} drifted from the fixture's sha256")
+        out[name] = a
+    return out

@@ -1,0 +1,178 @@
+"""golden/blip_tasks/: BlipModel (contrastive), BlipForImageTextRetrieval (ITM, ITC) and
+BlipForQuestionAnswering (forward with labels, generate) from transformers 5.23.0.
+
+Tiny configs use a 99-word vocabulary with [DEC] = 30 (bos), [SEP] = 3, [PAD] = 0, so generation
+stops and pads inside the table; texts start with 1 (the tiny [CLS]) and end with [SEP], padded
+on the right as the BERT tokenizer pads. Vision and text widths differ (24 vs 36), so every
+cross-attention key/value projection is rectangular. Full-size cases use the hub dimensions of
+blip-itm-base-coco and blip-vqa-base with weights regenerated from their seed.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import golden_common as gc
+from golden_cases.vision import BASE as VISION_BASE
+from minblip.testing import array_sha256
+from minblip.testing import random_pixels as pixels
+
+TEXT_TINY = dict(vocab_size=99, hidden_size=36, intermediate_size=50, num_hidden_layers=2,
+                 num_attention_heads=3, max_position_embeddings=40, bos_token_id=30, pad_token_id=0,
+                 sep_token_id=3, eos_token_id=2)
+VISION_TINY = dict(hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=3,
+                   image_size=32, patch_size=8)
+TINY = dict(text_config=TEXT_TINY, vision_config=VISION_TINY, projection_dim=16,
+            image_text_hidden_size=12)
+# VQA's answer decoder cross-attends to the question encoding through key/value projections sized
+# for the *vision* width (BlipConfig sets encoder_hidden_size = vision hidden_size), so BLIP VQA
+# only runs when the two widths are equal (768 and 768 on the hub); transformers fails otherwise.
+VQA_TINY = dict(TINY, vision_config=dict(VISION_TINY, hidden_size=36, num_attention_heads=4))
+# hub text config of blip-itm-base-coco / blip-vqa-base (checkpoints.md §2.1)
+TEXT_BASE = dict(vocab_size=30524, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                 num_attention_heads=12, max_position_embeddings=512, bos_token_id=30522,
+                 pad_token_id=0, sep_token_id=102, eos_token_id=2, layer_norm_eps=1e-12)
+BASE = dict(text_config=TEXT_BASE, vision_config=VISION_BASE)
+
+
+def texts(seed, lengths, vocab=99, cls=1, sep=3, low=4):
+    """Right-padded ids (B, max(lengths)) = [cls, words..., sep, 0...] and their attention mask."""
+    rng = np.random.default_rng(seed)
+    T = max(lengths)
+    ids = np.zeros((len(lengths), T), np.int64)
+    mask = np.zeros((len(lengths), T), np.int64)
+    for b, n in enumerate(lengths):
+        ids[b, :n] = [cls, *rng.integers(low, vocab, n - 2), sep]
+        mask[b, :n] = 1
+    return ids, mask
+
+
+FULL_PIXEL_SEED = 24
+
+
+def cases():
+    ids2, mask2 = texts(11, [7, 5])
+    ids3, mask3 = texts(12, [6, 8, 4])
+    px2, px1 = pixels(21, 2, 32, 32), pixels(22, 1, 32, 32)
+    ans_ids, ans_mask = texts(13, [4, 3], cls=30)  # answers start with [DEC] as in BLIP training
+    out = []
+    # --- BlipModel (no public checkpoint holds its text tower; random weights are all there is)
+    out += [
+        ("model_forward_loss", dict(cls="BlipModel", config=TINY,
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+            kwargs={"return_loss": True}, notes="2 texts x 2 images, contrastive loss")),
+        ("model_forward_3x1", dict(cls="BlipModel", config=TINY,
+            inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
+            kwargs={"output_hidden_states": True}, notes="3 padded texts x 1 image")),
+        ("model_text_features", dict(cls="BlipModel", config=TINY, method="get_text_features",
+            inputs={"input_ids": ids3, "attention_mask": mask3})),
+        ("model_image_features", dict(cls="BlipModel", config=TINY, method="get_image_features",
+            inputs={"pixel_values": px2})),
+        ("model_multimodal_features", dict(cls="BlipModel", config=TINY,
+            method="get_multimodal_features",
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2})),
+        ("model_float64", dict(cls="BlipModel", config=TINY, dtype="float64",
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+            kwargs={"return_loss": True})),
+    ]
+    # --- BlipForImageTextRetrieval
+    ret = "BlipForImageTextRetrieval"
+    out += [
+        ("itm_head", dict(cls=ret, config=TINY,
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+            kwargs={"use_itm_head": True}, notes="image b paired with text b")),
+        ("itc_2x3", dict(cls=ret, config=TINY,
+            inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px2},
+            kwargs={"use_itm_head": False}, notes="cosine of every image with every text")),
+        ("itm_float64", dict(cls=ret, config=TINY, dtype="float64",
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+            kwargs={"use_itm_head": True})),
+        ("itc_float64", dict(cls=ret, config=TINY, dtype="float64",
+            inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px2},
+            kwargs={"use_itm_head": False})),
+    ]
+    # --- BlipForQuestionAnswering
+    vqa = "BlipForQuestionAnswering"
+    out += [
+        ("vqa_forward_labels", dict(cls=vqa, config=VQA_TINY,
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2,
+                    "labels": ans_ids},
+            notes="decoder_input_ids = labels (no shift in the wrapper); loss only")),
+        ("vqa_forward_decoder_ids", dict(cls=vqa, config=VQA_TINY,
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2,
+                    "decoder_input_ids": ans_ids, "decoder_attention_mask": ans_mask},
+            notes="no labels: only vision outputs are returned; the decoder trace holds logits")),
+        ("vqa_generate_greedy", dict(cls=vqa, config=VQA_TINY, method="generate",
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+            notes="question padding is NOT masked in the decoder's cross-attention (all ones)")),
+        ("vqa_generate_beams3", dict(cls=vqa, config=VQA_TINY, method="generate",
+            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+            kwargs={"num_beams": 3, "max_new_tokens": 6})),
+        ("vqa_generate_float64", dict(cls=vqa, config=VQA_TINY, method="generate", dtype="float64",
+            inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": pixels(23, 3, 32, 32)},
+            kwargs={"max_new_tokens": 8})),
+    ]
+    # --- full size: weights regenerated from the seed; few modules recorded (size budget)
+    bid, bmask = texts(14, [9], vocab=30522, cls=101, sep=102, low=1000)
+    bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)
+    out += [
+        ("itm_base_coco", dict(cls=ret, config=BASE, full_size=True, record=(),
+            inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
+            kwargs={"use_itm_head": True}, notes="blip-itm-base-coco dims")),
+        ("itc_base_coco", dict(cls=ret, config=BASE, full_size=True, record=(),
+            inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
+            kwargs={"use_itm_head": False}, notes="blip-itm-base-coco dims")),
+        ("vqa_base", dict(cls=vqa, config=BASE, full_size=True, record=(), method="generate",
+            inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
+            notes="blip-vqa-base dims, greedy, 20 new tokens at most")),
+    ]
+    return out
+
+
+# Seeds per model: cases of one class and config share the weights, so they share one model
+# folder on disk (meta.json "model_dir" points at it) -- golden/ must stay under 20 MB.
+SEEDS = {"BlipModel": 100, "BlipForImageTextRetrieval": 101, "BlipForQuestionAnswering": 102}
+# Full-size cases keep only the small outputs (the 577x768 feature maps are 1.7 MB each; the
+# tiny cases localise a divergence module by module).
+KEEP_FULL = ("out", "out.itm_score")
+
+
+def build(root: Path):
+    group = root / "blip_tasks"
+    if group.exists():
+        shutil.rmtree(group)
+    first_dir = {}
+    with gc.quiet():
+        for name, kw in cases():
+            cls, config = kw.pop("cls"), kw.pop("config")
+            full = kw.get("full_size", False)
+            seed = SEEDS[cls] + (1000 if full else 0)
+            if kw.get("method") == "generate" and not full:
+                kw.setdefault("record", ())  # one trace per decode step would cost ~0.5 MB a case
+            print(" ", name, flush=True)
+            gc.write_case(group / name, cls, config, seed=seed, **kw)
+            case = group / name
+            meta = json.loads((case / "meta.json").read_text())
+            key = (cls, json.dumps(config, sort_keys=True), seed)
+            if key in first_dir and not full:
+                shutil.rmtree(case / "model")
+                meta["model_dir"] = f"../{first_dir[key]}/model"
+            first_dir.setdefault(key, name)
+            if full:
+                _slim_full_size(case, meta, kw["inputs"])
+            (case / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"  golden/blip_tasks: {gc.dir_size(group) / 2**20:.2f} MB")
+
+
+def _slim_full_size(case, meta, inputs):
+    """Regenerated pixels instead of the stored array; only the small outputs kept."""
+    px = inputs["pixel_values"]
+    spec = {"seed": FULL_PIXEL_SEED, "shape": list(px.shape), "sha256": array_sha256(px)}
+    meta["generated_inputs"] = {"pixel_values": spec}
+    kept = {k: v for k, v in np.load(case / "inputs.npz").items() if k != "pixel_values"}
+    np.savez_compressed(case / "inputs.npz", **kept)
+    outs = {k: v for k, v in np.load(case / "outputs.npz").items() if k in KEEP_FULL}
+    np.savez_compressed(case / "outputs.npz", **outs)
+    meta["outputs"] = [k for k in meta["outputs"] if k in KEEP_FULL]

@@ -16,17 +16,22 @@ from pathlib import Path
 
 import numpy as np
 
-from minblip.testing import materialize
+from minblip.testing import generated_inputs, materialize
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
 
 def load_case(case_dir):
-    """(meta dict, {input name: array}, {output key: array}) of one golden case folder."""
+    """(meta dict, {input name: array}, {output key: array}) of one golden case folder.
+
+    Inputs listed in meta["generated_inputs"] (large random pixel arrays of full-size cases) are
+    rebuilt from their seed and checked against their sha256 (minblip.testing.generated_inputs).
+    """
     case_dir = Path(case_dir)
     meta = json.loads((case_dir / "meta.json").read_text())
     with np.load(case_dir / "inputs.npz") as f:
         inputs = {k: f[k] for k in f.files}
+    inputs.update(generated_inputs(meta))
     with np.load(case_dir / "outputs.npz") as f:
         outputs = {k: f[k] for k in f.files}
     return meta, inputs, outputs
@@ -38,10 +43,14 @@ def case_dirs(group):
 
 
 def model_dir(case_dir):
-    """The folder to load a case's model from: case_dir/model for tiny cases; for full-size cases
-    (weights.json) a cache folder that minblip.testing.materialize fills once and then reuses.
-    The cache lives under $MINBLIP_GOLDEN_CACHE, else the system temp dir."""
+    """The folder to load a case's model from: meta["model_dir"] when a case reuses another
+    case's model; case_dir/model for tiny cases; for full-size cases (weights.json) a cache
+    folder that minblip.testing.materialize fills once and then reuses. The cache lives under
+    $MINBLIP_GOLDEN_CACHE, else the system temp dir."""
     case_dir = Path(case_dir)
+    meta = json.loads((case_dir / "meta.json").read_text())
+    if "model_dir" in meta:  # a case sharing another case's model folder (relative path)
+        return (case_dir / meta["model_dir"]).resolve()
     if not (case_dir / "weights.json").is_file():
         return case_dir / "model"
     cache = Path(

@@ -34,7 +34,7 @@ from safetensors.numpy import load_file
 from transformers.utils import ModelOutput
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minblip.testing import checksum, random_weights  # noqa: E402
+from minblip.testing import array_sha256, checksum, random_pixels, random_weights  # noqa: E402
 
 # Leaf modules whose output is not recorded: the implementation computes them inline (a Linear
 # is one line of its caller), so recording them would only force pointless taps.
@@ -279,6 +279,24 @@ def write_case(
         (case_dir / "weights.json").write_text(weights_json(spec))
         (model_dir / "model.safetensors").unlink()
     return meta
+
+
+def use_generated_pixels(case_dir, seed, name="pixel_values"):
+    """Drop a large random_pixels input from inputs.npz and record it in meta.json as
+    "generated_inputs": {name: {"seed", "shape", "sha256"}} (rebuilt by the test's load_case).
+    The stored array must be exactly random_pixels(seed, ...) of its shape."""
+    case_dir = Path(case_dir)
+    with np.load(case_dir / "inputs.npz") as f:
+        inputs = {k: f[k] for k in f.files}
+    px = inputs.pop(name)
+    b, _, h, w = px.shape
+    if not np.array_equal(px, random_pixels(seed, b, h, w)):
+        raise AssertionError(f"{case_dir.name}: {name} is not random_pixels({seed}, ...)")
+    np.savez_compressed(case_dir / "inputs.npz", **inputs)
+    meta = json.loads((case_dir / "meta.json").read_text())
+    spec = {"seed": seed, "shape": list(px.shape), "sha256": array_sha256(px)}
+    meta.setdefault("generated_inputs", {})[name] = spec
+    (case_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
 
 
 def weights_json(spec):

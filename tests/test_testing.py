@@ -254,3 +254,35 @@ def test_golden_stays_within_its_size_budget():
         if p.is_file() and not (p.parent.parent / "weights.json").is_file()
     )
     assert total < 20e6, f"golden/ is {total / 1e6:.1f} MB, over its 20 MB budget"
+
+
+def test_load_case_rebuilds_generated_inputs_and_detects_drift(tmp_path):
+    from minblip.testing import array_sha256, random_pixels
+
+    px = random_pixels(4, 1, 16, 8)
+    meta = {
+        "generated_inputs": {
+            "pixel_values": {"seed": 4, "shape": [1, 3, 16, 8], "sha256": array_sha256(px)}
+        }
+    }
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    np.savez(tmp_path / "inputs.npz", input_ids=np.arange(3))
+    np.savez(tmp_path / "outputs.npz", out=np.zeros(1))
+    _, inputs, _ = load_case(tmp_path)
+    np.testing.assert_array_equal(inputs["pixel_values"], px)
+    assert sorted(inputs) == ["input_ids", "pixel_values"]
+    meta["generated_inputs"]["pixel_values"]["sha256"] = "0" * 64
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(AssertionError, match="pixel_values"):
+        load_case(tmp_path)
+
+
+def test_model_dir_follows_a_shared_model_folder(tmp_path):
+    from golden_utils import model_dir
+
+    (tmp_path / "a" / "model").mkdir(parents=True)
+    (tmp_path / "a" / "meta.json").write_text("{}")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "meta.json").write_text(json.dumps({"model_dir": "../a/model"}))
+    assert model_dir(tmp_path / "a") == tmp_path / "a" / "model"
+    assert model_dir(tmp_path / "b") == (tmp_path / "a" / "model").resolve()

@@ -5,10 +5,15 @@ import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import settings
 from safetensors.numpy import save_file
 
 from minblip.config import BlipVisionConfig
 from minblip.vision import vision_shapes
+
+# JIT compilation on first call spoils per-example deadlines; 50 examples keep the suite fast.
+settings.register_profile("minblip", max_examples=50, deadline=None)
+settings.load_profile("minblip")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "golden"

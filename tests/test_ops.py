@@ -3,14 +3,11 @@
 import math
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from minblip import ops
-
-settings.register_profile("minblip", max_examples=50, deadline=None)
-settings.load_profile("minblip")
 
 finite = st.floats(-1e4, 1e4, allow_nan=False, width=32)
 shapes2d = st.tuples(st.integers(1, 6), st.integers(1, 9))

@@ -10,8 +10,10 @@ from .errors import (
     TokenizerError,
 )
 from .ops import get_backend, set_backend
+from .preprocess import BlipImageProcessor
 
 __all__ = [
+    "BlipImageProcessor",
     "BlipVisionModel",
     "CheckpointError",
     "ConfigError",

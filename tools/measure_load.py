@@ -17,7 +17,15 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
+
+def peak_rss_mb():
+    # VmHWM belongs to this process image; ru_maxrss would also count the parent's peak (Linux
+    # keeps it across fork and exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
 lib, cls, folder = sys.argv[1:4]
 t0 = time.perf_counter()
 if lib == "minblip":
@@ -30,7 +38,7 @@ else:
 t1 = time.perf_counter()
 model = Model.from_pretrained(folder)
 t2 = time.perf_counter()
-rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss_load = peak_rss_mb()
 x = np.random.default_rng(0).standard_normal((1, 3, 384, 384)).astype(np.float32)
 vision = model.vision_model if hasattr(model, "vision_model") else model
 if lib == "minblip":
@@ -43,7 +51,7 @@ if lib == "minblip":
 else:
     with torch.no_grad():
         vision(torch.from_numpy(x))
-rss_fwd = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss_fwd = peak_rss_mb()
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "peak_rss_after_load_mb": rss_load,
                   "peak_rss_after_vision_forward_mb": rss_fwd}))
 """
@@ -66,8 +74,8 @@ def main():
     import fullsize
 
     folder = fullsize.build(args.folder)
-    for f in folder.glob("*.safetensors"):
-        f.read_bytes()  # warm the page cache so the first run is not penalised
+    for f in folder.glob("*.safetensors"):  # warm the page cache (in another process: see CHILD)
+        subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
     results = {"minblip": [], "transformers": []}
     for _ in range(args.repeat):
         for lib in results:

@@ -33,9 +33,9 @@ class BlipVisionModel(PreTrainedModel):
                 f"pixel_values of {x.shape[2]}x{x.shape[3]} are smaller than one "
                 f"{self.config.patch_size}-pixel patch"
             )
-        last, pooled, hidden, attn = vision_model(x, self.params, self.config, interpolate_pos_encoding)
         want_h = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         want_a = self.config.output_attentions if output_attentions is None else output_attentions
+        last, pooled, hidden, attn = vision_model(x, self.params, self.config, interpolate_pos_encoding, want_a)
         out = ModelOutput(
             last_hidden_state=last,
             pooler_output=pooled,

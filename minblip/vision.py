@@ -76,12 +76,12 @@ def encoder_layer(x, p, cfg):
     return x + tap("mlp", h), probs
 
 
-def vision_model(pixel_values, p, cfg, interpolate_pos_encoding=False):
+def vision_model(pixel_values, p, cfg, interpolate_pos_encoding=False, output_attentions=False):
     """Mirrors BlipVisionModel.forward.
 
     Shapes: pixel_values (B, 3, Hs, Ws) -> last_hidden_state (B, N, Dv), pooler_output (B, Dv),
             hidden_states: L+1 arrays (B, N, Dv) (embeddings, then each layer before
-            post_layernorm), attentions: L arrays (B, H, N, N).
+            post_layernorm), attentions: L arrays (B, H, N, N) if output_attentions else [].
     """
     x = vision_embeddings(pixel_values, p["embeddings"], cfg, interpolate_pos_encoding)
     hidden_states, attentions = [x], []
@@ -89,7 +89,8 @@ def vision_model(pixel_values, p, cfg, interpolate_pos_encoding=False):
         with scope(f"encoder.layers.{i}"):
             x, probs = encoder_layer(x, lp, cfg)
         hidden_states.append(tap(f"encoder.layers.{i}", x))
-        attentions.append(probs)
+        if output_attentions:  # 16 MB a layer at 384 px: kept only when asked for
+            attentions.append(probs)
     tap("encoder", x)
     last = tap("post_layernorm", layer_norm(x, p["post_layernorm"], cfg.layer_norm_eps))
     # transformers applies post_layernorm a second time to the class token for the pooled output

@@ -1,6 +1,6 @@
 """minblip: BLIP and BLIP-2 in NumPy, conformant with transformers 5.23.0."""
 
-from .blip import BlipVisionModel
+from .blip import BlipForConditionalGeneration, BlipVisionModel
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -13,6 +13,7 @@ from .ops import get_backend, set_backend
 from .preprocess import BlipImageProcessor
 
 __all__ = [
+    "BlipForConditionalGeneration",
     "BlipImageProcessor",
     "BlipVisionModel",
     "CheckpointError",

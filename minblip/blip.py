@@ -1,10 +1,14 @@
 """BLIP model classes: the towers composed, with transformers' call signatures and field names."""
 
-from .config import BlipVisionConfig
-from .errors import InputError
+import numpy as np
+
+from .config import BlipConfig, BlipVisionConfig
+from .errors import CheckpointError, ConfigError, InputError
+from .generate import generate
 from .modeling import PreTrainedModel, as_pixel_values, select_hidden_states
 from .outputs import ModelOutput
-from .trace import scope
+from .text_bert import cross_kv, lm_forward, lm_loss, lm_shapes
+from .trace import scope, tap
 from .vision import vision_model, vision_shapes
 
 
@@ -45,3 +49,156 @@ class BlipVisionModel(PreTrainedModel):
         return out if return_dict else out.to_tuple()
 
     forward = __call__
+
+
+# ----------------------------------------------------------------------------- captioning
+
+
+def _token_ids(input_ids, vocab_size, name="input_ids"):
+    """A (B, T) integer array of ids in [0, V), copied (callers' arrays are never written)."""
+    ids = np.array(input_ids)
+    if ids.dtype.kind not in "iu" or ids.ndim != 2:
+        raise InputError(f"{name} must be a 2-D integer array (batch, tokens), got {ids.dtype} {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise InputError(f"{name} holds ids outside the vocabulary [0, {vocab_size}): {ids.min()}..{ids.max()}")
+    return ids.astype(np.int64)
+
+
+def _mask_like(attention_mask, ids, name="attention_mask"):
+    if attention_mask is None:
+        return None
+    mask = np.asarray(attention_mask)
+    if mask.shape != ids.shape:
+        raise InputError(f"{name} has shape {mask.shape}, input_ids has {ids.shape}")
+    return mask.astype(np.int64)
+
+
+class BlipForConditionalGeneration(PreTrainedModel):
+    """transformers.BlipForConditionalGeneration: image -> caption.
+
+    pixels -> vision_model (B, N, Dv) -> text_decoder (BERT decoder cross-attending to them) ->
+    logits (B, T, V). generate() decodes from [DEC] (+ an optional prompt) until [SEP].
+    """
+
+    config_types = (BlipConfig,)
+
+    @classmethod
+    def sub_config(cls, config, folder):
+        if not isinstance(config, BlipConfig):
+            raise ConfigError(f"{folder}/config.json: model_type {config.model_type!r} is not a BLIP captioning model")
+        return config
+
+    @classmethod
+    def expected_shapes(cls, config):
+        shapes = {f"vision_model.{k}": s for k, s in vision_shapes(config.vision_config).items()}
+        shapes.update(lm_shapes(config.text_config, "text_decoder.")[0])
+        return shapes
+
+    @classmethod
+    def optional_keys(cls, config):
+        return lm_shapes(config.text_config, "text_decoder.")[1]
+
+    def __init__(self, config, params, name_or_path=None):
+        super().__init__(config, params, name_or_path)
+        pp = params["text_decoder"]["cls"]["predictions"]
+        decoder = pp.get("decoder", {})
+        if "bias" not in decoder and "bias" not in pp:
+            raise CheckpointError("text_decoder.cls.predictions: neither bias nor decoder.bias is stored")
+        if "weight" not in decoder and not (config.tie_word_embeddings and config.text_config.tie_word_embeddings):
+            raise CheckpointError(
+                "text_decoder.cls.predictions.decoder.weight is missing and tie_word_embeddings is "
+                "false: transformers would leave the LM head randomly initialised"
+            )
+
+    def _vision(self, pixel_values, interpolate_pos_encoding, output_attentions=False):
+        x = as_pixel_values(pixel_values, self.dtype)
+        P = self.config.vision_config.patch_size
+        if min(x.shape[2:]) < P:
+            raise InputError(f"pixel_values of {x.shape[2]}x{x.shape[3]} are smaller than one {P}-pixel patch")
+        with scope("vision_model"):
+            out = vision_model(x, self.params["vision_model"], self.config.vision_config,
+                               interpolate_pos_encoding, output_attentions)  # fmt: skip
+        tap("vision_model", out[0])
+        return out
+
+    def __call__(
+        self, pixel_values=None, input_ids=None, attention_mask=None, labels=None,
+        output_attentions=None, output_hidden_states=None, return_dict=True,
+        interpolate_pos_encoding=False,
+    ):  # fmt: skip
+        """Mirrors BlipForConditionalGeneration.forward: input_ids are used as given (no [DEC])."""
+        if pixel_values is None or input_ids is None:
+            raise InputError("BlipForConditionalGeneration needs pixel_values and input_ids")
+        tcfg = self.config.text_config
+        ids = _token_ids(input_ids, tcfg.vocab_size)
+        mask = _mask_like(attention_mask, ids)
+        want_h = self.config.vision_config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        want_a = self.config.vision_config.output_attentions if output_attentions is None else output_attentions
+        image_embeds, _, hidden, attn = self._vision(pixel_values, interpolate_pos_encoding, want_a)
+        if ids.shape[0] != image_embeds.shape[0]:
+            raise InputError(f"{ids.shape[0]} texts for {image_embeds.shape[0]} images: pass one per image")
+        with scope("text_decoder"):
+            logits, _ = lm_forward(ids, self.params["text_decoder"], tcfg, attention_mask=mask,
+                                   encoder_hidden_states=image_embeds)  # fmt: skip
+        loss = None
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != ids.shape:
+                raise InputError(f"labels have shape {labels.shape}, input_ids have {ids.shape}")
+            loss = lm_loss(logits, labels, tcfg.label_smoothing)
+        tap("text_decoder", logits if loss is None else loss)  # its output's first field
+        out = ModelOutput(
+            loss=loss, logits=logits, image_embeds=image_embeds, last_hidden_state=image_embeds,
+            hidden_states=select_hidden_states(hidden, want_h), attentions=tuple(attn) if want_a else None,
+        )  # fmt: skip
+        return out if return_dict else out.to_tuple()
+
+    forward = __call__
+
+    def generate(self, pixel_values=None, input_ids=None, attention_mask=None, interpolate_pos_encoding=False,
+                 **generate_kwargs):  # fmt: skip
+        """Mirrors BlipForConditionalGeneration.generate -> int64 ids (B * n_return, L).
+
+        The decoder prompt is input_ids with its first token replaced by [DEC] (bos) and its last
+        column ([SEP] of a processor output) dropped; without input_ids it is [DEC] alone. Stops on
+        [SEP] (sep_token_id); finished rows are filled with pad. input_ids is not modified.
+        """
+        if pixel_values is None:
+            raise InputError("generate needs pixel_values")
+        tcfg = self.config.text_config
+        image_embeds = self._vision(pixel_values, interpolate_pos_encoding)[0]
+        B = image_embeds.shape[0]
+        if input_ids is None:  # transformers' placeholder [bos, eos]; its last column is dropped
+            ids = np.tile(np.array([[tcfg.bos_token_id, tcfg.eos_token_id]], np.int64), (B, 1))
+        else:
+            ids = _token_ids(input_ids, tcfg.vocab_size)
+        mask = _mask_like(attention_mask, ids)
+        if ids.shape[0] != B:
+            raise InputError(f"input_ids has {ids.shape[0]} prompts for {B} images: pass one per image")
+        if ids.shape[1] < 2:
+            raise InputError("input_ids must hold at least 2 tokens ([CLS] ... [SEP]): the first becomes "
+                             "[DEC] and the last is dropped")  # fmt: skip
+        ids[:, 0] = tcfg.bos_token_id  # on our copy; transformers writes into the caller's tensor
+        prompt, mask = ids[:, :-1], None if mask is None else mask[:, :-1]
+        if prompt.shape[1] > tcfg.max_position_embeddings:
+            raise InputError(
+                f"the decoder prompt has {prompt.shape[1]} tokens ([DEC] + {prompt.shape[1] - 1}) but "
+                f"the position table has max_position_embeddings={tcfg.max_position_embeddings} rows"
+            )
+        p = self.params["text_decoder"]
+        context = {"encoder_kv": cross_kv(image_embeds, p["bert"], tcfg)}  # once per call
+
+        def step(input_ids, position_ids, attention_mask, past, context):
+            with scope("text_decoder"):
+                logits, out = lm_forward(
+                    input_ids, p, tcfg, last_only=True, attention_mask=attention_mask,
+                    position_ids=position_ids, cache=past, encoder_kv=context["encoder_kv"],
+                )  # fmt: skip
+            tap("text_decoder", logits)
+            return logits[:, -1], out["cache"]
+
+        return generate(
+            step, prompt, attention_mask=mask, context=context, eos_token_id=tcfg.sep_token_id,
+            pad_token_id=tcfg.pad_token_id, max_position_embeddings=tcfg.max_position_embeddings,
+            **generate_kwargs,
+        )  # fmt: skip

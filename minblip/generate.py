@@ -1,0 +1,207 @@
+"""Decoding: greedy and beam search, as transformers 5.23.0's generate runs them.
+
+Model-agnostic: the model is a step function
+
+    step(input_ids, position_ids, attention_mask, past, context) -> (logits (N, V), past)
+
+called first with the whole prompt (past=None), then with one new token per row. `past` is the
+model's KV cache: any nest of dicts/lists/tuples of arrays with the batch first; beam search
+reorders its rows. `context` is per-item state that never changes (BLIP: the image keys/values of
+every cross-attention layer): expanded once per beam and never reordered (beams of one item share
+it). attention_mask is None when the prompt has no padding (transformers drops an all-ones mask).
+
+The caller's arrays are never modified (transformers' BLIP generate writes into input_ids).
+Semantics: docs in /work/shared/spec/generation.md §2 and transformers' generation/utils.py.
+"""
+
+import numpy as np
+
+from . import logits_process as lp
+from .errors import InputError
+from .ops import log_softmax
+
+NEG = np.float32(-1e9)  # transformers' "impossible" beam score (a float32 literal, not -inf)
+
+_KNOWN = {
+    "max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams",
+    "num_return_sequences", "length_penalty", "early_stopping", "repetition_penalty",
+    "no_repeat_ngram_size", "do_sample", "use_cache",
+}  # fmt: skip
+
+
+def generate(step, input_ids, *, eos_token_id, pad_token_id, attention_mask=None, context=None,
+             max_position_embeddings=None, **kwargs):  # fmt: skip
+    """Greedy or beam-search continuation of input_ids (B, P) -> int64 (B * n_return, L)."""
+    unknown = set(kwargs) - _KNOWN
+    if unknown:
+        raise InputError(f"generate: unknown or unsupported argument(s) {sorted(unknown)}")
+    cfg = settings(input_ids.shape[1], max_position_embeddings, **kwargs)
+    eos = [] if eos_token_id is None else list(np.atleast_1d(eos_token_id).astype(np.int64))
+    pad = eos[0] if pad_token_id is None and eos else pad_token_id
+    ids = np.array(input_ids, dtype=np.int64)  # a copy: the caller's array stays as it was
+    if attention_mask is not None and np.all(np.asarray(attention_mask) == 1):
+        attention_mask = None  # transformers drops an all-ones mask (after deriving positions)
+    mask = None if attention_mask is None else np.array(attention_mask, dtype=np.int64)
+    procs = lp.processors(
+        eos_ids=eos, prompt_len=ids.shape[1], repetition_penalty_=cfg["repetition_penalty"],
+        no_repeat_ngram_size=cfg["no_repeat_ngram_size"], min_length=cfg["min_length"],
+        min_new_tokens=cfg["min_new_tokens"],
+        ignore_before=None if mask is None else np.argmax(mask != 0, axis=1),
+    )  # fmt: skip
+    if cfg["num_beams"] == 1:
+        return greedy(step, ids, mask, context, procs, eos, pad, cfg["max_length"])
+    return beam_search(step, ids, mask, context, procs, eos, pad, cfg)
+
+
+def settings(P, max_position_embeddings, max_length=None, max_new_tokens=None, min_length=None,
+             min_new_tokens=None, num_beams=1, num_return_sequences=1, length_penalty=1.0,
+             early_stopping=False, repetition_penalty=1.0, no_repeat_ngram_size=0, do_sample=False,
+             use_cache=True):  # fmt: skip
+    """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length."""
+    if do_sample:
+        raise InputError("generate: do_sample=True (sampling) is not supported yet; use greedy or beams")
+    if early_stopping not in (True, False, "never"):
+        raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    if not isinstance(num_beams, int) or num_beams < 1:
+        raise InputError(f"num_beams must be a positive int, got {num_beams!r}")
+    if num_return_sequences > num_beams:
+        what = "greedy search" if num_beams == 1 else f"num_beams={num_beams}"
+        raise InputError(f"num_return_sequences={num_return_sequences} is larger than {what} can return")
+    if max_new_tokens is not None:
+        if max_new_tokens <= 0:
+            raise InputError(f"max_new_tokens must be greater than 0, got {max_new_tokens}")
+        max_length = P + max_new_tokens
+    elif max_length is None:  # 5.x: 20 *new* tokens by default, capped by the position table
+        max_length = 20 + P
+        if max_position_embeddings is not None:
+            max_length = min(max_length, max_position_embeddings)
+    if P >= max_length:
+        raise InputError(
+            f"the prompt has {P} tokens but max_length is {max_length}: nothing is left to generate; "
+            "raise max_length or set max_new_tokens"
+        )
+    if min_new_tokens is not None:
+        min_length = P + min_new_tokens
+    return dict(max_length=max_length, min_length=min_length or 0, min_new_tokens=min_new_tokens,
+                num_beams=num_beams, num_return_sequences=num_return_sequences,
+                length_penalty=length_penalty, early_stopping=early_stopping,
+                repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)  # fmt: skip
+
+
+def first_positions(mask, P, N):
+    """Position ids of the prompt (N, P): cumsum(mask) - 1 with padding at 0, else 0..P-1."""
+    if mask is None:
+        return np.broadcast_to(np.arange(P), (N, P))
+    return np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1)
+
+
+def greedy(step, ids, mask, context, procs, eos, pad, max_length):
+    """argmax decoding; finished rows emit pad. ids (B, P) -> (B, L <= max_length)."""
+    B = ids.shape[0]
+    unfinished = np.ones(B, bool)
+    feed, pos, past = ids, first_positions(mask, ids.shape[1], B), None
+    while True:
+        logits, past = step(feed, pos, mask, past, context)
+        scores = lp.apply(procs, ids, logits.astype(np.float32))  # transformers scores in float32
+        tok = np.argmax(scores, axis=-1)  # ties -> lowest id, as torch.argmax
+        if eos:
+            tok = np.where(unfinished, tok, pad)
+        ids = np.concatenate([ids, tok[:, None]], axis=1)
+        unfinished &= ~(np.isin(tok, eos) | (ids.shape[1] >= max_length))
+        if not unfinished.any():
+            return ids
+        feed, pos = tok[:, None], pos[:, -1:] + 1
+        mask = None if mask is None else np.concatenate([mask, np.ones((B, 1), np.int64)], axis=1)
+
+
+def beam_search(step, ids, mask, context, procs, eos, pad, cfg):
+    """5.23's vectorised beam search (generation.md §2.8). ids (B, P) -> (B * n_return, L)."""
+    K, max_length, lpen, early = cfg["num_beams"], cfg["max_length"], cfg["length_penalty"], cfg["early_stopping"]
+    B, P = ids.shape
+    N = B * K
+    ids = np.repeat(ids, K, axis=0)  # item-major: rows b*K .. b*K+K-1 are item b's beams
+    mask = None if mask is None else np.repeat(mask, K, axis=0)
+    context = take_rows(context, np.repeat(np.arange(B), K))
+    C = max(2, 1 + len(eos)) * K  # candidates kept per step: enough that K never all end
+    fill = (pad or eos[0]) if eos else -1  # pad 0 is falsy: BLIP's short beams get eos, not 0
+    running = np.full((B, K, max_length), fill, np.int64)
+    running[:, :, :P] = ids.reshape(B, K, P)
+    sequences = running.copy()
+    running_scores = np.zeros((B, K), np.float32)
+    running_scores[:, 1:] = NEG  # only beam 0 is live at first: K identical beams otherwise
+    beam_scores = np.full((B, K), NEG, np.float32)
+    finished = np.zeros((B, K), bool)
+    improvable = np.ones((B, 1), bool)
+    running_parent = np.full((B, K, max_length - P), -1, np.int64)
+    parents = running_parent.copy()
+    top_k_mask = np.arange(C) < K
+    feed, pos, past, cur = ids, first_positions(mask, P, N), None, P
+    while True:
+        logits, past = step(feed, pos, mask, past, context)
+        logp = log_softmax(logits.astype(np.float32))
+        logp = lp.apply(procs, running[:, :, :cur].reshape(N, cur), logp)
+        V = logp.shape[-1]
+        acc = (logp.reshape(B, K, V) + running_scores[:, :, None]).reshape(B, K * V)
+        # c. the C best continuations over all beams of an item
+        top = topk(acc, C)
+        top_scores = np.take_along_axis(acc, top, 1)
+        beam, tok = top // V, top % V
+        cand = np.take_along_axis(running, beam[:, :, None], 1)  # b c max_length
+        cand[:, :, cur] = tok
+        cand_parent = np.take_along_axis(running_parent, beam[:, :, None], 1)
+        cand_parent[:, :, cur - P] = beam + np.arange(B)[:, None] * K  # global row of the parent
+        hits = np.isin(tok, eos) | (cur + 1 >= max_length)
+        # e. the K best candidates that did not just end continue
+        alive = top_scores + hits.astype(np.float32) * NEG
+        keep = topk(alive, K)
+        running = np.take_along_axis(cand, keep[:, :, None], 1)
+        running_scores = np.take_along_axis(alive, keep, 1)
+        running_parent = np.take_along_axis(cand_parent, keep[:, :, None], 1)
+        # f. candidates in the top K that ended enter the finished store, length-normalised
+        just = hits & top_k_mask
+        s = top_scores / np.float32((cur + 1 - P) ** lpen)  # generated length, prompt excluded
+        s = s + (finished.all(-1, keepdims=True) & (early is True)).astype(np.float32) * NEG
+        s = s + (~improvable).astype(np.float32) * NEG
+        s = s + (~just).astype(np.float32) * NEG
+        merged_scores = np.concatenate([beam_scores, s], 1)
+        best = topk(merged_scores, K)
+        sequences = np.take_along_axis(np.concatenate([sequences, cand], 1), best[:, :, None], 1)
+        parents = np.take_along_axis(np.concatenate([parents, cand_parent], 1), best[:, :, None], 1)
+        finished = np.take_along_axis(np.concatenate([finished, just], 1), best, 1)
+        beam_scores = np.take_along_axis(merged_scores, best, 1)
+        # g. follow the chosen parents in the cache; stop when nothing can improve
+        past = take_rows(past, running_parent[:, :, cur - P].reshape(N))
+        cur += 1
+        improvable = still_improvable(improvable, running_scores, beam_scores, finished, cur, P, max_length, early, lpen)
+        if not improvable.any() or (finished.all() and early is True) or hits.all():
+            break
+        feed, pos = running[:, :, cur - 1].reshape(N, 1), pos[:, -1:] + 1
+        mask = None if mask is None else np.concatenate([mask, np.ones((N, 1), np.int64)], axis=1)
+    n = cfg["num_return_sequences"]
+    sequences, parents = sequences[:, :n].reshape(B * n, -1), parents[:, :n].reshape(B * n, -1)
+    generated = int((parents >= 0).sum(1).max())  # longest returned hypothesis
+    return sequences[:, : P + generated]
+
+
+def still_improvable(flag, running_scores, beam_scores, finished, cur, P, max_length, early, lpen):
+    """Can an item's best running beam still beat its worst finished one? (sticky, per item)"""
+    best_len = max_length - P if (early == "never" and lpen > 0) else cur - P
+    best = running_scores[:, :1] / np.float32(best_len**lpen)
+    worst = np.where(finished, beam_scores.min(1, keepdims=True), NEG)
+    return flag & (best > worst).any(-1, keepdims=True)
+
+
+def topk(x, k):
+    """Indices of the k largest entries per row, largest first; ties keep the lower index."""
+    return np.argsort(-x, axis=-1, kind="stable")[:, :k]
+
+
+def take_rows(tree, idx):
+    """Select batch rows idx from every array of a nest of dicts / lists / tuples."""
+    if tree is None:
+        return None
+    if isinstance(tree, np.ndarray):
+        return tree[idx]
+    if isinstance(tree, dict):
+        return {k: take_rows(v, idx) for k, v in tree.items()}
+    return type(tree)(take_rows(v, idx) for v in tree)

@@ -1,0 +1,270 @@
+"""The BLIP text tower: a post-LN BERT whose layers cross-attend to image features, + LM head.
+
+Mirrors transformers' BlipTextModel (used as BLIP's text encoder and, inside BlipTextLMHeadModel,
+as the caption decoder) and BlipTextLMHeadModel. Every layer owns a `crossattention` block when
+the config says is_decoder (all hub configs); it runs only when image features are given.
+
+KV cache (functional: passed in, returned, never mutated). cache = [(K, V) per layer], each
+(B, H, T_past, Dh): the self-attention keys/values of the tokens seen so far. Cross-attention
+keys/values depend only on the image, so `cross_kv` computes them once per generate call and the
+caller passes them to every step (transformers' EncoderDecoderCache does the same).
+"""
+
+import numpy as np
+
+from .errors import InputError
+from .ops import ACT2FN, layer_norm, linear, log_softmax, merge_heads, softmax, split_heads
+from .trace import scope, tap
+
+
+def text_embeddings(input_ids, position_ids, p, cfg):
+    """Word + learned position embeddings, then LayerNorm. Mirrors BlipTextEmbeddings.
+
+    Shapes: input_ids (B, T), position_ids (B|1, T) -> (B, T, Dt). No token-type embeddings.
+    Weights: word_embeddings.weight (V, Dt), position_embeddings.weight (512, Dt), LayerNorm.
+    """
+    x = p["word_embeddings"]["weight"][input_ids] + p["position_embeddings"]["weight"][position_ids]
+    return tap("embeddings", tap("embeddings.LayerNorm", layer_norm(x, p["LayerNorm"], cfg.layer_norm_eps)))
+
+
+def project_kv(states, p, n_heads):
+    """Keys and values of one attention block. (B, S, D|Dv) -> two (B, H, S, Dh)."""
+    return split_heads(linear(states, p["key"]), n_heads), split_heads(linear(states, p["value"]), n_heads)
+
+
+def bert_attention(x, k, v, p, cfg, mask):
+    """Multi-head attention over given keys/values + post-LN output. Mirrors BlipTextAttention.
+
+    Shapes: x (B, T, Dt); k, v (B, H, S, Dh); mask additive, broadcastable to (B, H, T, S)
+            -> (B, T, Dt), probs (B, H, T, S).
+    Weights: self.query {weight (Dt, Dt), bias}, output.dense, output.LayerNorm
+             (self.key / self.value are read by project_kv).
+    """
+    H = cfg.num_attention_heads
+    q = split_heads(linear(x, p["self"]["query"]), H)  # b t (h dh) -> b h t dh
+    scores = (q @ k.transpose(0, 1, 3, 2)) / np.sqrt(q.shape[-1]).astype(q.dtype)  # divide, as BERT does
+    if mask is not None:
+        scores = scores + mask  # additive finfo.min, never -inf: a fully masked row stays finite
+    probs = softmax(scores)
+    context = tap("self", merge_heads(probs @ v))  # b h t dh -> b t (h dh)
+    return bert_output(context, x, p["output"], cfg), probs
+
+
+def bert_output(h, residual, p, cfg):
+    """dense, then LayerNorm(residual + .): post-LN. Mirrors BlipTextSelfOutput / BlipTextOutput."""
+    out = layer_norm(linear(h, p["dense"]) + residual, p["LayerNorm"], cfg.layer_norm_eps)
+    return tap("output", tap("output.LayerNorm", out))
+
+
+def text_layer(x, p, cfg, self_kv, self_mask, cross, cross_mask):
+    """Self-attention, cross-attention to the image, FFN; each post-LN. Mirrors BlipTextLayer.
+
+    Shapes: x (B, T, Dt) -> (B, T, Dt); self_kv / cross: (K, V) pairs (B, H, S, Dh), cross None
+    in a text-only call. Returns (x, self probs, cross probs or None).
+    """
+    with scope("attention"):
+        a, probs = bert_attention(x, *self_kv, p["attention"], cfg, self_mask)
+    tap("attention", a)
+    cross_probs = None
+    if cross is not None:
+        with scope("crossattention"):
+            a, cross_probs = bert_attention(a, *cross, p["crossattention"], cfg, cross_mask)
+        tap("crossattention", a)
+    h = tap("intermediate", ACT2FN[cfg.hidden_act](linear(a, p["intermediate"]["dense"])))  # (B, T, F)
+    return bert_output(h, a, p["output"], cfg), probs, cross_probs
+
+
+def cross_kv(encoder_hidden_states, p, cfg):
+    """The image keys/values of every layer's cross-attention: computed once, reused every step.
+
+    Shapes: encoder_hidden_states (B, N, Dv) -> [(K, V) per layer], each (B, H, N, Dh).
+    """
+    H = cfg.num_attention_heads
+    return [project_kv(encoder_hidden_states, lp["crossattention"]["self"], H) for lp in p["encoder"]["layer"]]
+
+
+def self_mask(attention_mask, T, past_len, is_decoder, dtype):
+    """Additive self-attention mask (B|1, 1, T, past_len + T): 0 where allowed, finfo.min elsewhere.
+
+    Decoder: query t (absolute position past_len + t) sees keys 0 .. past_len + t that are not
+    padding. Encoder: every non-padding key. attention_mask (B, past_len + T), 1 = keep, or None.
+    """
+    S = past_len + T
+    allowed = np.ones((1, 1, T, S), bool)
+    if is_decoder:
+        allowed = allowed & (np.arange(S) <= past_len + np.arange(T)[:, None])  # causal
+    if attention_mask is not None:
+        allowed = allowed & (np.asarray(attention_mask)[:, None, None, :] != 0)
+    elif not is_decoder:
+        return None
+    return np.where(allowed, 0, np.finfo(dtype).min).astype(dtype)
+
+
+def cross_mask(encoder_attention_mask, dtype):
+    """(B, N) keep-mask of the image tokens -> additive (B, 1, 1, N), or None (attend to all)."""
+    if encoder_attention_mask is None:
+        return None
+    keep = np.asarray(encoder_attention_mask)[:, None, None, :] != 0
+    return np.where(keep, 0, np.finfo(dtype).min).astype(dtype)
+
+
+def text_model(
+    input_ids, p, cfg, *, attention_mask=None, position_ids=None, encoder_hidden_states=None,
+    encoder_attention_mask=None, is_decoder=False, cache=None, encoder_kv=None, pooler=False,
+):  # fmt: skip
+    """Mirrors BlipTextModel.forward (taps under the caller's scope: "bert." in the LM model).
+
+    Shapes: input_ids (B, T) -> last_hidden_state (B, T, Dt); pooled (B, Dt) or None;
+            hidden_states L+1 x (B, T, Dt); attentions / cross_attentions L x (B, H, T, S).
+    cache: [(K, V)] of the past tokens (decoder mode) or None; the cache returned holds them
+    with this call's tokens appended. encoder_kv: cross_kv(...) precomputed, or None to compute
+    it here from encoder_hidden_states.
+    """
+    B, T = input_ids.shape
+    past_len = 0 if cache is None else cache[0][0].shape[2]
+    if position_ids is None:
+        position_ids = np.arange(past_len, past_len + T)[None, :]
+    check_positions(position_ids, cfg)
+    x = text_embeddings(input_ids, position_ids, p["embeddings"], cfg)
+    smask = self_mask(attention_mask, T, past_len, is_decoder, x.dtype)
+    if encoder_kv is None and encoder_hidden_states is not None:
+        encoder_kv = cross_kv(encoder_hidden_states, p, cfg)
+    cmask = cross_mask(encoder_attention_mask, x.dtype) if encoder_kv is not None else None
+    H = cfg.num_attention_heads
+    hidden_states, attentions, cross_attentions, new_cache = [x], [], [], []
+    for i, lp in enumerate(p["encoder"]["layer"]):
+        k, v = project_kv(x, lp["attention"]["self"], H)  # this call's tokens: (B, H, T, Dh)
+        if cache is not None:
+            k = np.concatenate([cache[i][0], k], axis=2)  # b h (past + t) dh
+            v = np.concatenate([cache[i][1], v], axis=2)
+        new_cache.append((k, v))
+        with scope(f"encoder.layer.{i}"):
+            cross = None if encoder_kv is None else encoder_kv[i]
+            x, probs, cprobs = text_layer(x, lp, cfg, (k, v), smask, cross, cmask)
+        hidden_states.append(tap(f"encoder.layer.{i}", x))
+        attentions.append(probs)
+        cross_attentions.append(cprobs)
+    tap("encoder", x)
+    pooled = None
+    if pooler:  # BertPooler: tanh(dense(first token))
+        pooled = tap("pooler", np.tanh(linear(x[:, 0], p["pooler"]["dense"])))
+    return dict(
+        last_hidden_state=x, pooler_output=pooled, hidden_states=hidden_states, attentions=attentions,
+        cross_attentions=cross_attentions, cache=new_cache if is_decoder else None,
+    )  # fmt: skip
+
+
+def check_positions(position_ids, cfg):
+    n = cfg.max_position_embeddings
+    if np.size(position_ids) and (np.max(position_ids) >= n or np.min(position_ids) < 0):
+        raise InputError(
+            f"text position {int(np.max(position_ids))} is outside the position table of "
+            f"max_position_embeddings={n} rows: the text is too long for this model"
+        )
+
+
+def lm_head(h, p, word_embeddings, cfg):
+    """transform (dense, act, LayerNorm), then the vocabulary projection. Mirrors BlipTextOnlyMLMHead.
+
+    Shapes: h (B, T, Dt) -> logits (B, T, V).
+    Weights: predictions.transform.{dense, LayerNorm}; the decoder weight (V, Dt) and bias (V,)
+    are tied: "first present wins" (decoder_weights).
+    """
+    pp = p["predictions"]
+    t = ACT2FN[cfg.hidden_act](linear(h, pp["transform"]["dense"]))
+    t = tap("predictions.transform.LayerNorm", layer_norm(t, pp["transform"]["LayerNorm"], cfg.layer_norm_eps))
+    tap("predictions.transform", t)
+    W, b = decoder_weights(pp, word_embeddings)
+    return tap("predictions", t @ W.T + b)
+
+
+def decoder_weights(pp, word_embeddings):
+    """The LM head's (weight, bias), first present wins. transformers ties decoder.weight to the
+    word embeddings and decoder.bias to predictions.bias, and 5.23's save_pretrained writes only
+    word_embeddings and predictions.bias; a file holding both halves of a pair with different
+    values is loaded untied, and the forward then uses the decoder's own weight AND bias (checked
+    on 5.23; checkpoints.md §3 says predictions.bias wins, transformers says decoder.bias)."""
+    decoder = pp["decoder"] if "decoder" in pp else {}
+    W = decoder["weight"] if "weight" in decoder else word_embeddings
+    b = decoder["bias"] if "bias" in decoder else pp["bias"]
+    return W, b
+
+
+def lm_loss(logits, labels, label_smoothing=0.0, reduction="mean"):
+    """Next-token cross-entropy of BlipTextLMHeadModel: logits[:, :-1] against labels[:, 1:].
+
+    Shapes: logits (B, T, V), labels (B, T) int, -100 = ignore -> scalar ("mean") or (B,) ("none":
+    per-sample sum, as BLIP VQA uses). Label smoothing as torch: (1-e) * nll + e * mean_v(-logp).
+    """
+    V = logits.shape[-1]
+    logp = log_softmax(logits[:, :-1].reshape(-1, V))
+    target = np.asarray(labels)[:, 1:].reshape(-1)
+    keep = target != -100
+    if np.any(keep & ((target < 0) | (target >= V))):
+        raise InputError(f"labels must be -100 or token ids in [0, {V}), got {target[keep].min()}..{target[keep].max()}")
+    safe = np.where(keep, target, 0)
+    nll = -np.take_along_axis(logp, safe[:, None], 1)[:, 0]
+    per_token = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1) if label_smoothing else nll
+    per_token = np.where(keep, per_token, 0).astype(logits.dtype)
+    if reduction == "none":
+        return per_token.reshape(logits.shape[0], -1).sum(1)
+    return (per_token.sum() / keep.sum()).astype(logits.dtype)  # all ignored -> nan, as torch
+
+
+def text_shapes(cfg, pooler=False, prefix=""):
+    """{key: shape} of BlipTextModel's parameters (checkpoint names, under prefix)."""
+    D, F, Dv = cfg.hidden_size, cfg.intermediate_size, cfg.encoder_hidden_size
+    shapes = {
+        "embeddings.word_embeddings.weight": (cfg.vocab_size, D),
+        "embeddings.position_embeddings.weight": (cfg.max_position_embeddings, D),
+        "embeddings.LayerNorm.weight": (D,), "embeddings.LayerNorm.bias": (D,),
+    }  # fmt: skip
+    blocks = ["attention"] + (["crossattention"] if cfg.is_decoder else [])
+    for i in range(cfg.num_hidden_layers):
+        layer = {"intermediate.dense.weight": (F, D), "intermediate.dense.bias": (F,),
+                 "output.dense.weight": (D, F), "output.dense.bias": (D,),
+                 "output.LayerNorm.weight": (D,), "output.LayerNorm.bias": (D,)}  # fmt: skip
+        for blk in blocks:
+            kv_in = Dv if blk == "crossattention" else D
+            layer.update({
+                f"{blk}.self.query.weight": (D, D), f"{blk}.self.query.bias": (D,),
+                f"{blk}.self.key.weight": (D, kv_in), f"{blk}.self.key.bias": (D,),
+                f"{blk}.self.value.weight": (D, kv_in), f"{blk}.self.value.bias": (D,),
+                f"{blk}.output.dense.weight": (D, D), f"{blk}.output.dense.bias": (D,),
+                f"{blk}.output.LayerNorm.weight": (D,), f"{blk}.output.LayerNorm.bias": (D,),
+            })  # fmt: skip
+        shapes.update({f"encoder.layer.{i}.{k}": s for k, s in layer.items()})
+    if pooler:
+        shapes.update({"pooler.dense.weight": (D, D), "pooler.dense.bias": (D,)})
+    return {prefix + k: s for k, s in shapes.items()}
+
+
+def lm_shapes(cfg, prefix=""):
+    """{key: shape} of BlipTextLMHeadModel (bert + cls), and the keys that may be absent (ties)."""
+    D, V = cfg.hidden_size, cfg.vocab_size
+    shapes = text_shapes(cfg, prefix=prefix + "bert.")
+    head = {
+        "cls.predictions.bias": (V,),
+        "cls.predictions.transform.dense.weight": (D, D), "cls.predictions.transform.dense.bias": (D,),
+        "cls.predictions.transform.LayerNorm.weight": (D,), "cls.predictions.transform.LayerNorm.bias": (D,),
+        "cls.predictions.decoder.weight": (V, D), "cls.predictions.decoder.bias": (V,),
+    }  # fmt: skip
+    shapes.update({prefix + k: s for k, s in head.items()})
+    optional = [prefix + "cls.predictions.decoder.weight", prefix + "cls.predictions.decoder.bias",
+                prefix + "cls.predictions.bias"]  # fmt: skip
+    return shapes, optional
+
+
+def lm_forward(input_ids, p, cfg, last_only=False, **kw):
+    """Mirrors BlipTextLMHeadModel.forward without the loss: bert (decoder mode) + cls.
+
+    Shapes: input_ids (B, T) -> logits (B, T, V), or (B, 1, V) with last_only (generate's
+    logits_to_keep=1: the head sees only the last position); returns (logits, text_model's dict).
+    """
+    with scope("bert"):
+        out = text_model(input_ids, p["bert"], cfg, is_decoder=True, **kw)
+    h = tap("bert", out["last_hidden_state"])
+    word_embeddings = p["bert"]["embeddings"]["word_embeddings"]["weight"]
+    with scope("cls"):
+        logits = lm_head(h[:, -1:] if last_only else h, p["cls"], word_embeddings, cfg)
+    return tap("cls", logits), out

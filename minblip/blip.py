@@ -104,7 +104,8 @@ class BlipForConditionalGeneration(PreTrainedModel):
         decoder = pp.get("decoder", {})
         if "bias" not in decoder and "bias" not in pp:
             raise CheckpointError("text_decoder.cls.predictions: neither bias nor decoder.bias is stored")
-        if "weight" not in decoder and not (config.tie_word_embeddings and config.text_config.tie_word_embeddings):
+        # tied when either config says so (transformers gathers the ties of the model and its parts)
+        if "weight" not in decoder and not (config.tie_word_embeddings or config.text_config.tie_word_embeddings):
             raise CheckpointError(
                 "text_decoder.cls.predictions.decoder.weight is missing and tie_word_embeddings is "
                 "false: transformers would leave the LM head randomly initialised"

@@ -208,7 +208,8 @@ def lm_loss(logits, labels, label_smoothing=0.0, reduction="mean"):
     per_token = np.where(keep, per_token, 0).astype(logits.dtype)
     if reduction == "none":
         return per_token.reshape(logits.shape[0], -1).sum(1)
-    return (per_token.sum() / keep.sum()).astype(logits.dtype)  # all ignored -> nan, as torch
+    with np.errstate(invalid="ignore", divide="ignore"):  # all ignored -> 0/0 = nan, as torch
+        return (per_token.sum() / keep.sum()).astype(logits.dtype)
 
 
 def text_shapes(cfg, pooler=False, prefix=""):

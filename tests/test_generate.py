@@ -1,0 +1,128 @@
+"""generate.py on toy step functions: greedy against a naive loop, length rules, pad filling,
+beam search's cache reordering and fill quirk, input immutability. (Conformance of greedy and
+beam search with transformers on a real model is in test_caption.py.)"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minblip.errors import InputError
+from minblip.generate import generate, settings, take_rows
+
+
+def markov(table):
+    """A step whose next-token logits depend only on the last token: table (V, V)."""
+
+    def step(input_ids, position_ids, attention_mask, past, context):
+        return table[input_ids[:, -1]], None
+
+    return step
+
+
+def naive_greedy(table, ids, eos, pad, max_len, min_len=0):
+    """Row by row, token by token: the textbook loop, stopping when every row has said eos."""
+    rows, done = [list(r) for r in ids], [False] * len(ids)
+    while len(rows[0]) < max_len and not all(done):
+        for b, row in enumerate(rows):
+            s = table[row[-1]].astype(np.float32).copy()
+            if len(row) < min_len:
+                s[eos] = -np.inf
+            row.append(pad if done[b] else int(np.argmax(s)))
+            done[b] = done[b] or row[-1] == eos
+    return np.array(rows)
+
+
+@given(st.integers(0, 2**31), st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(0, 4))
+def test_greedy_matches_a_naive_loop(seed, B, P, new, min_new):
+    rng = np.random.default_rng(seed)
+    V, eos, pad = 6, 2, 0
+    table = rng.standard_normal((V, V)).astype(np.float32)
+    ids = rng.integers(3, V, (B, P))
+    got = generate(markov(table), ids, eos_token_id=eos, pad_token_id=pad, max_new_tokens=new, min_new_tokens=min_new)
+    want = naive_greedy(table, ids, eos, pad, P + new, P + min_new)
+    np.testing.assert_array_equal(got, want)
+    assert got.shape[1] <= P + new
+    finished = (got[:, P:] == eos).any(1)
+    assert got.shape[1] == P + new or finished.all()
+
+
+def test_default_length_is_20_new_tokens_capped_by_positions():
+    assert settings(4, None)["max_length"] == 24
+    assert settings(4, 12)["max_length"] == 12
+    assert settings(4, 12, max_new_tokens=30)["max_length"] == 34  # explicit wins over the cap
+    assert settings(4, 12, max_length=7)["max_length"] == 7
+    assert settings(4, None, min_new_tokens=3)["min_length"] == 7
+    with pytest.raises(InputError, match="max_length is 4"):
+        settings(4, None, max_length=4)
+
+
+def test_caller_arrays_are_not_modified():
+    table = np.eye(5, dtype=np.float32)
+    ids, mask = np.array([[1, 3]]), np.array([[1, 1]])
+    ids0, mask0 = ids.copy(), mask.copy()
+    for beams in (1, 2):
+        out = generate(markov(table), ids, attention_mask=mask, eos_token_id=4, pad_token_id=0,
+                       max_new_tokens=3, num_beams=beams)  # fmt: skip
+        assert out.dtype == np.int64
+    np.testing.assert_array_equal(ids, ids0)
+    np.testing.assert_array_equal(mask, mask0)
+
+
+def chain(V, nxt):
+    """Deterministic chain: token i is followed by nxt[i] (log-prob ~0; everything else ~-50)."""
+    table = np.full((V, V), -50.0, np.float32)
+    table[np.arange(V), nxt] = 0.0
+    return table
+
+
+@pytest.mark.parametrize("pad, fill", [(0, 2), (5, 5)])
+def test_beam_fill_value_quirk(pad, fill):
+    """Beams shorter than the longest returned one are filled with `pad or eos[0]`: with pad 0
+    (BLIP, T5) the fill is the eos id, not 0 (transformers 5.23 _beam_search)."""
+    V, eos = 7, 2
+    table = chain(V, [2, 2, 2, 1, 6, 6, 3])  # 4 -> 6 -> 3 -> 1 -> eos; 1 -> eos
+    ids = np.array([[1], [4]])
+    out = generate(markov(table), ids, eos_token_id=eos, pad_token_id=pad, num_beams=2, max_new_tokens=8)
+    np.testing.assert_array_equal(out[1], [4, 6, 3, 1, 2])
+    np.testing.assert_array_equal(out[0], [1, 2, fill, fill, fill])
+
+
+def test_greedy_pads_finished_rows_with_pad():
+    table = chain(7, [2, 2, 2, 1, 6, 6, 3])
+    out = generate(markov(table), np.array([[1], [4]]), eos_token_id=2, pad_token_id=0, max_new_tokens=8)
+    np.testing.assert_array_equal(out, [[1, 2, 0, 0, 0], [4, 6, 3, 1, 2]])
+
+
+def test_beam_search_reorders_the_cache():
+    """A step whose logits depend on the whole history it carries in its cache: if beam search
+    handed a row another beam's cache, some returned hypothesis would not be a history the model
+    was actually run on."""
+    V, eos = 9, 1
+    rng = np.random.default_rng(3)
+    weights = rng.standard_normal((V, V)).astype(np.float32)
+    seen = set()
+
+    def step(input_ids, position_ids, attention_mask, past, context):
+        hist = input_ids if past is None else np.concatenate([past, input_ids], 1)
+        for row in hist:
+            seen.add(tuple(row))
+        mix = (hist * np.arange(1, hist.shape[1] + 1)).sum(1) % V  # order-sensitive summary
+        return weights[mix] + 0.3 * weights[hist[:, -1]], hist
+
+    ids = np.array([[3, 4], [5, 6]])
+    out = generate(step, ids, eos_token_id=eos, pad_token_id=0, num_beams=3, num_return_sequences=3,
+                   max_new_tokens=7)  # fmt: skip
+    assert out.shape[0] == 6
+    for row in out:
+        row = list(row)
+        end = row.index(eos, 2) if eos in row[2:] else len(row) - 1  # the last token is never fed
+        assert tuple(row[:end]) in seen, row
+
+
+def test_take_rows_walks_nests():
+    tree = {"a": [np.arange(3), (np.arange(6).reshape(3, 2),)], "b": None}
+    out = take_rows(tree, np.array([2, 0]))
+    np.testing.assert_array_equal(out["a"][0], [2, 0])
+    np.testing.assert_array_equal(out["a"][1][0], [[4, 5], [0, 1]])
+    assert out["b"] is None

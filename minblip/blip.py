@@ -58,9 +58,13 @@ def _token_ids(input_ids, vocab_size, name="input_ids"):
     """A (B, T) integer array of ids in [0, V), copied (callers' arrays are never written)."""
     ids = np.array(input_ids)
     if ids.dtype.kind not in "iu" or ids.ndim != 2:
-        raise InputError(f"{name} must be a 2-D integer array (batch, tokens), got {ids.dtype} {ids.shape}")
+        raise InputError(
+            f"{name} must be a 2-D integer array (batch, tokens), got {ids.dtype} {ids.shape}"
+        )
     if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-        raise InputError(f"{name} holds ids outside the vocabulary [0, {vocab_size}): {ids.min()}..{ids.max()}")
+        raise InputError(
+            f"{name} holds ids outside the vocabulary [0, {vocab_size}): {ids.min()}..{ids.max()}"
+        )
     return ids.astype(np.int64)
 
 
@@ -85,7 +89,9 @@ class BlipForConditionalGeneration(PreTrainedModel):
     @classmethod
     def sub_config(cls, config, folder):
         if not isinstance(config, BlipConfig):
-            raise ConfigError(f"{folder}/config.json: model_type {config.model_type!r} is not a BLIP captioning model")
+            raise ConfigError(
+                f"{folder}/config.json: model_type {config.model_type!r} is not a BLIP captioning model"
+            )
         return config
 
     @classmethod
@@ -103,9 +109,13 @@ class BlipForConditionalGeneration(PreTrainedModel):
         pp = params["text_decoder"]["cls"]["predictions"]
         decoder = pp.get("decoder", {})
         if "bias" not in decoder and "bias" not in pp:
-            raise CheckpointError("text_decoder.cls.predictions: neither bias nor decoder.bias is stored")
+            raise CheckpointError(
+                "text_decoder.cls.predictions: neither bias nor decoder.bias is stored"
+            )
         # tied when either config says so (transformers gathers the ties of the model and its parts)
-        if "weight" not in decoder and not (config.tie_word_embeddings or config.text_config.tie_word_embeddings):
+        if "weight" not in decoder and not (
+            config.tie_word_embeddings or config.text_config.tie_word_embeddings
+        ):
             raise CheckpointError(
                 "text_decoder.cls.predictions.decoder.weight is missing and tie_word_embeddings is "
                 "false: transformers would leave the LM head randomly initialised"
@@ -115,7 +125,9 @@ class BlipForConditionalGeneration(PreTrainedModel):
         x = as_pixel_values(pixel_values, self.dtype)
         P = self.config.vision_config.patch_size
         if min(x.shape[2:]) < P:
-            raise InputError(f"pixel_values of {x.shape[2]}x{x.shape[3]} are smaller than one {P}-pixel patch")
+            raise InputError(
+                f"pixel_values of {x.shape[2]}x{x.shape[3]} are smaller than one {P}-pixel patch"
+            )
         with scope("vision_model"):
             out = vision_model(x, self.params["vision_model"], self.config.vision_config,
                                interpolate_pos_encoding, output_attentions)  # fmt: skip
@@ -133,11 +145,21 @@ class BlipForConditionalGeneration(PreTrainedModel):
         tcfg = self.config.text_config
         ids = _token_ids(input_ids, tcfg.vocab_size)
         mask = _mask_like(attention_mask, ids)
-        want_h = self.config.vision_config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        want_a = self.config.vision_config.output_attentions if output_attentions is None else output_attentions
+        want_h = (
+            self.config.vision_config.output_hidden_states
+            if output_hidden_states is None
+            else output_hidden_states
+        )
+        want_a = (
+            self.config.vision_config.output_attentions
+            if output_attentions is None
+            else output_attentions
+        )
         image_embeds, _, hidden, attn = self._vision(pixel_values, interpolate_pos_encoding, want_a)
         if ids.shape[0] != image_embeds.shape[0]:
-            raise InputError(f"{ids.shape[0]} texts for {image_embeds.shape[0]} images: pass one per image")
+            raise InputError(
+                f"{ids.shape[0]} texts for {image_embeds.shape[0]} images: pass one per image"
+            )
         with scope("text_decoder"):
             logits, _ = lm_forward(ids, self.params["text_decoder"], tcfg, attention_mask=mask,
                                    encoder_hidden_states=image_embeds)  # fmt: skip
@@ -175,7 +197,9 @@ class BlipForConditionalGeneration(PreTrainedModel):
             ids = _token_ids(input_ids, tcfg.vocab_size)
         mask = _mask_like(attention_mask, ids)
         if ids.shape[0] != B:
-            raise InputError(f"input_ids has {ids.shape[0]} prompts for {B} images: pass one per image")
+            raise InputError(
+                f"input_ids has {ids.shape[0]} prompts for {B} images: pass one per image"
+            )
         if ids.shape[1] < 2:
             raise InputError("input_ids must hold at least 2 tokens ([CLS] ... [SEP]): the first becomes "
                              "[DEC] and the last is dropped")  # fmt: skip

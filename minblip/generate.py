@@ -59,14 +59,18 @@ def settings(P, max_position_embeddings, max_length=None, max_new_tokens=None, m
              use_cache=True):  # fmt: skip
     """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length."""
     if do_sample:
-        raise InputError("generate: do_sample=True (sampling) is not supported yet; use greedy or beams")
+        raise InputError(
+            "generate: do_sample=True (sampling) is not supported yet; use greedy or beams"
+        )
     if early_stopping not in (True, False, "never"):
         raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     if not isinstance(num_beams, int) or num_beams < 1:
         raise InputError(f"num_beams must be a positive int, got {num_beams!r}")
     if num_return_sequences > num_beams:
         what = "greedy search" if num_beams == 1 else f"num_beams={num_beams}"
-        raise InputError(f"num_return_sequences={num_return_sequences} is larger than {what} can return")
+        raise InputError(
+            f"num_return_sequences={num_return_sequences} is larger than {what} can return"
+        )
     if max_new_tokens is not None:
         if max_new_tokens <= 0:
             raise InputError(f"max_new_tokens must be greater than 0, got {max_new_tokens}")
@@ -116,7 +120,12 @@ def greedy(step, ids, mask, context, procs, eos, pad, max_length):
 
 def beam_search(step, ids, mask, context, procs, eos, pad, cfg):
     """5.23's vectorised beam search (generation.md §2.8). ids (B, P) -> (B * n_return, L)."""
-    K, max_length, lpen, early = cfg["num_beams"], cfg["max_length"], cfg["length_penalty"], cfg["early_stopping"]
+    K, max_length, lpen, early = (
+        cfg["num_beams"],
+        cfg["max_length"],
+        cfg["length_penalty"],
+        cfg["early_stopping"],
+    )
     B, P = ids.shape
     N = B * K
     ids = np.repeat(ids, K, axis=0)  # item-major: rows b*K .. b*K+K-1 are item b's beams
@@ -172,7 +181,9 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg):
         # g. follow the chosen parents in the cache; stop when nothing can improve
         past = take_rows(past, running_parent[:, :, cur - P].reshape(N))
         cur += 1
-        improvable = still_improvable(improvable, running_scores, beam_scores, finished, cur, P, max_length, early, lpen)
+        improvable = still_improvable(
+            improvable, running_scores, beam_scores, finished, cur, P, max_length, early, lpen
+        )
         if not improvable.any() or (finished.all() and early is True) or hits.all():
             break
         feed, pos = running[:, :, cur - 1].reshape(N, 1), pos[:, -1:] + 1

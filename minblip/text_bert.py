@@ -24,12 +24,16 @@ def text_embeddings(input_ids, position_ids, p, cfg):
     Weights: word_embeddings.weight (V, Dt), position_embeddings.weight (512, Dt), LayerNorm.
     """
     x = p["word_embeddings"]["weight"][input_ids] + p["position_embeddings"]["weight"][position_ids]
-    return tap("embeddings", tap("embeddings.LayerNorm", layer_norm(x, p["LayerNorm"], cfg.layer_norm_eps)))
+    return tap(
+        "embeddings", tap("embeddings.LayerNorm", layer_norm(x, p["LayerNorm"], cfg.layer_norm_eps))
+    )
 
 
 def project_kv(states, p, n_heads):
     """Keys and values of one attention block. (B, S, D|Dv) -> two (B, H, S, Dh)."""
-    return split_heads(linear(states, p["key"]), n_heads), split_heads(linear(states, p["value"]), n_heads)
+    return split_heads(linear(states, p["key"]), n_heads), split_heads(
+        linear(states, p["value"]), n_heads
+    )
 
 
 def bert_attention(x, k, v, p, cfg, mask):
@@ -42,7 +46,9 @@ def bert_attention(x, k, v, p, cfg, mask):
     """
     H = cfg.num_attention_heads
     q = split_heads(linear(x, p["self"]["query"]), H)  # b t (h dh) -> b h t dh
-    scores = (q @ k.transpose(0, 1, 3, 2)) / np.sqrt(q.shape[-1]).astype(q.dtype)  # divide, as BERT does
+    scores = (q @ k.transpose(0, 1, 3, 2)) / np.sqrt(q.shape[-1]).astype(
+        q.dtype
+    )  # divide, as BERT does
     if mask is not None:
         scores = scores + mask  # additive finfo.min, never -inf: a fully masked row stays finite
     probs = softmax(scores)
@@ -70,7 +76,9 @@ def text_layer(x, p, cfg, self_kv, self_mask, cross, cross_mask):
         with scope("crossattention"):
             a, cross_probs = bert_attention(a, *cross, p["crossattention"], cfg, cross_mask)
         tap("crossattention", a)
-    h = tap("intermediate", ACT2FN[cfg.hidden_act](linear(a, p["intermediate"]["dense"])))  # (B, T, F)
+    h = tap(
+        "intermediate", ACT2FN[cfg.hidden_act](linear(a, p["intermediate"]["dense"]))
+    )  # (B, T, F)
     return bert_output(h, a, p["output"], cfg), probs, cross_probs
 
 
@@ -80,7 +88,10 @@ def cross_kv(encoder_hidden_states, p, cfg):
     Shapes: encoder_hidden_states (B, N, Dv) -> [(K, V) per layer], each (B, H, N, Dh).
     """
     H = cfg.num_attention_heads
-    return [project_kv(encoder_hidden_states, lp["crossattention"]["self"], H) for lp in p["encoder"]["layer"]]
+    return [
+        project_kv(encoder_hidden_states, lp["crossattention"]["self"], H)
+        for lp in p["encoder"]["layer"]
+    ]
 
 
 def self_mask(attention_mask, T, past_len, is_decoder, dtype):
@@ -172,7 +183,10 @@ def lm_head(h, p, word_embeddings, cfg):
     """
     pp = p["predictions"]
     t = ACT2FN[cfg.hidden_act](linear(h, pp["transform"]["dense"]))
-    t = tap("predictions.transform.LayerNorm", layer_norm(t, pp["transform"]["LayerNorm"], cfg.layer_norm_eps))
+    t = tap(
+        "predictions.transform.LayerNorm",
+        layer_norm(t, pp["transform"]["LayerNorm"], cfg.layer_norm_eps),
+    )
     tap("predictions.transform", t)
     W, b = decoder_weights(pp, word_embeddings)
     return tap("predictions", t @ W.T + b)
@@ -201,10 +215,14 @@ def lm_loss(logits, labels, label_smoothing=0.0, reduction="mean"):
     target = np.asarray(labels)[:, 1:].reshape(-1)
     keep = target != -100
     if np.any(keep & ((target < 0) | (target >= V))):
-        raise InputError(f"labels must be -100 or token ids in [0, {V}), got {target[keep].min()}..{target[keep].max()}")
+        raise InputError(
+            f"labels must be -100 or token ids in [0, {V}), got {target[keep].min()}..{target[keep].max()}"
+        )
     safe = np.where(keep, target, 0)
     nll = -np.take_along_axis(logp, safe[:, None], 1)[:, 0]
-    per_token = (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1) if label_smoothing else nll
+    per_token = (
+        (1 - label_smoothing) * nll - label_smoothing * logp.mean(-1) if label_smoothing else nll
+    )
     per_token = np.where(keep, per_token, 0).astype(logits.dtype)
     if reduction == "none":
         return per_token.reshape(logits.shape[0], -1).sum(1)

@@ -25,7 +25,9 @@ def _case(name):
 
 def _model(case, dtype=None):
     meta = load_case(case)[0]
-    return minblip.BlipForConditionalGeneration.from_pretrained(model_dir(case), dtype=dtype or meta["dtype"])
+    return minblip.BlipForConditionalGeneration.from_pretrained(
+        model_dir(case), dtype=dtype or meta["dtype"]
+    )
 
 
 @pytest.mark.parametrize("case, backend", PARAMS, ids=lambda v: getattr(v, "name", v))
@@ -42,14 +44,21 @@ def test_matches_transformers(case, backend):
     finally:
         minblip.set_backend("numba")
     acts.update(output_arrays(out))
-    assert_trace_close(expected, acts, meta["order"] + meta["outputs"], what=case.name, **for_case(meta, full))
+    assert_trace_close(
+        expected, acts, meta["order"] + meta["outputs"], what=case.name, **for_case(meta, full)
+    )
     if meta["method"] == "generate":
         assert out.dtype == np.int64
-    for k, v in before.items():  # transformers' BLIP generate writes [DEC] into input_ids; we never do
+    for (
+        k,
+        v,
+    ) in before.items():  # transformers' BLIP generate writes [DEC] into input_ids; we never do
         np.testing.assert_array_equal(inputs[k], v, err_msg=f"{k} was modified")
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if "margins" in load_case(c)[0]], ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if "margins" in load_case(c)[0]], ids=lambda c: c.name
+)
 def test_golden_tokens_are_not_near_ties(case):
     """A greedy golden token is only meaningful if its lead over the runner-up is far above the
     float32 error (<= 1e-5 on logits for tiny cases, 1e-4 full size)."""
@@ -95,10 +104,17 @@ def test_kv_cache_steps_equal_full_recomputation():
         ids = model.generate(**inputs, max_new_tokens=6)
     steps = [acts["text_decoder"]] + [acts[f"text_decoder#{i}"] for i in range(1, 6)]
     image_embeds = acts["vision_model"]
-    full, _ = lm_forward(ids, model.params["text_decoder"], model.config.text_config, encoder_hidden_states=image_embeds)
+    full, _ = lm_forward(
+        ids,
+        model.params["text_decoder"],
+        model.config.text_config,
+        encoder_hidden_states=image_embeds,
+    )
     P = ids.shape[1] - 6
     for i, step_logits in enumerate(steps):
-        np.testing.assert_allclose(step_logits[:, 0], full[:, P - 1 + i], atol=1e-12, rtol=0, err_msg=f"step {i}")
+        np.testing.assert_allclose(
+            step_logits[:, 0], full[:, P - 1 + i], atol=1e-12, rtol=0, err_msg=f"step {i}"
+        )
 
 
 def test_batch_rows_equal_single_runs():

@@ -33,13 +33,26 @@ def naive_greedy(table, ids, eos, pad, max_len, min_len=0):
     return np.array(rows)
 
 
-@given(st.integers(0, 2**31), st.integers(1, 3), st.integers(1, 3), st.integers(1, 9), st.integers(0, 4))
+@given(
+    st.integers(0, 2**31),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(1, 9),
+    st.integers(0, 4),
+)
 def test_greedy_matches_a_naive_loop(seed, B, P, new, min_new):
     rng = np.random.default_rng(seed)
     V, eos, pad = 6, 2, 0
     table = rng.standard_normal((V, V)).astype(np.float32)
     ids = rng.integers(3, V, (B, P))
-    got = generate(markov(table), ids, eos_token_id=eos, pad_token_id=pad, max_new_tokens=new, min_new_tokens=min_new)
+    got = generate(
+        markov(table),
+        ids,
+        eos_token_id=eos,
+        pad_token_id=pad,
+        max_new_tokens=new,
+        min_new_tokens=min_new,
+    )
     want = naive_greedy(table, ids, eos, pad, P + new, P + min_new)
     np.testing.assert_array_equal(got, want)
     assert got.shape[1] <= P + new
@@ -83,14 +96,18 @@ def test_beam_fill_value_quirk(pad, fill):
     V, eos = 7, 2
     table = chain(V, [2, 2, 2, 1, 6, 6, 3])  # 4 -> 6 -> 3 -> 1 -> eos; 1 -> eos
     ids = np.array([[1], [4]])
-    out = generate(markov(table), ids, eos_token_id=eos, pad_token_id=pad, num_beams=2, max_new_tokens=8)
+    out = generate(
+        markov(table), ids, eos_token_id=eos, pad_token_id=pad, num_beams=2, max_new_tokens=8
+    )
     np.testing.assert_array_equal(out[1], [4, 6, 3, 1, 2])
     np.testing.assert_array_equal(out[0], [1, 2, fill, fill, fill])
 
 
 def test_greedy_pads_finished_rows_with_pad():
     table = chain(7, [2, 2, 2, 1, 6, 6, 3])
-    out = generate(markov(table), np.array([[1], [4]]), eos_token_id=2, pad_token_id=0, max_new_tokens=8)
+    out = generate(
+        markov(table), np.array([[1], [4]]), eos_token_id=2, pad_token_id=0, max_new_tokens=8
+    )
     np.testing.assert_array_equal(out, [[1, 2, 0, 0, 0], [4, 6, 3, 1, 2]])
 
 

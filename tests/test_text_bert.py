@@ -47,7 +47,12 @@ def test_cache_chunks_equal_one_pass(chunks, seed):
         past, start = out["cache"], start + n
         parts.append(logits)
     np.testing.assert_allclose(np.concatenate(parts, 1), _logits(ids), atol=1e-12, rtol=0)
-    assert past[0][0].shape == (2, CFG.num_attention_heads, sum(chunks), CFG.hidden_size // CFG.num_attention_heads)
+    assert past[0][0].shape == (
+        2,
+        CFG.num_attention_heads,
+        sum(chunks),
+        CFG.hidden_size // CFG.num_attention_heads,
+    )
 
 
 def test_cache_is_not_modified():
@@ -79,7 +84,9 @@ def test_encoder_mode_ignores_padding_tokens():
     a = tb.text_model(ids, P64["bert"], CFG, **kw)["last_hidden_state"]
     b = tb.text_model(other, P64["bert"], CFG, **kw)["last_hidden_state"]
     np.testing.assert_allclose(a[:, :4], b[:, :4], atol=1e-12, rtol=0)
-    c = tb.text_model(ids[:, :4], P64["bert"], CFG, encoder_hidden_states=IMG64[:1])["last_hidden_state"]
+    c = tb.text_model(ids[:, :4], P64["bert"], CFG, encoder_hidden_states=IMG64[:1])[
+        "last_hidden_state"
+    ]
     np.testing.assert_allclose(a[:, :4], c, atol=1e-12, rtol=0)
 
 
@@ -121,7 +128,9 @@ def test_loss_matches_naive_formula():
             n += 1
     assert tb.lm_loss(logits, labels, eps) == pytest.approx(total / n, abs=1e-12)
     assert tb.lm_loss(logits, labels, reduction="none").shape == (2,)
-    assert np.isnan(tb.lm_loss(logits, np.full((2, 5), -100)))  # nothing to average: torch gives nan
+    assert np.isnan(
+        tb.lm_loss(logits, np.full((2, 5), -100))
+    )  # nothing to average: torch gives nan
     with pytest.raises(minblip.InputError, match="labels"):
         tb.lm_loss(logits, np.full((2, 5), 7))
 

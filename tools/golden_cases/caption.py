@@ -22,20 +22,45 @@ from golden_cases.vision import BASE as VISION_BASE
 from minblip.testing import array_sha256, materialize
 from minblip.testing import random_pixels as pixels
 
-TEXT_TINY = dict(vocab_size=99, hidden_size=36, intermediate_size=50, num_hidden_layers=2,
-                 num_attention_heads=3, max_position_embeddings=40, bos_token_id=30, pad_token_id=0,
-                 sep_token_id=3, eos_token_id=2)
-VISION_TINY = dict(hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=3,
-                   image_size=32, patch_size=8)
+TEXT_TINY = dict(
+    vocab_size=99,
+    hidden_size=36,
+    intermediate_size=50,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    max_position_embeddings=40,
+    bos_token_id=30,
+    pad_token_id=0,
+    sep_token_id=3,
+    eos_token_id=2,
+)
+VISION_TINY = dict(
+    hidden_size=24,
+    intermediate_size=40,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    image_size=32,
+    patch_size=8,
+)
 TINY = dict(text_config=TEXT_TINY, vision_config=VISION_TINY)
 SMALL_VOCAB = dict(TINY, text_config=dict(TEXT_TINY, vocab_size=13, bos_token_id=10))
 SMOOTH = dict(TINY, text_config=dict(TEXT_TINY, label_smoothing=0.1, layer_norm_eps=1e-3))
 # a 12-row position table: 20 new tokens after a 4-token prompt would need 24 positions
 SHORT_POS = dict(TINY, text_config=dict(TEXT_TINY, max_position_embeddings=12))
 # hub text config of blip-image-captioning-base (checkpoints.md §2.1)
-TEXT_BASE = dict(vocab_size=30524, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                 num_attention_heads=12, max_position_embeddings=512, bos_token_id=30522,
-                 pad_token_id=0, sep_token_id=102, eos_token_id=2, layer_norm_eps=1e-12)
+TEXT_BASE = dict(
+    vocab_size=30524,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=512,
+    bos_token_id=30522,
+    pad_token_id=0,
+    sep_token_id=102,
+    eos_token_id=2,
+    layer_norm_eps=1e-12,
+)
 BASE = dict(text_config=TEXT_BASE, vision_config=VISION_BASE)
 FULL_PIXEL_SEED = 31
 CLS = "BlipForConditionalGeneration"
@@ -66,73 +91,257 @@ def cases():
     gen = "generate"
     out = [
         # --- forward
-        ("forward_labels", dict(config=TINY, inputs={"pixel_values": px2, "input_ids": ids2,
-            "attention_mask": mask2, "labels": labels_of(ids2, mask2)},
-            notes="right-padded batch of 2; labels -100 on padding; loss = mean over kept tokens")),
-        ("forward_no_labels", dict(config=TINY, inputs={"pixel_values": px1, "input_ids": prompt1},
-            kwargs={"output_hidden_states": True, "output_attentions": True},
-            notes="no mask, no labels; hidden_states/attentions are the VISION tower's")),
-        ("forward_smoothing", dict(config=SMOOTH, inputs={"pixel_values": px2, "input_ids": ids2,
-            "attention_mask": mask2, "labels": labels_of(ids2, mask2)},
-            notes="text_config.label_smoothing 0.1 (read by the loss), layer_norm_eps 1e-3")),
-        ("forward_float64", dict(config=TINY, dtype="float64", inputs={"pixel_values": px2,
-            "input_ids": ids2, "attention_mask": mask2, "labels": labels_of(ids2, mask2)})),
+        (
+            "forward_labels",
+            dict(
+                config=TINY,
+                inputs={
+                    "pixel_values": px2,
+                    "input_ids": ids2,
+                    "attention_mask": mask2,
+                    "labels": labels_of(ids2, mask2),
+                },
+                notes="right-padded batch of 2; labels -100 on padding; loss = mean over kept tokens",
+            ),
+        ),
+        (
+            "forward_no_labels",
+            dict(
+                config=TINY,
+                inputs={"pixel_values": px1, "input_ids": prompt1},
+                kwargs={"output_hidden_states": True, "output_attentions": True},
+                notes="no mask, no labels; hidden_states/attentions are the VISION tower's",
+            ),
+        ),
+        (
+            "forward_smoothing",
+            dict(
+                config=SMOOTH,
+                inputs={
+                    "pixel_values": px2,
+                    "input_ids": ids2,
+                    "attention_mask": mask2,
+                    "labels": labels_of(ids2, mask2),
+                },
+                notes="text_config.label_smoothing 0.1 (read by the loss), layer_norm_eps 1e-3",
+            ),
+        ),
+        (
+            "forward_float64",
+            dict(
+                config=TINY,
+                dtype="float64",
+                inputs={
+                    "pixel_values": px2,
+                    "input_ids": ids2,
+                    "attention_mask": mask2,
+                    "labels": labels_of(ids2, mask2),
+                },
+            ),
+        ),
         # --- greedy
-        ("greedy_traced", dict(config=TINY, method=gen,
-            inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
-            kwargs={"max_new_tokens": 3}, record=None,
-            notes="every module of every decode step recorded: step 0 runs the 4-token prompt "
-                  "(the head only on its last position, logits_to_keep=1); #1, #2 one token each")),
-        ("greedy", dict(config=TINY, method=gen, inputs={"pixel_values": px1},
-            notes="no prompt: [DEC] then 20 new tokens at most (5.x default)")),
-        ("greedy_prompt", dict(config=TINY, method=gen,
-            inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
-            notes="[CLS] w w w [SEP] -> decoder prompt [DEC] w w w")),
+        (
+            "greedy_traced",
+            dict(
+                config=TINY,
+                method=gen,
+                inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
+                kwargs={"max_new_tokens": 3},
+                record=None,
+                notes="every module of every decode step recorded: step 0 runs the 4-token prompt "
+                "(the head only on its last position, logits_to_keep=1); #1, #2 one token each",
+            ),
+        ),
+        (
+            "greedy",
+            dict(
+                config=TINY,
+                method=gen,
+                inputs={"pixel_values": px1},
+                notes="no prompt: [DEC] then 20 new tokens at most (5.x default)",
+            ),
+        ),
+        (
+            "greedy_prompt",
+            dict(
+                config=TINY,
+                method=gen,
+                inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
+                notes="[CLS] w w w [SEP] -> decoder prompt [DEC] w w w",
+            ),
+        ),
         ("greedy_batch3", dict(config=TINY, method=gen, inputs={"pixel_values": px3})),
-        ("greedy_batch3_prompt", dict(config=TINY, method=gen,
-            inputs={"pixel_values": px3, "input_ids": prompt3, "attention_mask": pmask3})),
-        ("greedy_small_vocab", dict(config=SMALL_VOCAB, method=gen, inputs={"pixel_values": px3},
-            notes="13-token vocab: rows stop on [SEP] at different steps; finished rows get 0")),
-        ("greedy_min_new_tokens", dict(config=SMALL_VOCAB, method=gen, inputs={"pixel_values": px3},
-            kwargs={"min_new_tokens": 6, "max_new_tokens": 9})),
-        ("greedy_min_max_length", dict(config=SMALL_VOCAB, method=gen,
-            inputs={"pixel_values": px3, "input_ids": sprompt3, "attention_mask": spmask3},
-            kwargs={"min_length": 7, "max_length": 11},
-            notes="min_length / max_length count the prompt ([DEC] + 2 words)")),
-        ("greedy_repetition", dict(config=TINY, method=gen, inputs={"pixel_values": px3},
-            kwargs={"repetition_penalty": 1.5, "no_repeat_ngram_size": 2, "max_new_tokens": 12})),
-        ("greedy_position_cap", dict(config=SHORT_POS, method=gen,
-            inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
-            notes="default length 4 + 20 capped at max_position_embeddings = 12")),
-        ("greedy_float64", dict(config=TINY, method=gen, dtype="float64", inputs={"pixel_values": px3},
-            kwargs={"max_new_tokens": 8})),
+        (
+            "greedy_batch3_prompt",
+            dict(
+                config=TINY,
+                method=gen,
+                inputs={"pixel_values": px3, "input_ids": prompt3, "attention_mask": pmask3},
+            ),
+        ),
+        (
+            "greedy_small_vocab",
+            dict(
+                config=SMALL_VOCAB,
+                method=gen,
+                inputs={"pixel_values": px3},
+                notes="13-token vocab: rows stop on [SEP] at different steps; finished rows get 0",
+            ),
+        ),
+        (
+            "greedy_min_new_tokens",
+            dict(
+                config=SMALL_VOCAB,
+                method=gen,
+                inputs={"pixel_values": px3},
+                kwargs={"min_new_tokens": 6, "max_new_tokens": 9},
+            ),
+        ),
+        (
+            "greedy_min_max_length",
+            dict(
+                config=SMALL_VOCAB,
+                method=gen,
+                inputs={"pixel_values": px3, "input_ids": sprompt3, "attention_mask": spmask3},
+                kwargs={"min_length": 7, "max_length": 11},
+                notes="min_length / max_length count the prompt ([DEC] + 2 words)",
+            ),
+        ),
+        (
+            "greedy_repetition",
+            dict(
+                config=TINY,
+                method=gen,
+                inputs={"pixel_values": px3},
+                kwargs={"repetition_penalty": 1.5, "no_repeat_ngram_size": 2, "max_new_tokens": 12},
+            ),
+        ),
+        (
+            "greedy_position_cap",
+            dict(
+                config=SHORT_POS,
+                method=gen,
+                inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
+                notes="default length 4 + 20 capped at max_position_embeddings = 12",
+            ),
+        ),
+        (
+            "greedy_float64",
+            dict(
+                config=TINY,
+                method=gen,
+                dtype="float64",
+                inputs={"pixel_values": px3},
+                kwargs={"max_new_tokens": 8},
+            ),
+        ),
         # --- beam search
-        ("beam3", dict(config=SMALL_VOCAB, method=gen, inputs={"pixel_values": px2},
-            kwargs={"num_beams": 3, "max_new_tokens": 10})),
-        ("beam3_prompt", dict(config=TINY, method=gen,
-            inputs={"pixel_values": px3, "input_ids": prompt3, "attention_mask": pmask3},
-            kwargs={"num_beams": 3, "max_new_tokens": 6})),
-        ("beam3_lp_early", dict(config=SMALL_VOCAB, method=gen, inputs={"pixel_values": px3},
-            kwargs={"num_beams": 3, "length_penalty": 0.5, "early_stopping": True, "max_new_tokens": 12})),
-        ("beam3_lp_never", dict(config=SMALL_VOCAB, method=gen, inputs={"pixel_values": px3},
-            kwargs={"num_beams": 3, "length_penalty": 2.0, "early_stopping": "never", "max_new_tokens": 12})),
-        ("beam4_return2", dict(config=SMALL_VOCAB, method=gen, inputs={"pixel_values": px2},
-            kwargs={"num_beams": 4, "num_return_sequences": 2, "max_new_tokens": 10,
-                    "repetition_penalty": 1.3},
-            notes="rows item-major; short hypotheses filled with [SEP] (pad 0 is falsy)")),
-        ("beam3_min_new", dict(config=SMALL_VOCAB, method=gen, inputs={"pixel_values": px2},
-            kwargs={"num_beams": 3, "min_new_tokens": 4, "max_new_tokens": 8, "no_repeat_ngram_size": 2})),
+        (
+            "beam3",
+            dict(
+                config=SMALL_VOCAB,
+                method=gen,
+                inputs={"pixel_values": px2},
+                kwargs={"num_beams": 3, "max_new_tokens": 10},
+            ),
+        ),
+        (
+            "beam3_prompt",
+            dict(
+                config=TINY,
+                method=gen,
+                inputs={"pixel_values": px3, "input_ids": prompt3, "attention_mask": pmask3},
+                kwargs={"num_beams": 3, "max_new_tokens": 6},
+            ),
+        ),
+        (
+            "beam3_lp_early",
+            dict(
+                config=SMALL_VOCAB,
+                method=gen,
+                inputs={"pixel_values": px3},
+                kwargs={
+                    "num_beams": 3,
+                    "length_penalty": 0.5,
+                    "early_stopping": True,
+                    "max_new_tokens": 12,
+                },
+            ),
+        ),
+        (
+            "beam3_lp_never",
+            dict(
+                config=SMALL_VOCAB,
+                method=gen,
+                inputs={"pixel_values": px3},
+                kwargs={
+                    "num_beams": 3,
+                    "length_penalty": 2.0,
+                    "early_stopping": "never",
+                    "max_new_tokens": 12,
+                },
+            ),
+        ),
+        (
+            "beam4_return2",
+            dict(
+                config=SMALL_VOCAB,
+                method=gen,
+                inputs={"pixel_values": px2},
+                kwargs={
+                    "num_beams": 4,
+                    "num_return_sequences": 2,
+                    "max_new_tokens": 10,
+                    "repetition_penalty": 1.3,
+                },
+                notes="rows item-major; short hypotheses filled with [SEP] (pad 0 is falsy)",
+            ),
+        ),
+        (
+            "beam3_min_new",
+            dict(
+                config=SMALL_VOCAB,
+                method=gen,
+                inputs={"pixel_values": px2},
+                kwargs={
+                    "num_beams": 3,
+                    "min_new_tokens": 4,
+                    "max_new_tokens": 8,
+                    "no_repeat_ngram_size": 2,
+                },
+            ),
+        ),
     ]
     # --- full size: weights regenerated from the seed; no modules recorded (size budget)
     bid, bmask = texts(55, [8], vocab=30522, cls=101, sep=102, low=1000)
     bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)
     out += [
-        ("base_forward", dict(config=BASE, full_size=True, record=(),
-            inputs={"pixel_values": bpx, "input_ids": bid, "attention_mask": bmask,
-                    "labels": labels_of(bid, bmask)},
-            notes="blip-image-captioning-base dims; logits and loss kept")),
-        ("base_generate", dict(config=BASE, full_size=True, record=(), method=gen,
-            inputs={"pixel_values": bpx}, notes="blip-image-captioning-base dims, greedy, 20 new tokens")),
+        (
+            "base_forward",
+            dict(
+                config=BASE,
+                full_size=True,
+                record=(),
+                inputs={
+                    "pixel_values": bpx,
+                    "input_ids": bid,
+                    "attention_mask": bmask,
+                    "labels": labels_of(bid, bmask),
+                },
+                notes="blip-image-captioning-base dims; logits and loss kept",
+            ),
+        ),
+        (
+            "base_generate",
+            dict(
+                config=BASE,
+                full_size=True,
+                record=(),
+                method=gen,
+                inputs={"pixel_values": bpx},
+                notes="blip-image-captioning-base dims, greedy, 20 new tokens",
+            ),
+        ),
     ]
     return out
 

@@ -90,7 +90,8 @@ class BlipForConditionalGeneration(PreTrainedModel):
     def sub_config(cls, config, folder):
         if not isinstance(config, BlipConfig):
             raise ConfigError(
-                f"{folder}/config.json: model_type {config.model_type!r} is not a BLIP captioning model"
+                f"{folder}/config.json: model_type {config.model_type!r} is not a BLIP "
+                "captioning model"
             )
         return config
 
@@ -172,44 +173,27 @@ class BlipForConditionalGeneration(PreTrainedModel):
         tap("text_decoder", logits if loss is None else loss)  # its output's first field
         out = ModelOutput(
             loss=loss, logits=logits, image_embeds=image_embeds, last_hidden_state=image_embeds,
-            hidden_states=select_hidden_states(hidden, want_h), attentions=tuple(attn) if want_a else None,
+            hidden_states=select_hidden_states(hidden, want_h),
+            attentions=tuple(attn) if want_a else None,
         )  # fmt: skip
         return out if return_dict else out.to_tuple()
 
     forward = __call__
 
-    def generate(self, pixel_values=None, input_ids=None, attention_mask=None, interpolate_pos_encoding=False,
-                 **generate_kwargs):  # fmt: skip
+    def generate(
+        self, pixel_values=None, input_ids=None, attention_mask=None,
+        interpolate_pos_encoding=False, **generate_kwargs,
+    ):  # fmt: skip
         """Mirrors BlipForConditionalGeneration.generate -> int64 ids (B * n_return, L).
 
-        The decoder prompt is input_ids with its first token replaced by [DEC] (bos) and its last
-        column ([SEP] of a processor output) dropped; without input_ids it is [DEC] alone. Stops on
-        [SEP] (sep_token_id); finished rows are filled with pad. input_ids is not modified.
+        Decodes from [DEC] + prompt (see decoder_prompt) until [SEP] (sep_token_id); finished
+        rows are filled with pad. Settings: minblip.generate.generate. input_ids is not modified.
         """
         if pixel_values is None:
             raise InputError("generate needs pixel_values")
         tcfg = self.config.text_config
         image_embeds = self._vision(pixel_values, interpolate_pos_encoding)[0]
-        B = image_embeds.shape[0]
-        if input_ids is None:  # transformers' placeholder [bos, eos]; its last column is dropped
-            ids = np.tile(np.array([[tcfg.bos_token_id, tcfg.eos_token_id]], np.int64), (B, 1))
-        else:
-            ids = _token_ids(input_ids, tcfg.vocab_size)
-        mask = _mask_like(attention_mask, ids)
-        if ids.shape[0] != B:
-            raise InputError(
-                f"input_ids has {ids.shape[0]} prompts for {B} images: pass one per image"
-            )
-        if ids.shape[1] < 2:
-            raise InputError("input_ids must hold at least 2 tokens ([CLS] ... [SEP]): the first becomes "
-                             "[DEC] and the last is dropped")  # fmt: skip
-        ids[:, 0] = tcfg.bos_token_id  # on our copy; transformers writes into the caller's tensor
-        prompt, mask = ids[:, :-1], None if mask is None else mask[:, :-1]
-        if prompt.shape[1] > tcfg.max_position_embeddings:
-            raise InputError(
-                f"the decoder prompt has {prompt.shape[1]} tokens ([DEC] + {prompt.shape[1] - 1}) but "
-                f"the position table has max_position_embeddings={tcfg.max_position_embeddings} rows"
-            )
+        prompt, mask = self.decoder_prompt(input_ids, attention_mask, image_embeds.shape[0])
         p = self.params["text_decoder"]
         context = {"encoder_kv": cross_kv(image_embeds, p["bert"], tcfg)}  # once per call
 
@@ -227,3 +211,32 @@ class BlipForConditionalGeneration(PreTrainedModel):
             pad_token_id=tcfg.pad_token_id, max_position_embeddings=tcfg.max_position_embeddings,
             **generate_kwargs,
         )  # fmt: skip
+
+    def decoder_prompt(self, input_ids, attention_mask, batch):
+        """transformers' prompt handling: the first token is replaced by [DEC] (bos) and the last
+        column ([SEP] of a processor output) is dropped, the mask sliced alike; without input_ids
+        the prompt is [DEC] alone. Returns (prompt (B, P), mask (B, P) or None), both copies."""
+        tcfg = self.config.text_config
+        if input_ids is None:  # transformers' placeholder [bos, eos]; its last column is dropped
+            ids = np.tile(np.array([[tcfg.bos_token_id, tcfg.eos_token_id]], np.int64), (batch, 1))
+        else:
+            ids = _token_ids(input_ids, tcfg.vocab_size)
+        mask = _mask_like(attention_mask, ids)
+        if ids.shape[0] != batch:
+            raise InputError(
+                f"input_ids has {ids.shape[0]} prompts for {batch} images: pass one per image"
+            )
+        if ids.shape[1] < 2:
+            raise InputError(
+                "input_ids must hold at least 2 tokens ([CLS] ... [SEP]): the first becomes [DEC] "
+                "and the last is dropped"
+            )
+        ids[:, 0] = tcfg.bos_token_id  # on our copy; transformers writes into the caller's tensor
+        prompt, mask = ids[:, :-1], None if mask is None else mask[:, :-1]
+        n = tcfg.max_position_embeddings
+        if prompt.shape[1] > n:
+            raise InputError(
+                f"the decoder prompt has {prompt.shape[1]} tokens ([DEC] + {prompt.shape[1] - 1}) "
+                f"but the position table has max_position_embeddings={n} rows"
+            )
+        return prompt, mask

@@ -81,15 +81,17 @@ def settings(P, max_position_embeddings, max_length=None, max_new_tokens=None, m
             max_length = min(max_length, max_position_embeddings)
     if P >= max_length:
         raise InputError(
-            f"the prompt has {P} tokens but max_length is {max_length}: nothing is left to generate; "
-            "raise max_length or set max_new_tokens"
+            f"the prompt has {P} tokens but max_length is {max_length}: nothing is left to "
+            "generate; raise max_length or set max_new_tokens"
         )
     if min_new_tokens is not None:
         min_length = P + min_new_tokens
-    return dict(max_length=max_length, min_length=min_length or 0, min_new_tokens=min_new_tokens,
-                num_beams=num_beams, num_return_sequences=num_return_sequences,
-                length_penalty=length_penalty, early_stopping=early_stopping,
-                repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)  # fmt: skip
+    return {
+        "max_length": max_length, "min_length": min_length or 0, "min_new_tokens": min_new_tokens,
+        "num_beams": num_beams, "num_return_sequences": num_return_sequences,
+        "length_penalty": length_penalty, "early_stopping": early_stopping,
+        "repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size,
+    }  # fmt: skip
 
 
 def first_positions(mask, P, N):

@@ -131,7 +131,7 @@ def text_model(
     with this call's tokens appended. encoder_kv: cross_kv(...) precomputed, or None to compute
     it here from encoder_hidden_states.
     """
-    B, T = input_ids.shape
+    T = input_ids.shape[1]
     past_len = 0 if cache is None else cache[0][0].shape[2]
     if position_ids is None:
         position_ids = np.arange(past_len, past_len + T)[None, :]
@@ -159,10 +159,11 @@ def text_model(
     pooled = None
     if pooler:  # BertPooler: tanh(dense(first token))
         pooled = tap("pooler", np.tanh(linear(x[:, 0], p["pooler"]["dense"])))
-    return dict(
-        last_hidden_state=x, pooler_output=pooled, hidden_states=hidden_states, attentions=attentions,
-        cross_attentions=cross_attentions, cache=new_cache if is_decoder else None,
-    )  # fmt: skip
+    return {
+        "last_hidden_state": x, "pooler_output": pooled, "hidden_states": hidden_states,
+        "attentions": attentions, "cross_attentions": cross_attentions,
+        "cache": new_cache if is_decoder else None,
+    }  # fmt: skip
 
 
 def check_positions(position_ids, cfg):
@@ -175,7 +176,7 @@ def check_positions(position_ids, cfg):
 
 
 def lm_head(h, p, word_embeddings, cfg):
-    """transform (dense, act, LayerNorm), then the vocabulary projection. Mirrors BlipTextOnlyMLMHead.
+    """transform (dense, act, LayerNorm), then the vocabulary. Mirrors BlipTextOnlyMLMHead.
 
     Shapes: h (B, T, Dt) -> logits (B, T, V).
     Weights: predictions.transform.{dense, LayerNorm}; the decoder weight (V, Dt) and bias (V,)
@@ -215,9 +216,8 @@ def lm_loss(logits, labels, label_smoothing=0.0, reduction="mean"):
     target = np.asarray(labels)[:, 1:].reshape(-1)
     keep = target != -100
     if np.any(keep & ((target < 0) | (target >= V))):
-        raise InputError(
-            f"labels must be -100 or token ids in [0, {V}), got {target[keep].min()}..{target[keep].max()}"
-        )
+        bad = target[keep & ((target < 0) | (target >= V))]
+        raise InputError(f"labels must be -100 or token ids in [0, {V}), got {bad[0]}")
     safe = np.where(keep, target, 0)
     nll = -np.take_along_axis(logp, safe[:, None], 1)[:, 0]
     per_token = (
@@ -264,8 +264,10 @@ def lm_shapes(cfg, prefix=""):
     shapes = text_shapes(cfg, prefix=prefix + "bert.")
     head = {
         "cls.predictions.bias": (V,),
-        "cls.predictions.transform.dense.weight": (D, D), "cls.predictions.transform.dense.bias": (D,),
-        "cls.predictions.transform.LayerNorm.weight": (D,), "cls.predictions.transform.LayerNorm.bias": (D,),
+        "cls.predictions.transform.dense.weight": (D, D),
+        "cls.predictions.transform.dense.bias": (D,),
+        "cls.predictions.transform.LayerNorm.weight": (D,),
+        "cls.predictions.transform.LayerNorm.bias": (D,),
         "cls.predictions.decoder.weight": (V, D), "cls.predictions.decoder.bias": (V,),
     }  # fmt: skip
     shapes.update({prefix + k: s for k, s in head.items()})

@@ -1,6 +1,7 @@
 """minblip: BLIP and BLIP-2 in NumPy, conformant with transformers 5.23.0."""
 
 from .blip import BlipForConditionalGeneration, BlipVisionModel
+from .blip_tasks import BlipForImageTextRetrieval, BlipForQuestionAnswering, BlipModel
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -11,10 +12,15 @@ from .errors import (
 )
 from .ops import get_backend, set_backend
 from .preprocess import BlipImageProcessor
+from .processing import BlipProcessor
 
 __all__ = [
     "BlipForConditionalGeneration",
+    "BlipForImageTextRetrieval",
+    "BlipForQuestionAnswering",
     "BlipImageProcessor",
+    "BlipModel",
+    "BlipProcessor",
     "BlipVisionModel",
     "CheckpointError",
     "ConfigError",

@@ -1,6 +1,8 @@
 """The minblip command line.
 
     minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning checkpoint)
+    minblip ask IMAGE QUESTION           answer a question about a photo (BLIP VQA checkpoint)
+    minblip match IMAGE TEXT...          rank texts by how well they describe a photo (BLIP ITM)
     minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
 """
 
@@ -47,6 +49,29 @@ def cmd_caption(args):
     if failed:
         print(f"minblip: {failed} of {len(paths)} image(s) could not be captioned", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_ask(args):
+    from .pipeline import answer
+
+    text, ids = answer(args.image, args.question, args.model, num_beams=args.num_beams)
+    if args.json:
+        print(json.dumps({"path": args.image, "question": args.question, "answer": text, "token_ids": ids}))
+    else:
+        print(text)
+    return 0
+
+
+def cmd_match(args):
+    from .pipeline import match
+
+    rows = match(args.image, args.texts, args.model)
+    for r in rows:
+        if args.json:
+            print(json.dumps({"path": args.image, **r}))
+        else:
+            print(f"{r['itm_probability']:.4f}  itc {r['itc_cosine']:+.4f}  {r['text']}")
+    return 0
 
 
 class _Progress:
@@ -164,6 +189,29 @@ def build_parser():
     p.add_argument("--json", action="store_true",
                    help="one JSON object per image: path, caption, token_ids, mean_logprob")
     p.set_defaults(func=cmd_caption)
+
+    from .pipeline import DEFAULT_ITM_MODEL, DEFAULT_VQA_MODEL
+
+    p = sub.add_parser("ask", help="answer a question about an image (visual question answering)",
+                       description="Answer a question about an image with a BLIP VQA model.")
+    p.add_argument("image", metavar="IMAGE", help="image file")
+    p.add_argument("question", metavar="QUESTION", help='e.g. "how many dogs are there?"')
+    p.add_argument("--model", default=DEFAULT_VQA_MODEL,
+                   help=f"checkpoint folder or hub id (default: {DEFAULT_VQA_MODEL})")
+    p.add_argument("--num-beams", type=int, default=1, metavar="N", help="beam search width (default 1)")
+    p.add_argument("--json", action="store_true", help="one JSON object: path, question, answer, token_ids")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("match", help="rank texts by how well they match an image (ITM and ITC)",
+                       description="Score each text against an image with a BLIP retrieval model: the "
+                       "image-text-matching probability (ITM head) and the contrastive cosine "
+                       "similarity (ITC), ranked by ITM probability, best first.")
+    p.add_argument("image", metavar="IMAGE", help="image file")
+    p.add_argument("texts", nargs="+", metavar="TEXT", help="candidate descriptions")
+    p.add_argument("--model", default=DEFAULT_ITM_MODEL,
+                   help=f"checkpoint folder or hub id (default: {DEFAULT_ITM_MODEL})")
+    p.add_argument("--json", action="store_true", help="one JSON object per text: text, itm_probability, itc_cosine")
+    p.set_defaults(func=cmd_match)
 
     p = sub.add_parser("info", help="describe a checkpoint: type, config, parameters, dtype, size",
                        description="Describe a checkpoint folder or cached hub id without loading "

@@ -74,3 +74,48 @@ def find_images(paths):
         else:
             raise InputError(f"{p}: no such file or folder")
     return found
+
+
+DEFAULT_VQA_MODEL = "Salesforce/blip-vqa-base"
+DEFAULT_ITM_MODEL = "Salesforce/blip-itm-base-coco"
+
+
+@functools.lru_cache(maxsize=2)
+def load_task_model(class_name, model, dtype="float32"):
+    """(model, processor) for any BLIP task class by name, loaded once per process."""
+    from . import blip_tasks
+    from .processing import BlipProcessor
+
+    return (getattr(blip_tasks, class_name).from_pretrained(model, dtype=dtype),
+            BlipProcessor.from_pretrained(model))
+
+
+def answer(image, question, model=DEFAULT_VQA_MODEL, **generate_kwargs):
+    """Answer a question about an image with a BLIP VQA checkpoint -> (answer, token_ids)."""
+    vqa, processor = load_task_model("BlipForQuestionAnswering", str(model))
+    inputs = processor(images=image, text=question)
+    ids = vqa.generate(**inputs, **generate_kwargs)[0]
+    return processor.decode(ids, skip_special_tokens=True).strip(), [int(t) for t in ids]
+
+
+def match(image, texts, model=DEFAULT_ITM_MODEL):
+    """Score texts against an image with a BLIP retrieval checkpoint, best first.
+
+    Returns [{"text", "itm_probability", "itc_cosine"}]: the image-text-matching head's
+    probability of "match" (softmax over its 2 logits) and the contrastive cosine similarity.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    itm, processor = load_task_model("BlipForImageTextRetrieval", str(model))
+    text = processor(text=list(texts), padding=True)
+    pixels = processor(images=image)["pixel_values"]
+    # ITM pairs text b with image b: repeat the image once per text
+    logits = itm(input_ids=text["input_ids"], attention_mask=text["attention_mask"],
+                 pixel_values=np.repeat(pixels, len(texts), axis=0), use_itm_head=True).itm_score
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    prob = e[:, 1] / e.sum(-1)
+    cosine = itm(input_ids=text["input_ids"], attention_mask=text["attention_mask"],
+                 pixel_values=pixels, use_itm_head=False).itm_score[0]
+    rows = [{"text": t, "itm_probability": float(p), "itc_cosine": float(c)}
+            for t, p, c in zip(texts, prob, cosine)]
+    return sorted(rows, key=lambda r: -r["itm_probability"])

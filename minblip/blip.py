@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from .config import BlipConfig, BlipVisionConfig
+from .config import BlipConfig, BlipTextConfig, BlipVisionConfig
 from .errors import CheckpointError, ConfigError, InputError
 from .generate import generate
 from .modeling import PreTrainedModel, as_pixel_values, select_hidden_states
 from .outputs import ModelOutput
-from .text_bert import cross_kv, lm_forward, lm_loss, lm_shapes
+from .text_bert import cross_kv, lm_forward, lm_loss, lm_shapes, text_model, text_shapes
 from .trace import scope, tap
 from .vision import vision_model, vision_shapes
 
@@ -77,6 +77,19 @@ def _mask_like(attention_mask, ids, name="attention_mask"):
     return mask.astype(np.int64)
 
 
+def _check_lm_head(p, tied, where=""):
+    """The tensors the LM head needs are in the file, or tied to ones that are."""
+    pp = p["cls"]["predictions"]
+    decoder = pp.get("decoder", {})
+    if "bias" not in decoder and "bias" not in pp:
+        raise CheckpointError(f"{where}cls.predictions: neither bias nor decoder.bias is stored")
+    if "weight" not in decoder and not tied:
+        raise CheckpointError(
+            f"{where}cls.predictions.decoder.weight is missing and tie_word_embeddings is false: "
+            "transformers would leave the LM head randomly initialised"
+        )
+
+
 class BlipForConditionalGeneration(PreTrainedModel):
     """transformers.BlipForConditionalGeneration: image -> caption.
 
@@ -107,20 +120,9 @@ class BlipForConditionalGeneration(PreTrainedModel):
 
     def __init__(self, config, params, name_or_path=None):
         super().__init__(config, params, name_or_path)
-        pp = params["text_decoder"]["cls"]["predictions"]
-        decoder = pp.get("decoder", {})
-        if "bias" not in decoder and "bias" not in pp:
-            raise CheckpointError(
-                "text_decoder.cls.predictions: neither bias nor decoder.bias is stored"
-            )
         # tied when either config says so (transformers gathers the ties of the model and its parts)
-        if "weight" not in decoder and not (
-            config.tie_word_embeddings or config.text_config.tie_word_embeddings
-        ):
-            raise CheckpointError(
-                "text_decoder.cls.predictions.decoder.weight is missing and tie_word_embeddings is "
-                "false: transformers would leave the LM head randomly initialised"
-            )
+        tied = config.tie_word_embeddings or config.text_config.tie_word_embeddings
+        _check_lm_head(params["text_decoder"], tied, "text_decoder.")
 
     def _vision(self, pixel_values, interpolate_pos_encoding, output_attentions=False):
         x = as_pixel_values(pixel_values, self.dtype)
@@ -240,3 +242,144 @@ class BlipForConditionalGeneration(PreTrainedModel):
                 f"but the position table has max_position_embeddings={n} rows"
             )
         return prompt, mask
+
+
+# ----------------------------------------------------------------------------- text tower alone
+
+
+def _text_inputs(model, input_ids, attention_mask, encoder_hidden_states):
+    cfg = model.config
+    if input_ids is None:
+        raise InputError(f"{type(model).__name__} needs input_ids")
+    ids = _token_ids(input_ids, cfg.vocab_size)
+    enc = None
+    if encoder_hidden_states is not None:
+        enc = np.asarray(encoder_hidden_states).astype(model.dtype, copy=False)
+        if enc.ndim != 3 or enc.shape[0] != ids.shape[0] or enc.shape[2] != cfg.encoder_hidden_size:
+            raise InputError(
+                f"encoder_hidden_states must be (batch {ids.shape[0]}, tokens, encoder_hidden_size "
+                f"{cfg.encoder_hidden_size}), got {enc.shape}"
+            )
+    return ids, _mask_like(attention_mask, ids), enc
+
+
+class BlipTextModel(PreTrainedModel):
+    """transformers.BlipTextModel (with its pooler) from a blip_text_model checkpoint.
+
+    Encoder mode (is_decoder=False, the default) attends both ways; decoder mode is causal and
+    returns its KV cache as past_key_values ([(K, V)] per layer, (B, H, T, Dh)).
+    """
+
+    config_types = (BlipTextConfig,)
+
+    @classmethod
+    def expected_shapes(cls, config):
+        return text_shapes(config, pooler=True)
+
+    def __call__(
+        self, input_ids=None, attention_mask=None, position_ids=None, encoder_hidden_states=None,
+        encoder_attention_mask=None, is_decoder=False, output_attentions=None,
+        output_hidden_states=None, return_dict=True,
+    ):  # fmt: skip
+        ids, mask, enc = _text_inputs(self, input_ids, attention_mask, encoder_hidden_states)
+        out = text_model(
+            ids, self.params, self.config, attention_mask=mask, position_ids=position_ids,
+            encoder_hidden_states=enc, encoder_attention_mask=encoder_attention_mask,
+            is_decoder=is_decoder, pooler=True,
+        )  # fmt: skip
+        return _text_output(self.config, out, output_attentions, output_hidden_states, return_dict)
+
+    forward = __call__
+
+
+def _text_output(cfg, out, output_attentions, output_hidden_states, return_dict, head=None):
+    """transformers' BaseModelOutputWithPoolingAndCrossAttentions, or with head = {loss, logits}
+    its CausalLMOutputWithCrossAttentions (the two order their fields differently)."""
+    want_h = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+    want_a = cfg.output_attentions if output_attentions is None else output_attentions
+    crossed = out["cross_attentions"][0] is not None
+    hidden = select_hidden_states(out["hidden_states"], want_h)
+    if head is None:
+        fields = {
+            "last_hidden_state": out["last_hidden_state"], "pooler_output": out["pooler_output"],
+            "hidden_states": hidden, "past_key_values": out["cache"],
+        }  # fmt: skip
+    else:
+        fields = {**head, "past_key_values": out["cache"], "hidden_states": hidden}
+    result = ModelOutput(
+        **fields,
+        attentions=tuple(out["attentions"]) if want_a else None,
+        cross_attentions=tuple(out["cross_attentions"]) if want_a and crossed else None,
+    )
+    return result if return_dict else result.to_tuple()
+
+
+class BlipTextLMHeadModel(PreTrainedModel):
+    """transformers.BlipTextLMHeadModel (bert + cls) from a blip_text_model checkpoint."""
+
+    config_types = (BlipTextConfig,)
+
+    def __init__(self, config, params, name_or_path=None):
+        super().__init__(config, params, name_or_path)
+        _check_lm_head(params, config.tie_word_embeddings)
+
+    @classmethod
+    def expected_shapes(cls, config):
+        return lm_shapes(config)[0]
+
+    @classmethod
+    def optional_keys(cls, config):
+        return lm_shapes(config)[1]
+
+    def __call__(
+        self, input_ids=None, attention_mask=None, position_ids=None, encoder_hidden_states=None,
+        encoder_attention_mask=None, labels=None, return_logits=False, is_decoder=True,
+        reduction="mean", output_attentions=None, output_hidden_states=None, return_dict=True,
+    ):  # fmt: skip
+        ids, mask, enc = _text_inputs(self, input_ids, attention_mask, encoder_hidden_states)
+        if reduction not in ("mean", "none"):
+            raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        logits, out = lm_forward(
+            ids, self.params, self.config, attention_mask=mask, position_ids=position_ids,
+            encoder_hidden_states=enc, encoder_attention_mask=encoder_attention_mask,
+            is_decoder=is_decoder,
+        )  # fmt: skip
+        if return_logits:  # transformers returns the shifted logits alone
+            return logits[:, :-1]
+        loss = None
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != ids.shape:
+                raise InputError(f"labels have shape {labels.shape}, input_ids have {ids.shape}")
+            loss = lm_loss(logits, labels, self.config.label_smoothing, reduction)
+        head = {"loss": loss, "logits": logits}
+        return _text_output(
+            self.config, out, output_attentions, output_hidden_states, return_dict, head
+        )
+
+    forward = __call__
+
+    def generate(
+        self, input_ids=None, attention_mask=None, encoder_hidden_states=None,
+        encoder_attention_mask=None, eos_token_id=None, pad_token_id=None, **generate_kwargs,
+    ):  # fmt: skip
+        """transformers' GenerationMixin.generate for this decoder: continue input_ids, attending
+        to encoder_hidden_states. eos / pad default to the config's (eos_token_id, pad_token_id).
+        encoder_attention_mask is accepted and, as in transformers 5.23, has no effect."""
+        ids, mask, enc = _text_inputs(self, input_ids, attention_mask, encoder_hidden_states)
+        cfg, p = self.config, self.params
+        context = {"encoder_kv": None if enc is None else cross_kv(enc, p["bert"], cfg)}
+
+        def step(input_ids, position_ids, attention_mask, past, context):
+            logits, out = lm_forward(
+                input_ids, p, cfg, last_only=True, attention_mask=attention_mask,
+                position_ids=position_ids, cache=past, encoder_kv=context["encoder_kv"],
+            )  # fmt: skip
+            return logits[:, -1], out["cache"]
+
+        return generate(
+            step, ids, attention_mask=mask, context=context,
+            eos_token_id=cfg.eos_token_id if eos_token_id is None else eos_token_id,
+            pad_token_id=cfg.pad_token_id if pad_token_id is None else pad_token_id,
+            max_position_embeddings=cfg.max_position_embeddings, **generate_kwargs,
+        )  # fmt: skip

@@ -62,7 +62,7 @@ def bert_output(h, residual, p, cfg):
     return tap("output", tap("output.LayerNorm", out))
 
 
-def text_layer(x, p, cfg, self_kv, self_mask, cross, cross_mask):
+def text_layer(x, p, cfg, self_kv, self_mask, cross):
     """Self-attention, cross-attention to the image, FFN; each post-LN. Mirrors BlipTextLayer.
 
     Shapes: x (B, T, Dt) -> (B, T, Dt); self_kv / cross: (K, V) pairs (B, H, S, Dh), cross None
@@ -74,7 +74,8 @@ def text_layer(x, p, cfg, self_kv, self_mask, cross, cross_mask):
     cross_probs = None
     if cross is not None:
         with scope("crossattention"):
-            a, cross_probs = bert_attention(a, *cross, p["crossattention"], cfg, cross_mask)
+            # never masked in 5.23, even with an encoder_attention_mask (see text_model)
+            a, cross_probs = bert_attention(a, *cross, p["crossattention"], cfg, mask=None)
         tap("crossattention", a)
     h = tap(
         "intermediate", ACT2FN[cfg.hidden_act](linear(a, p["intermediate"]["dense"]))
@@ -111,14 +112,6 @@ def self_mask(attention_mask, T, past_len, is_decoder, dtype):
     return np.where(allowed, 0, np.finfo(dtype).min).astype(dtype)
 
 
-def cross_mask(encoder_attention_mask, dtype):
-    """(B, N) keep-mask of the image tokens -> additive (B, 1, 1, N), or None (attend to all)."""
-    if encoder_attention_mask is None:
-        return None
-    keep = np.asarray(encoder_attention_mask)[:, None, None, :] != 0
-    return np.where(keep, 0, np.finfo(dtype).min).astype(dtype)
-
-
 def text_model(
     input_ids, p, cfg, *, attention_mask=None, position_ids=None, encoder_hidden_states=None,
     encoder_attention_mask=None, is_decoder=False, cache=None, encoder_kv=None, pooler=False,
@@ -140,7 +133,9 @@ def text_model(
     smask = self_mask(attention_mask, T, past_len, is_decoder, x.dtype)
     if encoder_kv is None and encoder_hidden_states is not None:
         encoder_kv = cross_kv(encoder_hidden_states, p, cfg)
-    cmask = cross_mask(encoder_attention_mask, x.dtype) if encoder_kv is not None else None
+    # encoder_attention_mask is accepted and ignored, as transformers 5.23 ignores it: BlipTextLayer
+    # passes it to crossattention as attention_mask, and BlipTextSelfAttention then reads its own
+    # encoder_attention_mask argument (None) for cross-attention. Every memory token is attended.
     H = cfg.num_attention_heads
     hidden_states, attentions, cross_attentions, new_cache = [x], [], [], []
     for i, lp in enumerate(p["encoder"]["layer"]):
@@ -151,7 +146,7 @@ def text_model(
         new_cache.append((k, v))
         with scope(f"encoder.layer.{i}"):
             cross = None if encoder_kv is None else encoder_kv[i]
-            x, probs, cprobs = text_layer(x, lp, cfg, (k, v), smask, cross, cmask)
+            x, probs, cprobs = text_layer(x, lp, cfg, (k, v), smask, cross)
         hidden_states.append(tap(f"encoder.layer.{i}", x))
         attentions.append(probs)
         cross_attentions.append(cprobs)
@@ -283,7 +278,7 @@ def lm_forward(input_ids, p, cfg, last_only=False, **kw):
     logits_to_keep=1: the head sees only the last position); returns (logits, text_model's dict).
     """
     with scope("bert"):
-        out = text_model(input_ids, p["bert"], cfg, is_decoder=True, **kw)
+        out = text_model(input_ids, p["bert"], cfg, **{"is_decoder": True, **kw})
     h = tap("bert", out["last_hidden_state"])
     word_embeddings = p["bert"]["embeddings"]["word_embeddings"]["weight"]
     with scope("cls"):

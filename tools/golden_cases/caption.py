@@ -312,6 +312,83 @@ def cases():
             ),
         ),
     ]
+    # --- the text tower alone (blip_text_model checkpoints): BlipTextModel, BlipTextLMHeadModel
+    text_cfg = dict(TEXT_TINY, encoder_hidden_size=24)
+    enc = np.random.default_rng(56).standard_normal((2, 17, 24)).astype(np.float32)
+    enc_mask = np.ones((2, 17), np.int64)
+    enc_mask[1, 11:] = 0
+    start = np.full((2, 1), 30, np.int64)
+    out += [
+        (
+            "text_model_encoder",
+            {
+                "cls": "BlipTextModel",
+                "config": text_cfg,
+                "inputs": {"input_ids": ids2, "attention_mask": mask2},
+                "kwargs": {"output_hidden_states": True, "output_attentions": True},
+                "notes": "encoder mode (bidirectional, key padding only), no image; pooler",
+            },
+        ),
+        (
+            "text_model_decoder",
+            {
+                "cls": "BlipTextModel",
+                "config": text_cfg,
+                "inputs": {
+                    "input_ids": ids2,
+                    "attention_mask": mask2,
+                    "encoder_hidden_states": enc,
+                    "encoder_attention_mask": enc_mask,
+                },
+                "kwargs": {"is_decoder": True, "output_attentions": True},
+                "notes": "causal + padding mask; cross-attention with its own mask (row 1 sees 11 "
+                "of 17 memory tokens)",
+            },
+        ),
+        (
+            "text_lm_labels",
+            {
+                "cls": "BlipTextLMHeadModel",
+                "config": dict(text_cfg, label_smoothing=0.05),
+                "inputs": {
+                    "input_ids": ids2,
+                    "attention_mask": mask2,
+                    "encoder_hidden_states": enc,
+                    "labels": labels_of(ids2, mask2),
+                },
+                "kwargs": {"reduction": "none", "output_hidden_states": True},
+                "notes": "per-sample summed loss (reduction none, as BLIP VQA uses)",
+            },
+        ),
+        (
+            "text_lm_generate",
+            {
+                "cls": "BlipTextLMHeadModel",
+                "config": dict(text_cfg, label_smoothing=0.05),
+                "method": gen,
+                "inputs": {
+                    "input_ids": start,
+                    "encoder_hidden_states": enc,
+                    "encoder_attention_mask": enc_mask,
+                },
+                "kwargs": {"max_new_tokens": 7, "eos_token_id": 3},
+            },
+        ),
+        (
+            "text_lm_beams",
+            {
+                "cls": "BlipTextLMHeadModel",
+                "config": dict(text_cfg, label_smoothing=0.05),
+                "method": gen,
+                "inputs": {
+                    "input_ids": start,
+                    "encoder_hidden_states": enc,
+                    "encoder_attention_mask": enc_mask,
+                },
+                "kwargs": {"max_new_tokens": 7, "num_beams": 2, "eos_token_id": 3},
+            },
+        ),
+    ]
     # --- full size: weights regenerated from the seed; no modules recorded (size budget)
     bid, bmask = texts(55, [8], vocab=30522, cls=101, sep=102, low=1000)
     bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)
@@ -357,7 +434,7 @@ def build(root: Path):
     first_dir = {}
     with gc.quiet():
         for name, kw in cases():
-            config = kw.pop("config")
+            config, cls = kw.pop("config"), kw.pop("cls", CLS)
             full = kw.get("full_size", False)
             seed = FULL_SEED if full else SEED
             if kw.get("method") == "generate" and not full and "record" not in kw:
@@ -366,14 +443,16 @@ def build(root: Path):
                 del kw["record"]
             print(" ", name, flush=True)
             case = group / name
-            gc.write_case(case, CLS, config, seed=seed, **kw)
+            gc.write_case(case, cls, config, seed=seed, **kw)
             meta = json.loads((case / "meta.json").read_text())
             if kw.get("method") == "generate":
                 mdir = materialize(case, gc.scratch_dir()) if full else case / "model"
-                meta["margins"] = margins(mdir, kw["inputs"], kw.get("kwargs", {}), kw.get("dtype"))
+                meta["margins"] = margins(
+                    cls, mdir, kw["inputs"], kw.get("kwargs", {}), kw.get("dtype")
+                )
                 if full:
                     shutil.rmtree(mdir)
-            key = (json.dumps(config, sort_keys=True), seed)
+            key = (cls, json.dumps(config, sort_keys=True), seed)
             if key in first_dir and not full:
                 shutil.rmtree(case / "model")
                 meta["model_dir"] = f"../{first_dir[key]}/model"
@@ -384,12 +463,12 @@ def build(root: Path):
     print(f"  golden/caption: {gc.dir_size(group) / 2**20:.2f} MB")
 
 
-def margins(model_dir, inputs, kwargs, dtype):
+def margins(cls, model_dir, inputs, kwargs, dtype):
     """Per step, per row: best minus second-best processed score (greedy), or None for beams."""
     if kwargs.get("num_beams", 1) > 1:
         return None
     tdt = torch.float64 if dtype == "float64" else torch.float32
-    model = transformers.BlipForConditionalGeneration.from_pretrained(model_dir).eval().to(tdt)
+    model = getattr(transformers, cls).from_pretrained(model_dir).eval().to(tdt)
     args = {k: gc.to_torch(v, tdt) for k, v in inputs.items()}
     with torch.no_grad():
         out = model.generate(**args, **kwargs, return_dict_in_generate=True, output_scores=True)

@@ -1,6 +1,11 @@
 """minblip: BLIP and BLIP-2 in NumPy, conformant with transformers 5.23.0."""
 
-from .blip import BlipForConditionalGeneration, BlipVisionModel
+from .blip import (
+    BlipForConditionalGeneration,
+    BlipTextLMHeadModel,
+    BlipTextModel,
+    BlipVisionModel,
+)
 from .blip_tasks import BlipForImageTextRetrieval, BlipForQuestionAnswering, BlipModel
 from .errors import (
     CheckpointError,
@@ -21,6 +26,8 @@ __all__ = [
     "BlipImageProcessor",
     "BlipModel",
     "BlipProcessor",
+    "BlipTextLMHeadModel",
+    "BlipTextModel",
     "BlipVisionModel",
     "CheckpointError",
     "ConfigError",

@@ -78,19 +78,25 @@ def _every_key(node, prefix=""):
             yield from _every_key(v, f"{prefix}{i}.")
 
 
-@pytest.mark.parametrize("call", ["forward", "generate"])
-def test_every_checkpoint_tensor_is_read(call):
-    """forward (with labels) and generate each read every tensor of the checkpoint. The file has
-    no cls.predictions.decoder.{weight,bias}: 5.23's save_pretrained leaves the tied copies out,
-    so the head reads the word embeddings and predictions.bias (both are in the file)."""
-    case = _case("forward_labels" if call == "forward" else "greedy_prompt")
-    meta, inputs, _ = load_case(case)
-    model = _model(case)
+@pytest.mark.parametrize(
+    "cases",
+    [("forward_labels",), ("greedy_prompt",), ("text_model_encoder", "text_model_decoder"),
+     ("text_lm_labels",), ("text_lm_generate",)],
+    ids=lambda c: "+".join(c),
+)  # fmt: skip
+def test_every_checkpoint_tensor_is_read(cases):
+    """Each call (or, for BlipTextModel, its encoder-mode and decoder-mode calls together: only
+    the latter runs crossattention) reads every tensor of the checkpoint. The files have no
+    cls.predictions.decoder.{weight,bias}: 5.23's save_pretrained leaves the tied copies out, so
+    the head reads the word embeddings and predictions.bias (both in the file). No allow-list."""
+    model = _model(_case(cases[0]))
     tracked = KeyTracker(model.params)
     model.params = tracked
-    (model if call == "forward" else model.generate)(**inputs, **meta["kwargs"])
+    for name in cases:
+        meta, inputs, _ = load_case(_case(name))
+        (model if meta["method"] == "forward" else model.generate)(**inputs, **meta["kwargs"])
     unread = set(_every_key(tracked._node)) - tracked.reads
-    assert not unread, f"{call} never reads {sorted(unread)}"
+    assert not unread, f"{cases} never read {sorted(unread)}"
 
 
 def test_kv_cache_steps_equal_full_recomputation():

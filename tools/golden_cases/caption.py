@@ -312,6 +312,30 @@ def cases():
             ),
         ),
     ]
+    # --- right-padded prompts of unequal length: HF keeps [SEP] inside the shorter rows and drops
+    # a [PAD] instead; the mask keeps their padding out of self-attention and the positions of the
+    # new tokens restart from cumsum(mask) (generation.md §3.1). Pinned, not endorsed.
+    ragged, rmask = texts(57, [6, 4, 5])
+    out += [
+        (
+            "greedy_ragged_prompt",
+            {
+                "config": TINY,
+                "method": gen,
+                "inputs": {"pixel_values": px3, "input_ids": ragged, "attention_mask": rmask},
+                "kwargs": {"max_new_tokens": 6, "repetition_penalty": 1.2},
+            },
+        ),
+        (
+            "beam2_ragged_prompt",
+            {
+                "config": TINY,
+                "method": gen,
+                "inputs": {"pixel_values": px3, "input_ids": ragged, "attention_mask": rmask},
+                "kwargs": {"max_new_tokens": 5, "num_beams": 2},
+            },
+        ),
+    ]
     # --- the text tower alone (blip_text_model checkpoints): BlipTextModel, BlipTextLMHeadModel
     text_cfg = dict(TEXT_TINY, encoder_hidden_size=24)
     enc = np.random.default_rng(56).standard_normal((2, 17, 24)).astype(np.float32)
@@ -429,8 +453,8 @@ KEEP_FULL = ("out", "out.logits", "out.loss")
 
 def build(root: Path):
     group = Path(root) / "caption"
-    if group.exists():
-        shutil.rmtree(group)
+    for old in group.glob("*/"):  # every case folder; README.md stays
+        shutil.rmtree(old)
     first_dir = {}
     with gc.quiet():
         for name, kw in cases():

@@ -121,12 +121,13 @@ def greedy(step, ids, mask, context, procs, eos, pad, max_length):
 
 
 def beam_search(step, ids, mask, context, procs, eos, pad, cfg):
-    """5.23's vectorised beam search (generation.md §2.8). ids (B, P) -> (B * n_return, L)."""
+    """5.23's vectorised beam search (generation.md §2.8). ids (B, P) -> (B * n_return, L).
+
+    Two stores per item, each a dict of (B, K, ...) arrays: `run` (live beams: ids, scores,
+    parent rows) and `done` (the K best finished hypotheses, length-normalised, + a flag).
+    """
     K, max_length, lpen, early = (
-        cfg["num_beams"],
-        cfg["max_length"],
-        cfg["length_penalty"],
-        cfg["early_stopping"],
+        cfg[k] for k in ("num_beams", "max_length", "length_penalty", "early_stopping")
     )
     B, P = ids.shape
     N = B * K
@@ -135,72 +136,68 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg):
     context = take_rows(context, np.repeat(np.arange(B), K))
     C = max(2, 1 + len(eos)) * K  # candidates kept per step: enough that K never all end
     fill = (pad or eos[0]) if eos else -1  # pad 0 is falsy: BLIP's short beams get eos, not 0
-    running = np.full((B, K, max_length), fill, np.int64)
-    running[:, :, :P] = ids.reshape(B, K, P)
-    sequences = running.copy()
-    running_scores = np.zeros((B, K), np.float32)
-    running_scores[:, 1:] = NEG  # only beam 0 is live at first: K identical beams otherwise
-    beam_scores = np.full((B, K), NEG, np.float32)
-    finished = np.zeros((B, K), bool)
+    seqs = np.full((B, K, max_length), fill, np.int64)
+    seqs[:, :, :P] = ids.reshape(B, K, P)
+    parent = np.full((B, K, max_length - P), -1, np.int64)  # global row each new token came from
+    scores = np.zeros((B, K), np.float32)
+    scores[:, 1:] = NEG  # only beam 0 is live at first: K identical beams otherwise
+    run = {"ids": seqs, "parent": parent, "scores": scores}
+    done = {"ids": seqs.copy(), "parent": parent.copy(), "scores": np.full((B, K), NEG, np.float32),
+            "finished": np.zeros((B, K), bool)}  # fmt: skip
     improvable = np.ones((B, 1), bool)
-    running_parent = np.full((B, K, max_length - P), -1, np.int64)
-    parents = running_parent.copy()
-    top_k_mask = np.arange(C) < K
     feed, pos, past, cur = ids, first_positions(mask, P, N), None, P
     while True:
         logits, past = step(feed, pos, mask, past, context)
-        logp = log_softmax(logits.astype(np.float32))
-        logp = lp.apply(procs, running[:, :, :cur].reshape(N, cur), logp)
+        logp = lp.apply(
+            procs, run["ids"][:, :, :cur].reshape(N, cur), log_softmax(logits.astype(np.float32))
+        )
         V = logp.shape[-1]
-        acc = (logp.reshape(B, K, V) + running_scores[:, :, None]).reshape(B, K * V)
-        # c. the C best continuations over all beams of an item
-        top = topk(acc, C)
-        top_scores = np.take_along_axis(acc, top, 1)
-        beam, tok = top // V, top % V
-        cand = np.take_along_axis(running, beam[:, :, None], 1)  # b c max_length
-        cand[:, :, cur] = tok
-        cand_parent = np.take_along_axis(running_parent, beam[:, :, None], 1)
-        cand_parent[:, :, cur - P] = beam + np.arange(B)[:, None] * K  # global row of the parent
+        acc = (logp.reshape(B, K, V) + run["scores"][:, :, None]).reshape(B, K * V)  # b (k v)
+        top = topk(acc, C)  # the C best continuations over all beams of an item
+        top_scores, beam, tok = np.take_along_axis(acc, top, 1), top // V, top % V
+        cand = select({"ids": run["ids"], "parent": run["parent"]}, beam)  # b c ...
+        cand["ids"][:, :, cur] = tok
+        cand["parent"][:, :, cur - P] = beam + np.arange(B)[:, None] * K
         hits = np.isin(tok, eos) | (cur + 1 >= max_length)
-        # e. the K best candidates that did not just end continue
-        alive = top_scores + hits.astype(np.float32) * NEG
-        keep = topk(alive, K)
-        running = np.take_along_axis(cand, keep[:, :, None], 1)
-        running_scores = np.take_along_axis(alive, keep, 1)
-        running_parent = np.take_along_axis(cand_parent, keep[:, :, None], 1)
-        # f. candidates in the top K that ended enter the finished store, length-normalised
-        just = hits & top_k_mask
+        alive = top_scores + hits.astype(np.float32) * NEG  # the K best that did not end go on
+        run = select({**cand, "scores": alive}, topk(alive, K))
+        # of the top K, those that ended enter the finished store, length-normalised
+        just = hits & (np.arange(C) < K)
         s = top_scores / np.float32((cur + 1 - P) ** lpen)  # generated length, prompt excluded
-        s = s + (finished.all(-1, keepdims=True) & (early is True)).astype(np.float32) * NEG
-        s = s + (~improvable).astype(np.float32) * NEG
-        s = s + (~just).astype(np.float32) * NEG
-        merged_scores = np.concatenate([beam_scores, s], 1)
-        best = topk(merged_scores, K)
-        sequences = np.take_along_axis(np.concatenate([sequences, cand], 1), best[:, :, None], 1)
-        parents = np.take_along_axis(np.concatenate([parents, cand_parent], 1), best[:, :, None], 1)
-        finished = np.take_along_axis(np.concatenate([finished, just], 1), best, 1)
-        beam_scores = np.take_along_axis(merged_scores, best, 1)
-        # g. follow the chosen parents in the cache; stop when nothing can improve
-        past = take_rows(past, running_parent[:, :, cur - P].reshape(N))
+        s = s + (done["finished"].all(-1, keepdims=True) & (early is True)).astype(np.float32) * NEG
+        s = s + (~improvable).astype(np.float32) * NEG + (~just).astype(np.float32) * NEG
+        merged = {
+            k: np.concatenate([done[k], v], 1)
+            for k, v in {**cand, "scores": s, "finished": just}.items()
+        }
+        done = select(merged, topk(merged["scores"], K))
+        past = take_rows(past, run["parent"][:, :, cur - P].reshape(N))  # follow the parents
         cur += 1
         improvable = still_improvable(
-            improvable, running_scores, beam_scores, finished, cur, P, max_length, early, lpen
+            improvable, run["scores"], done, cur, P, max_length, early, lpen
         )
-        if not improvable.any() or (finished.all() and early is True) or hits.all():
+        if not improvable.any() or (done["finished"].all() and early is True) or hits.all():
             break
-        feed, pos = running[:, :, cur - 1].reshape(N, 1), pos[:, -1:] + 1
+        feed, pos = run["ids"][:, :, cur - 1].reshape(N, 1), pos[:, -1:] + 1
         mask = None if mask is None else np.concatenate([mask, np.ones((N, 1), np.int64)], axis=1)
     n = cfg["num_return_sequences"]
-    sequences, parents = sequences[:, :n].reshape(B * n, -1), parents[:, :n].reshape(B * n, -1)
-    generated = int((parents >= 0).sum(1).max())  # longest returned hypothesis
-    return sequences[:, : P + generated]
+    out, parents = done["ids"][:, :n].reshape(B * n, -1), done["parent"][:, :n].reshape(B * n, -1)
+    return out[:, : P + int((parents >= 0).sum(1).max())]  # up to the longest returned one
 
 
-def still_improvable(flag, running_scores, beam_scores, finished, cur, P, max_length, early, lpen):
+def select(store, idx):
+    """Entries idx (B, k) along axis 1 of every (B, C, ...) array of a beam store."""
+    return {
+        k: np.take_along_axis(v, idx.reshape(idx.shape + (1,) * (v.ndim - 2)), 1)
+        for k, v in store.items()
+    }
+
+
+def still_improvable(flag, running_scores, done, cur, P, max_length, early, lpen):
     """Can an item's best running beam still beat its worst finished one? (sticky, per item)"""
     best_len = max_length - P if (early == "never" and lpen > 0) else cur - P
     best = running_scores[:, :1] / np.float32(best_len**lpen)
-    worst = np.where(finished, beam_scores.min(1, keepdims=True), NEG)
+    worst = np.where(done["finished"], done["scores"].min(1, keepdims=True), NEG)
     return flag & (best > worst).any(-1, keepdims=True)
 
 

@@ -239,3 +239,15 @@ def test_untied_head_without_decoder_weight_is_refused(tmp_path):
     (dst / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(minblip.CheckpointError, match="tie_word_embeddings"):
         minblip.BlipForConditionalGeneration.from_pretrained(dst)
+
+
+def test_prompt_as_python_lists():
+    """transformers' BLIP generate turns a list prompt into a LongTensor; so do we."""
+    case = _case("greedy_prompt")
+    _, inputs, expected = load_case(case)
+    out = _model(case).generate(
+        pixel_values=inputs["pixel_values"],
+        input_ids=inputs["input_ids"].tolist(),
+        attention_mask=inputs["attention_mask"].tolist(),
+    )
+    np.testing.assert_array_equal(out, expected["out"])

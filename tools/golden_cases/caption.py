@@ -336,6 +336,18 @@ def cases():
             },
         ),
     ]
+    out += [
+        (
+            "greedy_interpolate",
+            {
+                "config": TINY,
+                "method": gen,
+                "inputs": {"pixel_values": pixels(44, 2, 48, 40), "input_ids": prompt1[[0, 0]]},
+                "kwargs": {"interpolate_pos_encoding": True, "max_new_tokens": 5},
+                "notes": "48x40 images, position grid resized; prompt without attention_mask",
+            },
+        ),
+    ]
     # --- the text tower alone (blip_text_model checkpoints): BlipTextModel, BlipTextLMHeadModel
     text_cfg = dict(TEXT_TINY, encoder_hidden_size=24)
     enc = np.random.default_rng(56).standard_normal((2, 17, 24)).astype(np.float32)

@@ -24,16 +24,15 @@ def text_embeddings(input_ids, position_ids, p, cfg):
     Weights: word_embeddings.weight (V, Dt), position_embeddings.weight (512, Dt), LayerNorm.
     """
     x = p["word_embeddings"]["weight"][input_ids] + p["position_embeddings"]["weight"][position_ids]
-    return tap(
-        "embeddings", tap("embeddings.LayerNorm", layer_norm(x, p["LayerNorm"], cfg.layer_norm_eps))
-    )
+    x = tap("embeddings.LayerNorm", layer_norm(x, p["LayerNorm"], cfg.layer_norm_eps))
+    return tap("embeddings", x)  # (dropout: identity at inference)
 
 
 def project_kv(states, p, n_heads):
     """Keys and values of one attention block. (B, S, D|Dv) -> two (B, H, S, Dh)."""
-    return split_heads(linear(states, p["key"]), n_heads), split_heads(
-        linear(states, p["value"]), n_heads
-    )
+    k = split_heads(linear(states, p["key"]), n_heads)  # b s (h dh) -> b h s dh
+    v = split_heads(linear(states, p["value"]), n_heads)
+    return k, v
 
 
 def bert_attention(x, k, v, p, cfg, mask):
@@ -46,9 +45,8 @@ def bert_attention(x, k, v, p, cfg, mask):
     """
     H = cfg.num_attention_heads
     q = split_heads(linear(x, p["self"]["query"]), H)  # b t (h dh) -> b h t dh
-    scores = (q @ k.transpose(0, 1, 3, 2)) / np.sqrt(q.shape[-1]).astype(
-        q.dtype
-    )  # divide, as BERT does
+    scale = np.sqrt(q.shape[-1]).astype(q.dtype)
+    scores = (q @ k.transpose(0, 1, 3, 2)) / scale  # b h t s; divided by sqrt(Dh), as BERT does
     if mask is not None:
         scores = scores + mask  # additive finfo.min, never -inf: a fully masked row stays finite
     probs = softmax(scores)
@@ -77,9 +75,8 @@ def text_layer(x, p, cfg, self_kv, self_mask, cross):
             # never masked in 5.23, even with an encoder_attention_mask (see text_model)
             a, cross_probs = bert_attention(a, *cross, p["crossattention"], cfg, mask=None)
         tap("crossattention", a)
-    h = tap(
-        "intermediate", ACT2FN[cfg.hidden_act](linear(a, p["intermediate"]["dense"]))
-    )  # (B, T, F)
+    h = ACT2FN[cfg.hidden_act](linear(a, p["intermediate"]["dense"]))  # (B, T, F)
+    tap("intermediate", h)
     return bert_output(h, a, p["output"], cfg), probs, cross_probs
 
 
@@ -89,10 +86,8 @@ def cross_kv(encoder_hidden_states, p, cfg):
     Shapes: encoder_hidden_states (B, N, Dv) -> [(K, V) per layer], each (B, H, N, Dh).
     """
     H = cfg.num_attention_heads
-    return [
-        project_kv(encoder_hidden_states, lp["crossattention"]["self"], H)
-        for lp in p["encoder"]["layer"]
-    ]
+    layers = p["encoder"]["layer"]
+    return [project_kv(encoder_hidden_states, lp["crossattention"]["self"], H) for lp in layers]
 
 
 def self_mask(attention_mask, T, past_len, is_decoder, dtype):
@@ -136,32 +131,45 @@ def text_model(
     # encoder_attention_mask is accepted and ignored, as transformers 5.23 ignores it: BlipTextLayer
     # passes it to crossattention as attention_mask, and BlipTextSelfAttention then reads its own
     # encoder_attention_mask argument (None) for cross-attention. Every memory token is attended.
+    out = text_encoder(x, p["encoder"], cfg, smask, encoder_kv, cache)
+    x = tap("encoder", out["last_hidden_state"])
+    out["pooler_output"] = None
+    if pooler:  # BertPooler: tanh(dense(first token))
+        out["pooler_output"] = tap("pooler", np.tanh(linear(x[:, 0], p["pooler"]["dense"])))
+    if not is_decoder:  # encoder mode keeps no cache
+        out["cache"] = None
+    return out
+
+
+def text_encoder(x, p, cfg, mask, encoder_kv, cache):
+    """The layer stack, extending each layer's KV cache. Mirrors BlipTextEncoder.
+
+    Shapes: x (B, T, Dt) -> last_hidden_state (B, T, Dt); hidden_states L+1 x (B, T, Dt);
+    attentions / cross_attentions L x (B, H, T, S) (None entries without image); cache: per
+    layer (K, V) of (B, H, past + T, Dh).
+    """
     H = cfg.num_attention_heads
     hidden_states, attentions, cross_attentions, new_cache = [x], [], [], []
-    for i, lp in enumerate(p["encoder"]["layer"]):
+    for i, lp in enumerate(p["layer"]):
         k, v = project_kv(x, lp["attention"]["self"], H)  # this call's tokens: (B, H, T, Dh)
         if cache is not None:
             k = np.concatenate([cache[i][0], k], axis=2)  # b h (past + t) dh
             v = np.concatenate([cache[i][1], v], axis=2)
         new_cache.append((k, v))
+        cross = None if encoder_kv is None else encoder_kv[i]
         with scope(f"encoder.layer.{i}"):
-            cross = None if encoder_kv is None else encoder_kv[i]
-            x, probs, cprobs = text_layer(x, lp, cfg, (k, v), smask, cross)
+            x, probs, cross_probs = text_layer(x, lp, cfg, (k, v), mask, cross)
         hidden_states.append(tap(f"encoder.layer.{i}", x))
         attentions.append(probs)
-        cross_attentions.append(cprobs)
-    tap("encoder", x)
-    pooled = None
-    if pooler:  # BertPooler: tanh(dense(first token))
-        pooled = tap("pooler", np.tanh(linear(x[:, 0], p["pooler"]["dense"])))
+        cross_attentions.append(cross_probs)
     return {
-        "last_hidden_state": x, "pooler_output": pooled, "hidden_states": hidden_states,
-        "attentions": attentions, "cross_attentions": cross_attentions,
-        "cache": new_cache if is_decoder else None,
+        "last_hidden_state": x, "hidden_states": hidden_states, "attentions": attentions,
+        "cross_attentions": cross_attentions, "cache": new_cache,
     }  # fmt: skip
 
 
 def check_positions(position_ids, cfg):
+    """Position ids must index the learned table (torch would fail with an index error)."""
     n = cfg.max_position_embeddings
     if np.size(position_ids) and (np.max(position_ids) >= n or np.min(position_ids) < 0):
         raise InputError(
@@ -179,11 +187,8 @@ def lm_head(h, p, word_embeddings, cfg):
     """
     pp = p["predictions"]
     t = ACT2FN[cfg.hidden_act](linear(h, pp["transform"]["dense"]))
-    t = tap(
-        "predictions.transform.LayerNorm",
-        layer_norm(t, pp["transform"]["LayerNorm"], cfg.layer_norm_eps),
-    )
-    tap("predictions.transform", t)
+    t = layer_norm(t, pp["transform"]["LayerNorm"], cfg.layer_norm_eps)
+    tap("predictions.transform", tap("predictions.transform.LayerNorm", t))
     W, b = decoder_weights(pp, word_embeddings)
     return tap("predictions", t @ W.T + b)
 
@@ -194,7 +199,7 @@ def decoder_weights(pp, word_embeddings):
     word_embeddings and predictions.bias; a file holding both halves of a pair with different
     values is loaded untied, and the forward then uses the decoder's own weight AND bias (checked
     on 5.23; checkpoints.md §3 says predictions.bias wins, transformers says decoder.bias)."""
-    decoder = pp["decoder"] if "decoder" in pp else {}
+    decoder = pp.get("decoder", {})
     W = decoder["weight"] if "weight" in decoder else word_embeddings
     b = decoder["bias"] if "bias" in decoder else pp["bias"]
     return W, b

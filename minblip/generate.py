@@ -39,6 +39,8 @@ def generate(step, input_ids, *, eos_token_id, pad_token_id, attention_mask=None
     eos = [] if eos_token_id is None else list(np.atleast_1d(eos_token_id).astype(np.int64))
     pad = eos[0] if pad_token_id is None and eos else pad_token_id
     ids = np.array(input_ids, dtype=np.int64)  # a copy: the caller's array stays as it was
+    if attention_mask is None and pad is not None and pad not in eos and (ids == pad).any():
+        attention_mask = ids != pad  # no mask given: transformers infers one from the pad id
     if attention_mask is not None and np.all(np.asarray(attention_mask) == 1):
         attention_mask = None  # transformers drops an all-ones mask (after deriving positions)
     mask = None if attention_mask is None else np.array(attention_mask, dtype=np.int64)

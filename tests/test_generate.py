@@ -143,3 +143,25 @@ def test_take_rows_walks_nests():
     np.testing.assert_array_equal(out["a"][0], [2, 0])
     np.testing.assert_array_equal(out["a"][1][0], [[4, 5], [0, 1]])
     assert out["b"] is None
+
+
+def test_mask_inferred_from_pad_when_none_is_given():
+    """transformers: no attention_mask + pad in the prompt + pad not an eos -> mask = ids != pad
+    (positions then restart after the padding); an all-ones mask is dropped (None)."""
+    seen = []
+
+    def step(input_ids, position_ids, attention_mask, past, context):
+        seen.append((attention_mask, position_ids))
+        return np.eye(6, dtype=np.float32)[input_ids[:, -1]], None
+
+    ids = np.array([[1, 3, 0], [1, 4, 5]])
+    generate(step, ids, eos_token_id=2, pad_token_id=0, max_new_tokens=2)
+    np.testing.assert_array_equal(seen[0][0], [[1, 1, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(seen[0][1], [[0, 1, 0], [0, 1, 2]])
+    np.testing.assert_array_equal(seen[1][1], [[1], [3]])  # last position + 1
+    seen.clear()
+    generate(step, ids, eos_token_id=0, pad_token_id=0, max_new_tokens=1)  # pad is an eos: no
+    assert seen[0][0] is None
+    seen.clear()
+    generate(step, ids[1:], attention_mask=np.ones((1, 3)), eos_token_id=2, pad_token_id=0, max_new_tokens=1)
+    assert seen[0][0] is None

@@ -327,6 +327,16 @@ def cases():
             },
         ),
         (
+            "greedy_ragged_no_mask",
+            {
+                "config": TINY,
+                "method": gen,
+                "inputs": {"pixel_values": px3, "input_ids": ragged},
+                "kwargs": {"max_new_tokens": 4},
+                "notes": "no attention_mask: generate infers it as input_ids != pad (0)",
+            },
+        ),
+        (
             "beam2_ragged_prompt",
             {
                 "config": TINY,

@@ -11,7 +11,9 @@ every cross-attention layer): expanded once per beam and never reordered (beams 
 it). attention_mask is None when the prompt has no padding (transformers drops an all-ones mask).
 
 The caller's arrays are never modified (transformers' BLIP generate writes into input_ids).
-Semantics: docs in /work/shared/spec/generation.md §2 and transformers' generation/utils.py.
+Semantics follow transformers 5.23's generation/utils.py (GenerationMixin.generate, _sample with
+do_sample=False, _beam_search) and its logits processors (minblip.logits_process); the golden
+cases in golden/caption pin them.
 """
 
 import numpy as np
@@ -31,14 +33,20 @@ _KNOWN = {
 
 def generate(step, input_ids, *, eos_token_id, pad_token_id, attention_mask=None, context=None,
              max_position_embeddings=None, **kwargs):  # fmt: skip
-    """Greedy or beam-search continuation of input_ids (B, P) -> int64 (B * n_return, L)."""
+    """Greedy or beam-search continuation of input_ids (B, P) -> int64 (B * n_return, L).
+
+    kwargs: max_length / max_new_tokens (default 20 new, capped at max_position_embeddings),
+    min_length / min_new_tokens, num_beams, num_return_sequences, length_penalty,
+    early_stopping (True / False / "never"), repetition_penalty, no_repeat_ngram_size.
+    eos_token_id: an id, a list of ids or None; pad_token_id None falls back to the first eos.
+    """
     unknown = set(kwargs) - _KNOWN
     if unknown:
         raise InputError(f"generate: unknown or unsupported argument(s) {sorted(unknown)}")
-    cfg = settings(input_ids.shape[1], max_position_embeddings, **kwargs)
+    ids = np.array(input_ids, dtype=np.int64)  # a copy: the caller's array stays as it was
+    cfg = settings(ids.shape[1], max_position_embeddings, **kwargs)
     eos = [] if eos_token_id is None else list(np.atleast_1d(eos_token_id).astype(np.int64))
     pad = eos[0] if pad_token_id is None and eos else pad_token_id
-    ids = np.array(input_ids, dtype=np.int64)  # a copy: the caller's array stays as it was
     if attention_mask is None and pad is not None and pad not in eos and (ids == pad).any():
         attention_mask = ids != pad  # no mask given: transformers infers one from the pad id
     if attention_mask is not None and np.all(np.asarray(attention_mask) == 1):

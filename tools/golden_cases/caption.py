@@ -435,6 +435,23 @@ def cases():
             },
         ),
     ]
+    out += [
+        (
+            "text_lm_two_eos_" + mode,
+            {
+                "cls": "BlipTextLMHeadModel",
+                "config": dict(text_cfg, vocab_size=13, bos_token_id=10, label_smoothing=0.05),
+                "method": gen,
+                "inputs": {
+                    "input_ids": np.full((2, 1), 10, np.int64),
+                    "encoder_hidden_states": enc,
+                },
+                "kwargs": {"max_new_tokens": 9, "eos_token_id": [9, 5], **extra},
+                "notes": "two eos ids: either stops a row; beams keep 3 * K candidates; fill eos[0]",
+            },
+        )
+        for mode, extra in (("greedy", {}), ("beams", {"num_beams": 2, "length_penalty": 0.8}))
+    ]
     # --- full size: weights regenerated from the seed; no modules recorded (size budget)
     bid, bmask = texts(55, [8], vocab=30522, cls=101, sep=102, low=1000)
     bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)

@@ -101,7 +101,7 @@ def test_every_checkpoint_tensor_is_read(cases):
 
 def test_kv_cache_steps_equal_full_recomputation():
     """Each greedy step's logits (cached keys/values, one new token) equal the logits of one
-    uncached forward over the final sequence at that position (float64: no summation-order slack)."""
+    uncached forward over the final sequence at that position (float64: no rounding slack)."""
     case = _case("greedy_batch3_prompt")
     meta, inputs, _ = load_case(case)
     model = _model(case, dtype="float64")
@@ -134,7 +134,7 @@ def test_batch_rows_equal_single_runs():
 
 
 def test_float64_is_closer_than_float32():
-    """The fp32 residual is precision, not logic: float64 minblip vs transformers float64 is ~1e-14."""
+    """The fp32 residual is precision, not logic: float64 against float64 agrees to ~1e-14."""
     case = _case("forward_float64")
     meta, inputs, expected = load_case(case)
     out = _model(case)(**inputs)
@@ -166,7 +166,7 @@ def test_prompt_longer_than_position_table():
 
 
 def test_generation_running_past_the_position_table():
-    """transformers fails with an index error once a position reaches the table's end; we name it."""
+    """transformers fails with an index error once a position passes the table; we name it."""
     case = _case("greedy_position_cap")
     meta, inputs, _ = load_case(case)
     model = _model(case)

@@ -163,5 +163,6 @@ def test_mask_inferred_from_pad_when_none_is_given():
     generate(step, ids, eos_token_id=0, pad_token_id=0, max_new_tokens=1)  # pad is an eos: no
     assert seen[0][0] is None
     seen.clear()
-    generate(step, ids[1:], attention_mask=np.ones((1, 3)), eos_token_id=2, pad_token_id=0, max_new_tokens=1)
+    ones = np.ones((1, 3))
+    generate(step, ids[1:], attention_mask=ones, eos_token_id=2, pad_token_id=0, max_new_tokens=1)
     assert seen[0][0] is None

@@ -65,7 +65,7 @@ def test_cache_is_not_modified():
 
 
 def test_batch_rows_are_independent():
-    """forward(stack([a, b])) == stack([forward(a), forward(b)]) in float32 (mask/broadcast bugs)."""
+    """forward(stack([a, b])) == stack([forward(a), forward(b)]) in float32 (catches mask bugs)."""
     ids, mask = INPUTS["input_ids"], INPUTS["attention_mask"]
     both = MODEL32(pixel_values=INPUTS["pixel_values"], input_ids=ids, attention_mask=mask).logits
     for b in range(2):

@@ -101,7 +101,7 @@ def cases():
                     "attention_mask": mask2,
                     "labels": labels_of(ids2, mask2),
                 },
-                notes="right-padded batch of 2; labels -100 on padding; loss = mean over kept tokens",
+                notes="right-padded batch of 2; labels -100 on padding; loss = mean of kept tokens",
             ),
         ),
         (
@@ -447,7 +447,7 @@ def cases():
                     "encoder_hidden_states": enc,
                 },
                 "kwargs": {"max_new_tokens": 9, "eos_token_id": [9, 5], **extra},
-                "notes": "two eos ids: either stops a row; beams keep 3 * K candidates; fill eos[0]",
+                "notes": "two eos ids, either stops a row; beams keep 3K candidates; fill eos[0]",
             },
         )
         for mode, extra in (("greedy", {}), ("beams", {"num_beams": 2, "length_penalty": 0.8}))

@@ -14,9 +14,10 @@ from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, ou
 from tolerances import for_case
 
 CASES = case_dirs("caption")
-TINY_FORWARD = [c for c in CASES if c.name.startswith("forward")]
-# every case under the default backend; the tiny forward cases also with the NumPy reference alone
-PARAMS = [(c, "numba") for c in CASES] + [(c, "numpy") for c in TINY_FORWARD]
+# every case under the default backend; the tiny forward cases and a traced greedy and a beam
+# generate also with the NumPy reference alone
+REFERENCE = [c for c in CASES if c.name.startswith("forward") or c.name in ("greedy_traced", "beam3")]
+PARAMS = [(c, "numba") for c in CASES] + [(c, "numpy") for c in REFERENCE]
 
 
 def _case(name):

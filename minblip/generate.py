@@ -20,24 +20,35 @@ import numpy as np
 
 from . import logits_process as lp
 from .errors import InputError
-from .ops import log_softmax
+from .ops import log_softmax, softmax
+from .outputs import ModelOutput
 
 NEG = np.float32(-1e9)  # transformers' "impossible" beam score (a float32 literal, not -inf)
 
 _KNOWN = {
     "max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams",
     "num_return_sequences", "length_penalty", "early_stopping", "repetition_penalty",
-    "no_repeat_ngram_size", "do_sample", "use_cache",
+    "no_repeat_ngram_size", "do_sample", "use_cache", "temperature", "top_k", "top_p",
+    "output_scores", "output_logits", "return_dict_in_generate",
 }  # fmt: skip
 
 
 def generate(step, input_ids, *, eos_token_id, pad_token_id, attention_mask=None, context=None,
-             max_position_embeddings=None, **kwargs):  # fmt: skip
-    """Greedy or beam-search continuation of input_ids (B, P) -> int64 (B * n_return, L).
+             max_position_embeddings=None, seed=None, generator=None, **kwargs):  # fmt: skip
+    """Greedy, sampling, beam-search or beam-sampling continuation of input_ids (B, P).
+
+    Returns int64 ids (B * n_return, L), or with return_dict_in_generate=True a ModelOutput with
+    transformers' fields: sequences, scores (per step, the processed scores (N, V) when
+    output_scores), logits (per step, raw, when output_logits), and for beams sequences_scores
+    (when output_scores) and beam_indices.
 
     kwargs: max_length / max_new_tokens (default 20 new, capped at max_position_embeddings),
     min_length / min_new_tokens, num_beams, num_return_sequences, length_penalty,
-    early_stopping (True / False / "never"), repetition_penalty, no_repeat_ngram_size.
+    early_stopping (True / False / "never"), repetition_penalty, no_repeat_ngram_size,
+    do_sample with temperature / top_k (default 50) / top_p.
+    Sampling draws from numpy: `generator` (a np.random.Generator) or `seed` (an int) -- a
+    minblip addition; transformers draws from torch's global RNG, so the distributions match
+    and the draws do not.
     eos_token_id: an id, a list of ids or None; pad_token_id None falls back to the first eos.
     """
     unknown = set(kwargs) - _KNOWN
@@ -55,28 +66,42 @@ def generate(step, input_ids, *, eos_token_id, pad_token_id, attention_mask=None
     procs = lp.processors(
         eos_ids=eos, prompt_len=ids.shape[1], repetition_penalty_=cfg["repetition_penalty"],
         no_repeat_ngram_size=cfg["no_repeat_ngram_size"], min_length=cfg["min_length"],
-        min_new_tokens=cfg["min_new_tokens"],
-        ignore_before=None if mask is None else np.argmax(mask != 0, axis=1),
+        min_new_tokens=cfg["min_new_tokens"], do_sample=cfg["do_sample"],
+        temperature_=cfg["temperature"], top_k_=cfg["top_k"], top_p_=cfg["top_p"],
+        num_beams=cfg["num_beams"], ignore_before=None if mask is None else np.argmax(mask != 0, axis=1),
     )  # fmt: skip
+    rng = None
+    if cfg["do_sample"]:
+        rng = generator if generator is not None else np.random.default_rng(seed)
+    rec = {"scores": [] if cfg["output_scores"] else None, "logits": [] if cfg["output_logits"] else None}
+    extra = {}
     if cfg["num_beams"] == 1:
-        return greedy(step, ids, mask, context, procs, eos, pad, cfg["max_length"])
-    return beam_search(step, ids, mask, context, procs, eos, pad, cfg)
+        n = cfg["num_return_sequences"]  # > 1 only when sampling: each copy drawn on its own
+        if n > 1:
+            rows = np.repeat(np.arange(ids.shape[0]), n)
+            ids, mask, context = ids[rows], None if mask is None else mask[rows], take_rows(context, rows)
+        seqs = greedy(step, ids, mask, context, procs, eos, pad, cfg["max_length"], rng, rec)
+    else:
+        seqs, seq_scores, beam_indices = beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng, rec)
+        extra = {"sequences_scores": seq_scores if cfg["output_scores"] else None, "beam_indices": beam_indices}
+    if not cfg["return_dict_in_generate"]:
+        return seqs
+    as_tuple = lambda xs: None if xs is None else tuple(xs)  # noqa: E731
+    return ModelOutput(sequences=seqs, **({"sequences_scores": extra.pop("sequences_scores")} if extra else {}),
+                       scores=as_tuple(rec["scores"]), logits=as_tuple(rec["logits"]), **extra)
 
 
 def settings(P, max_position_embeddings, max_length=None, max_new_tokens=None, min_length=None,
              min_new_tokens=None, num_beams=1, num_return_sequences=1, length_penalty=1.0,
              early_stopping=False, repetition_penalty=1.0, no_repeat_ngram_size=0, do_sample=False,
-             use_cache=True):  # fmt: skip
+             use_cache=True, temperature=1.0, top_k=50, top_p=1.0, output_scores=False,
+             output_logits=False, return_dict_in_generate=False):  # fmt: skip
     """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length."""
-    if do_sample:
-        raise InputError(
-            "generate: do_sample=True (sampling) is not supported yet; use greedy or beams"
-        )
     if early_stopping not in (True, False, "never"):
         raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     if not isinstance(num_beams, int) or num_beams < 1:
         raise InputError(f"num_beams must be a positive int, got {num_beams!r}")
-    if num_return_sequences > num_beams:
+    if num_return_sequences > num_beams and not (do_sample and num_beams == 1):
         what = "greedy search" if num_beams == 1 else f"num_beams={num_beams}"
         raise InputError(
             f"num_return_sequences={num_return_sequences} is larger than {what} can return"
@@ -101,6 +126,9 @@ def settings(P, max_position_embeddings, max_length=None, max_new_tokens=None, m
         "num_beams": num_beams, "num_return_sequences": num_return_sequences,
         "length_penalty": length_penalty, "early_stopping": early_stopping,
         "repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size,
+        "do_sample": bool(do_sample), "temperature": float(temperature), "top_k": top_k,
+        "top_p": float(top_p), "output_scores": output_scores, "output_logits": output_logits,
+        "return_dict_in_generate": return_dict_in_generate,
     }  # fmt: skip
 
 
@@ -111,15 +139,24 @@ def first_positions(mask, P, N):
     return np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1)
 
 
-def greedy(step, ids, mask, context, procs, eos, pad, max_length):
-    """argmax decoding; finished rows emit pad. ids (B, P) -> (B, L <= max_length)."""
+def greedy(step, ids, mask, context, procs, eos, pad, max_length, rng=None, rec=None):
+    """argmax decoding, or sampling when rng is given; finished rows emit pad.
+
+    ids (B, P) -> (B, L <= max_length). rec: {"scores": list or None, "logits": list or None}
+    collects each step's processed scores / raw logits (B, V).
+    """
     B = ids.shape[0]
     unfinished = np.ones(B, bool)
     feed, pos, past = ids, first_positions(mask, ids.shape[1], B), None
     while True:
         logits, past = step(feed, pos, mask, past, context)
-        scores = lp.apply(procs, ids, logits.astype(np.float32))  # transformers scores in float32
-        tok = np.argmax(scores, axis=-1)  # ties -> lowest id, as torch.argmax
+        logits = logits.astype(np.float32)  # transformers scores in float32
+        scores = lp.apply(procs, ids, logits)
+        _record(rec, scores, logits)
+        if rng is None:
+            tok = np.argmax(scores, axis=-1)  # ties -> lowest id, as torch.argmax
+        else:
+            tok = lp.sample(scores, rng)
         if eos:
             tok = np.where(unfinished, tok, pad)
         ids = np.concatenate([ids, tok[:, None]], axis=1)
@@ -130,8 +167,11 @@ def greedy(step, ids, mask, context, procs, eos, pad, max_length):
         mask = None if mask is None else np.concatenate([mask, np.ones((B, 1), np.int64)], axis=1)
 
 
-def beam_search(step, ids, mask, context, procs, eos, pad, cfg):
-    """5.23's vectorised beam search (generation.md §2.8). ids (B, P) -> (B * n_return, L).
+def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=None):
+    """5.23's vectorised beam search (generation.md §2.8), or beam sampling when rng is given.
+
+    ids (B, P) -> (ids (B * n_return, L), sequences_scores (B * n_return,), beam_indices
+    (B * n_return, L - P): the row each generated token's beam came from, -1 past the end).
 
     Two stores per item, each a dict of (B, K, ...) arrays: `run` (live beams: ids, scores,
     parent rows) and `done` (the K best finished hypotheses, length-normalised, + a flag).
@@ -158,12 +198,15 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg):
     feed, pos, past, cur = ids, first_positions(mask, P, N), None, P
     while True:
         logits, past = step(feed, pos, mask, past, context)
-        logp = lp.apply(
-            procs, run["ids"][:, :, :cur].reshape(N, cur), log_softmax(logits.astype(np.float32))
-        )
+        logits = logits.astype(np.float32)
+        logp = lp.apply(procs, run["ids"][:, :, :cur].reshape(N, cur), log_softmax(logits))
+        _record(rec, logp, logits)
         V = logp.shape[-1]
         acc = (logp.reshape(B, K, V) + run["scores"][:, :, None]).reshape(B, K * V)  # b (k v)
-        top = topk(acc, C)  # the C best continuations over all beams of an item
+        if rng is None:
+            top = topk(acc, C)  # the C best continuations over all beams of an item
+        else:  # beam sampling: C continuations drawn without replacement, kept in draw order
+            top = np.stack([rng.choice(K * V, C, replace=False, p=_probs(a)) for a in acc])
         top_scores, beam, tok = np.take_along_axis(acc, top, 1), top // V, top % V
         cand = select({"ids": run["ids"], "parent": run["parent"]}, beam)  # b c ...
         cand["ids"][:, :, cur] = tok
@@ -192,7 +235,21 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg):
         mask = None if mask is None else np.concatenate([mask, np.ones((N, 1), np.int64)], axis=1)
     n = cfg["num_return_sequences"]
     out, parents = done["ids"][:, :n].reshape(B * n, -1), done["parent"][:, :n].reshape(B * n, -1)
-    return out[:, : P + int((parents >= 0).sum(1).max())]  # up to the longest returned one
+    longest = int((parents >= 0).sum(1).max())
+    return out[:, : P + longest], done["scores"][:, :n].reshape(B * n), parents[:, :longest]
+
+
+def _record(rec, scores, logits):
+    if rec is not None and rec["scores"] is not None:
+        rec["scores"].append(scores)
+    if rec is not None and rec["logits"] is not None:
+        rec["logits"].append(logits)
+
+
+def _probs(acc_row):
+    """softmax of one item's accumulated scores in float64, summing to 1 for rng.choice."""
+    p = softmax(acc_row.astype(np.float64))
+    return p / p.sum()
 
 
 def select(store, idx):

@@ -16,6 +16,7 @@ from .errors import (
     TokenizerError,
 )
 from .ops import get_backend, set_backend
+from .pipeline import answer, caption, match
 from .preprocess import BlipImageProcessor
 from .processing import BlipProcessor
 
@@ -35,6 +36,9 @@ __all__ = [
     "InputError",
     "MinblipError",
     "TokenizerError",
+    "answer",
+    "caption",
     "get_backend",
+    "match",
     "set_backend",
 ]

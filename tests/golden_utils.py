@@ -50,7 +50,10 @@ def model_dir(case_dir):
     case_dir = Path(case_dir)
     meta = json.loads((case_dir / "meta.json").read_text())
     if "model_dir" in meta:  # a case sharing another case's model folder (relative path)
-        return (case_dir / meta["model_dir"]).resolve()
+        target = (case_dir / meta["model_dir"]).resolve()
+        if (target.parent / "weights.json").is_file():  # a full-size case: materialize it once
+            return model_dir(target.parent)
+        return target
     if not (case_dir / "weights.json").is_file():
         return case_dir / "model"
     cache = Path(

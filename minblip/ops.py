@@ -77,6 +77,7 @@ def _kernel(name):
 # ----------------------------------------------------------------------------- primitives
 
 
+@has_kernel("linear")
 def linear(x, p):
     """PyTorch Linear: x @ W.T + b.  x (..., Din), W (Dout, Din), b (Dout,) -> (..., Dout)."""
     y = x @ p["weight"].T
@@ -128,8 +129,10 @@ ACT2FN = {
 
 def softmax(x, axis=-1):
     """Softmax, max-subtracted for stability (as torch)."""
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    e = x - x.max(axis=axis, keepdims=True)
+    np.exp(e, out=e)  # in place: (B, H, N, N) is 16 MB a layer at 384 px, one buffer is enough
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
 
 
 def log_softmax(x, axis=-1):
@@ -155,7 +158,8 @@ def attention(q, k, v, scale, mask=None):
     Shapes: q (B, H, T, Dh), k and v (B, H, Tk, Dh) -> context (B, H, T, Dh), probs (B, H, T, Tk).
     mask: additive, broadcastable to (B, H, T, Tk), 0 where allowed and finfo.min where not.
     """
-    scores = (q @ k.transpose(0, 1, 3, 2)) * scale  # b h t dh, b h dh tk -> b h t tk
+    scores = q @ k.transpose(0, 1, 3, 2)  # b h t dh, b h dh tk -> b h t tk
+    scores *= scale  # in place, as softmax below: no second (B, H, T, Tk) buffer
     if mask is not None:
         scores = scores + mask
     probs = softmax(scores)

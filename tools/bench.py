@@ -1,0 +1,236 @@
+"""minblip against transformers on a full-size BLIP captioning model, same inputs, one run.
+
+    python tools/bench.py [FOLDER] [--backend numpy|numba] [--rounds 2] [--repeat 3]
+
+FOLDER (default /tmp/minblip-blip-base) is built by tools/fullsize.py when it holds no weights:
+Salesforce/blip-image-captioning-base's config (ViT-B/16 at 384 px, 12-layer BERT decoder) with
+seeded random weights, in transformers' own file format. Speed is measured here, never by a test.
+
+Each library runs in its own child process (so OpenBLAS' and torch's thread pools never compete
+inside one process), the two alternating for --rounds rounds; each child warms up once and then
+times every figure --repeat times. A figure is the best time over all rounds and repeats.
+torch runs at 2 threads under inference_mode. Both libraries get the same pixel_values (minblip's
+BlipImageProcessor output; the preprocessing is golden-tested equal to transformers'), and the
+greedy and beam token ids are checked equal between the two.
+
+Figures (seconds, ratio = minblip / transformers, lower is better):
+  vision forward      vision_model(pixel_values), batch 1, 384 px
+  time to first token generate(max_new_tokens=1): vision + cross-attention K/V + one step
+  per-token decode    (greedy 20 - time to first token) / 19, from the two best times
+  greedy 20 tokens    generate(max_new_tokens=20, min_new_tokens=20): exactly 20 new tokens
+  3-beam 20 tokens    the same with num_beams=3
+  fresh process       python -c: import, load model + processor from FOLDER, caption one PNG
+                      (greedy, 20 new tokens), decode; wall time seen by the parent (interpreter
+                      start to exit) and the child's peak RSS (VmHWM)
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+GREEDY = dict(max_new_tokens=20, min_new_tokens=20)
+BEAM = dict(num_beams=3, max_new_tokens=20, min_new_tokens=20)
+
+CHILD = r"""
+import json, sys, time
+import numpy as np
+
+lib, folder, pixels_file, repeat, backend = sys.argv[1:6]
+repeat = int(repeat)
+GREEDY, BEAM = json.loads(sys.argv[6]), json.loads(sys.argv[7])
+x = np.load(pixels_file)
+
+if lib == "minblip":
+    import minblip
+    from minblip.vision import vision_model
+    minblip.set_backend(backend)
+    model = minblip.BlipForConditionalGeneration.from_pretrained(folder)
+    vision = lambda: vision_model(x, model.params["vision_model"], model.config.vision_config)
+    generate = lambda **kw: np.asarray(model.generate(x, **kw))
+else:
+    import torch, transformers
+    torch.set_num_threads(2)
+    transformers.logging.set_verbosity_error()
+    model = transformers.BlipForConditionalGeneration.from_pretrained(folder).eval()
+    xt = torch.from_numpy(x)
+
+    def vision():
+        with torch.inference_mode():
+            return model.vision_model(pixel_values=xt)
+
+    def generate(**kw):
+        with torch.inference_mode():
+            return model.generate(pixel_values=xt, **kw).numpy()
+
+cases = {
+    "vision": vision,
+    "ttft": lambda: generate(max_new_tokens=1),
+    "greedy20": lambda: generate(**GREEDY),
+    "beam3": lambda: generate(**BEAM),
+}
+times, tokens = {k: [] for k in cases}, {}
+for name, fn in cases.items():
+    out = fn()  # warm-up (JIT, page cache, allocator)
+    if name in ("greedy20", "beam3"):
+        tokens[name] = np.asarray(out).tolist()
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - t0)
+print(json.dumps({"times": times, "tokens": tokens}))
+"""
+
+FRESH = r"""
+import json, sys, time
+t0 = time.perf_counter()
+lib, folder, image = sys.argv[1:4]
+GREEDY = json.loads(sys.argv[4])
+
+def peak_rss_mb():
+    # VmHWM is this process image's peak; ru_maxrss would carry the parent's across exec
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+
+from PIL import Image
+if lib == "minblip":
+    import minblip
+    Model, Processor, kw = minblip.BlipForConditionalGeneration, minblip.BlipProcessor, {}
+else:
+    import torch, transformers
+    torch.set_num_threads(2)
+    transformers.logging.set_verbosity_error()
+    Model, Processor = transformers.BlipForConditionalGeneration, transformers.BlipProcessor
+t1 = time.perf_counter()
+model = Model.from_pretrained(folder)
+processor = Processor.from_pretrained(folder)
+t2 = time.perf_counter()
+inputs = processor(images=Image.open(image), return_tensors="np" if lib == "minblip" else "pt")
+if lib == "minblip":
+    ids = model.generate(inputs["pixel_values"], **GREEDY)
+else:
+    with torch.inference_mode():
+        ids = model.generate(pixel_values=inputs["pixel_values"], **GREEDY)
+text = processor.decode(ids[0], skip_special_tokens=True)
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "caption_s": t3 - t2,
+                  "peak_rss_mb": peak_rss_mb(), "caption": text}))
+"""
+
+
+def child(code, args, env=None):
+    import time
+
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                         text=True, cwd=ROOT, env=env)  # fmt: skip
+    wall = time.perf_counter() - t0
+    if out.returncode:
+        raise SystemExit(f"{args[0]} child failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1]), wall
+
+
+def prepare(folder, tmp):
+    """The model folder (built if missing, tokenizer added) and the shared inputs."""
+    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(ROOT))
+    import fullsize
+    import numpy as np
+    from PIL import Image
+
+    from minblip import BlipImageProcessor
+
+    folder = fullsize.build(folder)
+    for f in (ROOT / "golden" / "tokenizer" / "blip").glob("*"):  # as fullsize.build copies them
+        if f.is_file() and not (folder / f.name).exists():
+            shutil.copy(f, folder / f.name)
+    # a smooth non-square test image: real resize work, same file for every child
+    yy, xx = np.mgrid[0:480, 0:640]
+    rgb = np.stack([xx * 255 // 639, yy * 255 // 479, (xx + yy) * 255 // 1118], -1)
+    image = tmp / "image.png"
+    Image.fromarray(rgb.astype(np.uint8)).save(image)
+    pixels = BlipImageProcessor.from_pretrained(folder)(Image.open(image))["pixel_values"]
+    np.save(tmp / "pixels.npy", pixels)
+    for f in folder.glob("*.safetensors"):  # warm the page cache once, outside every child
+        subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
+    return folder, image, tmp / "pixels.npy"
+
+
+def loadavg():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def row(name, a, b, unit="s"):
+    if a is None or b is None:
+        return f"{name:30}{'n/a':>12}{'n/a':>14}{'':>8}"
+    fmt = "{:12.3f}{:14.3f}" if unit == "s" else "{:12.0f}{:14.0f}"
+    return f"{name:30}" + fmt.format(a, b) + f"{a / b:8.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", nargs="?", default="/tmp/minblip-blip-base")
+    ap.add_argument("--backend", choices=["numpy", "numba"], default="numba")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating child runs per library")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per figure in each child")
+    ap.add_argument("--fresh", type=int, default=2, help="fresh-process runs per library (0: skip)")
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, image, pixels = prepare(pathlib.Path(args.folder), pathlib.Path(tmp))
+        load_before = loadavg()
+        env = {**os.environ, "MINBLIP_BACKEND": args.backend}
+        libs = ["minblip", "transformers"]
+        runs = {lib: [] for lib in libs}
+        fresh = {lib: [] for lib in libs}
+        for _ in range(args.rounds):
+            for lib in libs:
+                a = [lib, folder, pixels, args.repeat, args.backend, json.dumps(GREEDY), json.dumps(BEAM)]
+                runs[lib].append(child(CHILD, a, env)[0])
+        for _ in range(args.fresh):
+            for lib in libs:
+                info, wall = child(FRESH, [lib, folder, image, json.dumps(GREEDY)], env)
+                fresh[lib].append({**info, "wall_s": wall})
+        load_after = loadavg()
+
+    best = {lib: {k: min(t for r in rs for t in r["times"][k]) for k in rs[0]["times"]}
+            for lib, rs in runs.items()}  # fmt: skip
+    for lib in libs:
+        best[lib]["decode"] = (best[lib]["greedy20"] - best[lib]["ttft"]) / 19
+    same = {k: runs["minblip"][0]["tokens"][k] == runs["transformers"][0]["tokens"][k]
+            for k in ("greedy20", "beam3")}  # fmt: skip
+
+    n = args.rounds * args.repeat
+    print(f"BLIP captioning, {folder} (blip-image-captioning-base shapes, random weights)")
+    print(f"minblip backend {args.backend}; torch 2 threads; best of {n} timed runs per figure "
+          f"({args.rounds} alternating processes x {args.repeat}); load average "
+          f"{load_before} before, {load_after} after (2 cores)")  # fmt: skip
+    print(f"{'':30}{'minblip':>12}{'transformers':>14}{'ratio':>8}")
+    m, t = best["minblip"], best["transformers"]
+    print(row("vision forward (s)", m["vision"], t["vision"]))
+    print(row("time to first token (s)", m["ttft"], t["ttft"]))
+    print(row("per-token decode (s)", m["decode"], t["decode"]))
+    print(row("greedy, 20 tokens (s)", m["greedy20"], t["greedy20"]))
+    print(row("3 beams, 20 tokens (s)", m["beam3"], t["beam3"]))
+    if args.fresh:
+        fm = {k: min(r[k] for r in fresh["minblip"]) for k in ("wall_s", "peak_rss_mb", "import_s", "load_s", "caption_s")}
+        ft = {k: min(r[k] for r in fresh["transformers"]) for k in fm}
+        print(row("fresh process: wall (s)", fm["wall_s"], ft["wall_s"]))
+        print(row("  of which import (s)", fm["import_s"], ft["import_s"]))
+        print(row("  of which load (s)", fm["load_s"], ft["load_s"]))
+        print(row("  of which caption (s)", fm["caption_s"], ft["caption_s"]))
+        print(row("fresh process: peak RSS (MB)", fm["peak_rss_mb"], ft["peak_rss_mb"], unit="MB"))
+        same["fresh caption"] = fresh["minblip"][0]["caption"] == fresh["transformers"][0]["caption"]
+    print("same tokens as transformers: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""The whole path a user takes, against transformers (golden/pipeline): photo files ->
+BlipProcessor -> full-size model -> ids -> words; then the same through minblip.caption and the
+CLI. pixel_values and input_ids are recomputed here by minblip's processor from the photos."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import minblip
+from minblip.__main__ import main
+
+from golden_utils import GOLDEN, case_dirs, load_case, model_dir
+from tolerances import FP32_FULL
+
+CASES = case_dirs("pipeline")
+
+
+def folder_of(case):
+    """The materialized full-size model folder with the BLIP tokenizer beside it."""
+    folder = model_dir(case)
+    for f in (GOLDEN / "tokenizer" / "blip").iterdir():
+        if f.is_file() and not (folder / f.name).exists():
+            shutil.copy(f, folder / f.name)
+    return folder
+
+
+def _inputs(meta, processor):
+    spec = meta["pipeline"]
+    images = [str(GOLDEN / "images" / f) for f in spec["images"]]
+    return processor(images=images, text=spec["text"], **spec["processor_kwargs"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)
+def test_pipeline_matches_transformers(case):
+    meta, _, expected = load_case(case)
+    folder = folder_of(case)
+    model = getattr(minblip, meta["class"]).from_pretrained(folder)
+    processor = minblip.BlipProcessor.from_pretrained(folder)
+    inputs = _inputs(meta, processor)
+    if meta["method"] == "generate":
+        ids = model.generate(**inputs, **meta["kwargs"])
+        np.testing.assert_array_equal(ids, expected["out"])
+        assert processor.batch_decode(ids, skip_special_tokens=True) == meta["pipeline"]["decoded"]
+    else:
+        got = model(**inputs, **meta["kwargs"]).itm_score
+        np.testing.assert_allclose(got, expected["out.itm_score"], **FP32_FULL)
+
+
+def _case(name):
+    return next(c for c in CASES if c.name == name)
+
+
+def test_caption_api_and_cli_give_transformers_captions(capsys):
+    case = _case("caption_greedy")
+    meta, _, expected = load_case(case)
+    folder = folder_of(case)
+    photos = [str(GOLDEN / "images" / f) for f in meta["pipeline"]["images"]]
+    want = [s.strip() for s in meta["pipeline"]["decoded"]]
+    assert minblip.caption(photos[0], model=folder) == want[0]  # full-size captions cost seconds:
+    assert main(["caption", *photos[1:], "--model", str(folder), "--json"]) == 0  # 1 + 2 of 3
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["caption"] for r in rows] == want[1:]
+    expected = {"out": expected["out"][1:]}
+    for r, ids in zip(rows, expected["out"]):
+        assert r["token_ids"] == [int(t) for t in ids[: len(r["token_ids"])]]
+        assert np.isfinite(r["mean_logprob"]) and r["mean_logprob"] <= 0
+
+
+def test_caption_cli_reports_unreadable_images_and_goes_on(tmp_path, capsys):
+    case = _case("caption_greedy")
+    folder = folder_of(case)
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    good = GOLDEN / "images" / "coffee.png"
+    shutil.copy(good, tmp_path / "coffee.png")
+    assert main(["caption", str(tmp_path), "--model", str(folder)]) == 1
+    out, err = capsys.readouterr()
+    assert "coffee.png" in out and "broken.jpg" in err and "Traceback" not in err
+
+
+def test_ask_and_match_cli(capsys):
+    vqa = _case("vqa_greedy")
+    meta, _, _ = load_case(vqa)
+    photo = str(GOLDEN / "images" / meta["pipeline"]["images"][0])
+    assert main(["ask", photo, meta["pipeline"]["text"][0], "--model", str(folder_of(vqa)), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["answer"] == meta["pipeline"]["decoded"][0].strip()
+
+    itm = _case("itm")
+    meta, _, expected = load_case(itm)
+    photo = str(GOLDEN / "images" / meta["pipeline"]["images"][0])
+    assert main(["match", photo, *meta["pipeline"]["text"], "--model", str(folder_of(itm)), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    logits = expected["out.itm_score"]
+    p = np.exp(logits[:, 1]) / np.exp(logits).sum(1)
+    want = [meta["pipeline"]["text"][i] for i in np.argsort(-p)]
+    assert [r["text"] for r in rows] == want
+    np.testing.assert_allclose(sorted((r["itm_probability"] for r in rows), reverse=True), np.sort(p)[::-1], atol=1e-5)

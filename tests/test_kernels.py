@@ -81,29 +81,48 @@ def test_linear_backend_switch_gives_reference_errors():
 # ----------------------------------------------------------------------------- gelu
 
 
+def assert_gelu_close(got, x):
+    """float64: bit-identical. float32: within 3 (spacing(|ref|) + 2^-24 |x|) of ops.gelu.
+
+    Why that bound: the twin's erf is within 1.5 float32 ulps of 1 (2^-24 each) of libm's, and
+    GELU multiplies it by x / 2; the final product adds a rounding of its own. Measured on 11.4M
+    inputs (uniform, normal, tiny, the |z| = 4 edge): at most 1.98 of the unit, max abs 9.5e-7 at
+    |x| ~ 4, and 6.6e-7 from the exact float64 GELU (the reference itself is 4.5e-7 from it)."""
+    ref = ops.gelu.reference(x)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    if x.dtype == np.float64:
+        np.testing.assert_array_equal(got, ref)
+        return
+    finite = np.isfinite(ref)
+    np.testing.assert_array_equal(got[~finite], ref[~finite])  # inf, -inf, nan where ref has them
+    ax, ar = np.abs(x[finite]).astype(np.float64), np.abs(ref[finite])
+    bound = 3 * (np.spacing(ar).astype(np.float64) + 2.0**-24 * ax)
+    np.testing.assert_array_less(np.abs(got[finite].astype(np.float64) - ref[finite]), bound + 1e-45)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(data=st.data())
-def test_gelu_twin_is_bit_identical(dtype, data):
+def test_gelu_twin_matches_reference(dtype, data):
     x = data.draw(arrays(dtype, array_shapes(min_dims=1, max_dims=3, max_side=7),
                          elements=st.floats(-20, 20, width=32)))  # fmt: skip
     x = maybe_strided(data, x)
-    np.testing.assert_array_equal(kernels.gelu(x), ops.gelu.reference(x))
+    assert_gelu_close(kernels.gelu(x), x)
 
 
-def test_gelu_twin_is_bit_identical_on_a_dense_sweep():
-    """float32: the Chebyshev erf rounds like libm's on 400k points across [-6, 6], the range
-    edge at |x| = 4 sqrt 2 and tiny inputs (hypothesis draws too few to show a 1-in-1e5 miss)."""
+def test_gelu_twin_on_a_dense_sweep():
+    """float32 on 400k points across [-6, 6], the range edge at |x| = 4 sqrt 2 and tiny inputs
+    (hypothesis draws too few to show a 1-in-1e5 miss)."""
     edge = 4 * math.sqrt(2)
     x = np.concatenate([
         np.linspace(-6, 6, 200_001), np.linspace(edge - 1e-3, edge + 1e-3, 10_001),
         np.geomspace(1e-30, 1e-2, 20_000), -np.geomspace(1e-30, 1e-2, 20_000),
         np.random.default_rng(0).standard_normal(150_000) * 2, [0.0, -0.0, 1e-45, -1e-45],
     ]).astype(np.float32)  # fmt: skip
-    np.testing.assert_array_equal(kernels.gelu(x), ops.gelu.reference(x))
+    assert_gelu_close(kernels.gelu(x), x)
 
 
 def test_gelu_twin_special_values():
-    x = np.array([np.inf, -np.inf, np.nan, 3.4e38, -3.4e38], np.float32)
+    x = np.array([np.inf, -np.inf, np.nan, 3.4e38, -3.4e38, 0.0, -0.0, 40.0, -40.0], np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
         np.testing.assert_array_equal(kernels.gelu(x), ops.gelu.reference(x))
 
@@ -120,7 +139,7 @@ def test_backend_switch_selects_reference_or_twin(monkeypatch):
     for name, expect_calls in [("numpy", 0), ("numba", 1)]:
         calls.clear()
         ops.set_backend(name)
-        np.testing.assert_array_equal(ops.gelu(x), ops.gelu.reference(x))
+        assert_gelu_close(ops.gelu(x), x)
         assert len(calls) == expect_calls
     with pytest.raises(ValueError, match="backend"):
         ops.set_backend("cuda")

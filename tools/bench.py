@@ -22,6 +22,14 @@ Figures (seconds, ratio = minblip / transformers, lower is better):
   fresh process       python -c: import, load model + processor from FOLDER, caption one PNG
                       (greedy, 20 new tokens), decode; wall time seen by the parent (interpreter
                       start to exit) and the child's peak RSS (VmHWM)
+
+Task models (--tasks, on by default): full-size blip-itm-base-coco and blip-vqa-base folders
+materialized from golden/pipeline's weight specs (the weights transformers scored there), one
+image and one 8-token text:
+  ITM                 BlipForImageTextRetrieval(use_itm_head=True): vision + text encoder with
+                      cross-attention + itm head
+  ITC                 the same with use_itm_head=False: vision + text encoder + projections
+  VQA answer          BlipForQuestionAnswering.generate, exactly 10 answer tokens (greedy)
 """
 
 import argparse
@@ -37,6 +45,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 GREEDY = dict(max_new_tokens=20, min_new_tokens=20)
+ANSWER = dict(max_new_tokens=10, min_new_tokens=10)
+QUESTION = [[101, 2054, 2003, 1999, 1996, 3861, 1029, 102]]  # [CLS] what is in the picture? [SEP]
 BEAM = dict(num_beams=3, max_new_tokens=20, min_new_tokens=20)
 
 CHILD = r"""
@@ -125,6 +135,55 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "caption_s": t3 - t2,
                   "peak_rss_mb": peak_rss_mb(), "caption": text}))
 """
 
+TASK_CHILD = r"""
+import json, sys, time
+import numpy as np
+
+lib, itm_folder, vqa_folder, pixels_file, repeat, backend = sys.argv[1:7]
+repeat = int(repeat)
+ANSWER, ids = json.loads(sys.argv[7]), np.array(json.loads(sys.argv[8]), dtype=np.int64)
+x = np.load(pixels_file)
+mask = np.ones_like(ids)
+
+if lib == "minblip":
+    import minblip
+    minblip.set_backend(backend)
+    itm = minblip.BlipForImageTextRetrieval.from_pretrained(itm_folder)
+    vqa = minblip.BlipForQuestionAnswering.from_pretrained(vqa_folder)
+    run = lambda f, **kw: f(pixel_values=x, input_ids=ids, attention_mask=mask, **kw)
+    cases = {
+        "itm": lambda: run(itm, use_itm_head=True).itm_score,
+        "itc": lambda: run(itm, use_itm_head=False).itm_score,
+        "vqa": lambda: np.asarray(run(vqa.generate, **ANSWER)),
+    }
+else:
+    import torch, transformers
+    torch.set_num_threads(2)
+    transformers.logging.set_verbosity_error()
+    itm = transformers.BlipForImageTextRetrieval.from_pretrained(itm_folder).eval()
+    vqa = transformers.BlipForQuestionAnswering.from_pretrained(vqa_folder).eval()
+    xt, it, mt = torch.from_numpy(x), torch.from_numpy(ids), torch.from_numpy(mask)
+
+    def run(f, **kw):
+        with torch.inference_mode():
+            return f(pixel_values=xt, input_ids=it, attention_mask=mt, **kw)
+
+    cases = {
+        "itm": lambda: run(itm, use_itm_head=True).itm_score.numpy(),
+        "itc": lambda: run(itm, use_itm_head=False).itm_score.numpy(),
+        "vqa": lambda: run(vqa.generate, **ANSWER).numpy(),
+    }
+
+times, outs = {k: [] for k in cases}, {}
+for name, fn in cases.items():
+    outs[name] = np.asarray(fn()).tolist()  # warm-up; kept to compare the two libraries
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times[name].append(time.perf_counter() - t0)
+print(json.dumps({"times": times, "outs": outs}))
+"""
+
 
 def child(code, args, env=None):
     import time
@@ -164,6 +223,22 @@ def prepare(folder, tmp):
     return folder, image, tmp / "pixels.npy"
 
 
+def task_folders(root):
+    """Full-size ITM and VQA folders, materialized (no torch) from golden/pipeline's weight specs,
+    with the BLIP tokenizer and BlipImageProcessor's preprocessor_config.json beside them."""
+    from minblip.testing import materialize
+
+    folders = []
+    for case, name in (("itm", "minblip-blip-itm"), ("vqa_greedy", "minblip-blip-vqa")):
+        folder = materialize(ROOT / "golden" / "pipeline" / case, root / name)
+        for f in (ROOT / "golden" / "tokenizer" / "blip").glob("*"):
+            if f.is_file() and not (folder / f.name).exists():
+                shutil.copy(f, folder / f.name)
+        subprocess.run(["cat", str(folder / "model.safetensors")], stdout=subprocess.DEVNULL, check=True)
+        folders.append(folder)
+    return folders
+
+
 def loadavg():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -182,6 +257,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2, help="alternating child runs per library")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per figure in each child")
     ap.add_argument("--fresh", type=int, default=2, help="fresh-process runs per library (0: skip)")
+    ap.add_argument("--no-tasks", dest="tasks", action="store_false", help="skip ITM, ITC and VQA")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,6 +271,14 @@ def main():
             for lib in libs:
                 a = [lib, folder, pixels, args.repeat, args.backend, json.dumps(GREEDY), json.dumps(BEAM)]
                 runs[lib].append(child(CHILD, a, env)[0])
+        tasks = {lib: [] for lib in libs}
+        if args.tasks:
+            itm_folder, vqa_folder = task_folders(pathlib.Path(args.folder).parent)
+            for _ in range(args.rounds):
+                for lib in libs:
+                    a = [lib, itm_folder, vqa_folder, pixels, args.repeat, args.backend, json.dumps(ANSWER),
+                         json.dumps(QUESTION)]  # fmt: skip
+                    tasks[lib].append(child(TASK_CHILD, a, env)[0])
         for _ in range(args.fresh):
             for lib in libs:
                 info, wall = child(FRESH, [lib, folder, image, json.dumps(GREEDY)], env)
@@ -229,6 +313,20 @@ def main():
         print(row("  of which caption (s)", fm["caption_s"], ft["caption_s"]))
         print(row("fresh process: peak RSS (MB)", fm["peak_rss_mb"], ft["peak_rss_mb"], unit="MB"))
         same["fresh caption"] = fresh["minblip"][0]["caption"] == fresh["transformers"][0]["caption"]
+    if args.tasks:
+        tb = {lib: {k: min(t for r in rs for t in r["times"][k]) for k in rs[0]["times"]}
+              for lib, rs in tasks.items()}  # fmt: skip
+        m, t = tb["minblip"], tb["transformers"]
+        print(row("ITM, 1 image x 1 text (s)", m["itm"], t["itm"]))
+        print(row("ITC, 1 image x 1 text (s)", m["itc"], t["itc"]))
+        print(row("VQA, 10-token answer (s)", m["vqa"], t["vqa"]))
+        mo, to = tasks["minblip"][0]["outs"], tasks["transformers"][0]["outs"]
+        import numpy as np
+
+        same["VQA"] = mo["vqa"] == to["vqa"]
+        for k in ("itm", "itc"):
+            err = float(np.max(np.abs(np.array(mo[k]) - np.array(to[k]))))
+            print(f"{k.upper()} score max abs difference from transformers: {err:.1e}")
     print("same tokens as transformers: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
 
 

@@ -127,6 +127,7 @@ ACT2FN = {
 }
 
 
+@has_kernel("softmax")
 def softmax(x, axis=-1, out=None):
     """Softmax, max-subtracted for stability (as torch). out=x computes it in place."""
     e = np.subtract(x, x.max(axis=axis, keepdims=True), out=out)

@@ -221,3 +221,47 @@ def softmax(x, axis=-1, out=None):
     N = x.shape[-1]
     _softmax_rows(x.reshape(-1, N), m.reshape(-1), out.reshape(-1, N))  # (..., N) -> (rows, N)
     return out
+
+
+# ----------------------------------------------------------------------------- layer_norm
+
+
+@numba.njit(cache=True, fastmath={"reassoc"})  # sums only: lanes may add in any order
+def _row_stats(xr, eps):
+    N = xr.size
+    s = np.float64(0.0)  # float64 sums: the mean and variance to ~1e-16 whatever the order
+    for i in range(N):
+        s += xr[i]
+    mean = np.float32(s / N)
+    q = np.float64(0.0)
+    for i in range(N):
+        d = xr[i] - mean  # in float32, as the reference's x - mean
+        q += d * d
+    return mean, np.float32(np.sqrt(np.float32(q / N) + eps))
+
+
+@numba.njit(cache=True)
+def _layer_norm_rows(x, w, b, eps, out):
+    for r in range(x.shape[0]):
+        xr, o = x[r], out[r]
+        mean, denom = _row_stats(xr, eps)
+        for i in range(xr.size):  # no fastmath: the reference's float32 roundings, one by one
+            o[i] = (xr[i] - mean) / denom * w[i] + b[i]
+
+
+def layer_norm(x, p, eps):
+    """Numba twin of ops.layer_norm for float32 (..., D); tested in tests/test_kernels.py.
+
+    Why: the reference is six NumPy passes (mean, subtract, square, mean, divide, affine), each
+    over the whole array and each allocating; here each row is read twice and written once, in
+    L1. Means and variances are summed in float64, so they are the reference's to ~1 ulp."""
+    w, b = p["weight"], p["bias"]
+    if x.dtype != np.float32 or x.ndim == 0 or x.size == 0:
+        return NotImplemented
+    D = x.shape[-1]
+    if w.dtype != x.dtype or b.dtype != x.dtype or w.shape != (D,) or b.shape != (D,):
+        return NotImplemented
+    x2 = np.ascontiguousarray(x).reshape(-1, D)  # (..., D) -> (rows, D)
+    out = np.empty_like(x2)
+    _layer_norm_rows(x2, w, b, np.float32(eps), out)
+    return out.reshape(x.shape)

@@ -86,6 +86,7 @@ def linear(x, p):
     return y
 
 
+@has_kernel("layer_norm")
 def layer_norm(x, p, eps):
     """LayerNorm over the last axis: biased variance, eps inside the sqrt (as torch). (..., D)."""
     mean = x.mean(axis=-1, keepdims=True)
@@ -170,11 +171,15 @@ def attention(q, k, v, scale, mask=None):
     context = np.empty((B, T, H, Dv), dtype)  # b t h dv: merge_heads below is then a free reshape
     if mask is not None:
         mask = np.broadcast_to(mask, (B, H, T, Tk))
+    exact = math.frexp(scale)[0] == 0.5  # a power of two (Dh = 64: 1/8) scales without rounding,
+    if exact:  # so scaling the (T, Dh) queries gives the very scores scaling (T, Tk) would give
+        q = q * np.asarray(scale, dtype)
     for b in range(B):
         for h in range(H):
             s = probs[b, h]  # (T, Tk), filled in place
             np.matmul(q[b, h], k[b, h].T, out=s)  # t dh, dh tk -> t tk
-            s *= scale
+            if not exact:
+                s *= scale
             if mask is not None:
                 s += mask[b, h]
             softmax(s, out=s)

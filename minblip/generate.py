@@ -269,8 +269,23 @@ def still_improvable(flag, running_scores, done, cur, P, max_length, early, lpen
 
 
 def topk(x, k):
-    """Indices of the k largest entries per row, largest first; ties keep the lower index."""
-    return np.argsort(-x, axis=-1, kind="stable")[:, :k]
+    """Indices of the k largest entries per row, largest first; ties keep the lower index.
+
+    The same as np.argsort(-x, kind="stable")[:, :k], without sorting all K * V entries: a
+    partition finds the k-th largest value, and only the entries at or above it (ties included)
+    are sorted. (B, n) -> (B, k)."""
+    n = x.shape[-1]
+    if k >= n:
+        return np.argsort(-x, axis=-1, kind="stable")[:, :k]
+    out = np.empty((x.shape[0], k), np.int64)
+    for r, row in enumerate(x):
+        if np.isnan(row).any():  # the sort puts nans last, the partition first: sort in full
+            out[r] = np.argsort(-row, kind="stable")[:k]
+            continue
+        kth = np.partition(row, n - k)[n - k]  # the k-th largest value
+        cand = np.flatnonzero(row >= kth)  # ascending indices: the stable sort keeps ties in order
+        out[r] = cand[np.argsort(-row[cand], kind="stable")[:k]]
+    return out
 
 
 def take_rows(tree, idx):

@@ -166,3 +166,20 @@ def test_mask_inferred_from_pad_when_none_is_given():
     ones = np.ones((1, 3))
     generate(step, ids[1:], attention_mask=ones, eos_token_id=2, pad_token_id=0, max_new_tokens=1)
     assert seen[0][0] is None
+
+
+@given(st.data())
+def test_topk_equals_a_stable_full_sort(data):
+    """generate.topk partitions instead of sorting; it must pick exactly what the stable sort
+    picks, ties (which a low-precision score row is full of) and -inf included."""
+    from hypothesis.extra.numpy import arrays
+
+    from minblip.generate import topk
+
+    B, n = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 60))
+    values = st.sampled_from([0.0, -1.0, -1.5, 2.0, -np.inf, np.finfo(np.float32).min]) | st.floats(-5, 5, width=32)
+    x = data.draw(arrays(np.float32, (B, n), elements=values))
+    if data.draw(st.booleans()):
+        x[data.draw(st.integers(0, B - 1)), data.draw(st.integers(0, n - 1))] = np.nan
+    k = data.draw(st.integers(1, n + 2))
+    np.testing.assert_array_equal(topk(x, k), np.argsort(-x, axis=-1, kind="stable")[:, :k])

@@ -239,6 +239,12 @@ def task_folders(root):
     return folders
 
 
+def run_version(module):
+    out = subprocess.run([sys.executable, "-c", f"import {module}; print({module}.__version__)"],
+                         capture_output=True, text=True)  # fmt: skip
+    return out.stdout.strip() or "not installed"
+
+
 def loadavg():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -297,6 +303,8 @@ def main():
     print(f"minblip backend {args.backend}; torch 2 threads; best of {n} timed runs per figure "
           f"({args.rounds} alternating processes x {args.repeat}); load average "
           f"{load_before} before, {load_after} after (2 cores)")  # fmt: skip
+    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} (NumPy's GEMM kernels; "
+          f"torch uses MKL); numpy {run_version('numpy')}, torch {run_version('torch')}")  # fmt: skip
     print(f"{'':30}{'minblip':>12}{'transformers':>14}{'ratio':>8}")
     m, t = best["minblip"], best["transformers"]
     print(row("vision forward (s)", m["vision"], t["vision"]))

@@ -1,0 +1,264 @@
+"""Each Numba twin against its NumPy reference on real BLIP shapes, as a table.
+
+    python tools/bench_kernels.py [--repeat 15] [--candidates]
+
+Shapes are blip-image-captioning-base's (vision: N = 577 tokens at 384 px, Dv 768, F 3072, 12
+heads; decoder: Dt 768, F 3072, 1 row per beam) and BLIP-large's vision FFN (F 4096). The
+reference and the twin run alternately, `--repeat` times each; the table shows the best time of
+each and the median, in ms, and ref/twin (> 1: the twin wins). The load average is printed: the
+machine has 2 cores shared with other jobs, so compare rows of one run, not runs.
+
+--candidates also times the kernels that were tried and dropped (their code is here, not in
+minblip): see docs/kernels.md for the decisions.
+"""
+
+import argparse
+import math
+import pathlib
+import sys
+import time
+
+import numba
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from minblip import kernels, ops  # noqa: E402
+
+
+def timeit(fns, repeat):
+    """Run the functions alternately; best and median seconds of each."""
+    for f in fns:
+        f()  # warm-up: JIT, first-touch of the output buffers
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for f, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t0)
+    return [(min(ts), sorted(ts)[len(ts) // 2]) for ts in times]
+
+
+def row(op, shape, ref, twin, note=""):
+    (rb, rm), (tb, tm) = ref, twin
+    print(f"{op:26}{shape:22}{rb * 1e3:9.3f}{rm * 1e3:9.3f}{tb * 1e3:9.3f}{tm * 1e3:9.3f}"
+          f"{rb / tb:8.2f}  {note}")  # fmt: skip
+
+
+def header(title):
+    print(f"\n{title}")
+    print(f"{'op':26}{'shape':22}{'ref best':>9}{'ref med':>9}{'twin bst':>9}{'twin med':>9}"
+          f"{'ref/twin':>8}")  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- dropped candidates
+
+
+@numba.njit(cache=True, parallel=True)
+def _gelu_prange_erf(x, out, sqrt2):  # the previous twin: libm erf per element, 2 threads
+    for i in numba.prange(x.size):
+        v = x[i]
+        out[i] = np.float32(0.5) * v * (np.float32(1.0) + np.float32(math.erf(np.float64(v / sqrt2))))
+
+
+_CHEB28 = np.polynomial.chebyshev.chebinterpolate(
+    lambda u: np.array([math.erf(math.sqrt(v)) / math.sqrt(v) if v > 0 else 2 / math.sqrt(math.pi)
+                        for v in (u + 1) * 8.0]), 28)  # fmt: skip
+
+
+@numba.njit(cache=True)
+def _gelu_cheb64(x, out, C, sqrt2):  # the twin before this one: bit-identical, Clenshaw in float64
+    n, B = x.size, 512
+    u, b1, b2 = np.empty(B), np.empty(B), np.empty(B)
+    for start in range(0, n, B):
+        m = min(B, n - start)
+        for i in range(m):
+            z = np.float64(x[start + i] / sqrt2)
+            u[i] = min(z * z, 16.0) / 8.0 - 1.0
+            b1[i] = 0.0
+            b2[i] = 0.0
+        for k in range(C.size - 1, 0, -1):
+            c = C[k]
+            for i in range(m):
+                t = 2.0 * u[i] * b1[i] - b2[i] + c
+                b2[i] = b1[i]
+                b1[i] = t
+        for i in range(m):
+            v = x[start + i]
+            z = np.float64(v / sqrt2)
+            e = z * (u[i] * b1[i] - b2[i] + C[0])
+            e = e if abs(z) < 4.0 else (1.0 if z > 0 else -1.0)
+            out[start + i] = np.float32(0.5) * v * (np.float32(1.0) + np.float32(e))
+
+
+def gelu_cheb64(x):
+    out = np.empty_like(x)
+    _gelu_cheb64(x.reshape(-1), out.reshape(-1), _CHEB28, np.float32(math.sqrt(2.0)))
+    return out
+
+
+def attention_batched(q, k, v, scale):  # ops.attention before: all heads at once, (B, H, T, Tk)
+    scores = q @ k.transpose(0, 1, 3, 2)
+    scores *= scale
+    probs = ops.softmax.reference(scores)
+    return probs @ v, probs
+
+
+def gelu_prange_erf(x):
+    out = np.empty_like(x)
+    _gelu_prange_erf(x.reshape(-1), out.reshape(-1), np.float32(math.sqrt(2.0)))
+    return out
+
+
+@numba.njit(cache=True)
+def _softmax_rows(x, out):
+    for r in range(x.shape[0]):
+        row, o = x[r], out[r]
+        m = row[0]
+        for i in range(row.size):  # pass 1: max
+            m = max(m, row[i])
+        s = 0.0
+        for i in range(row.size):  # pass 2: exp and sum
+            o[i] = math.exp(row[i] - m)
+            s += o[i]
+        inv = 1.0 / s
+        for i in range(row.size):  # pass 3: normalise
+            o[i] = o[i] * inv
+
+
+def softmax_numba(x):
+    out = np.empty_like(x)
+    _softmax_rows(x.reshape(-1, x.shape[-1]), out.reshape(-1, x.shape[-1]))
+    return out
+
+
+def softmax_allocating(x):  # ops.softmax before it worked in place
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@numba.njit(cache=True)
+def _layer_norm_rows(x, w, b, eps, out):
+    D = x.shape[1]
+    for r in range(x.shape[0]):
+        row = x[r]
+        mean = 0.0
+        for i in range(D):  # pass 1: mean
+            mean += row[i]
+        mean /= D
+        var = 0.0
+        for i in range(D):  # pass 2: biased variance
+            d = row[i] - mean
+            var += d * d
+        inv = 1.0 / math.sqrt(var / D + eps)
+        for i in range(D):  # pass 3: normalise, scale, shift
+            out[r, i] = (row[i] - mean) * inv * w[i] + b[i]
+
+
+def layer_norm_numba(x, p, eps):
+    out = np.empty_like(x)
+    D = x.shape[-1]
+    _layer_norm_rows(x.reshape(-1, D), p["weight"], p["bias"], eps, out.reshape(-1, D))
+    return out
+
+
+def attention_scale_allocating(q, k, scale):
+    return (q @ k.transpose(0, 1, 3, 2)) * scale
+
+
+def attention_scale_in_place(q, k, scale):
+    s = q @ k.transpose(0, 1, 3, 2)
+    s *= scale
+    return s
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--candidates", action="store_true", help="also time the dropped candidates")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+    R = args.repeat
+    load = " ".join(open("/proc/loadavg").read().split()[:3])
+    print(f"numpy {np.__version__}, numba {numba.__version__}; best of {R}, alternating; "
+          f"load average {load} (2 cores)")  # fmt: skip
+
+    header("kept twins: ops.<name>.reference vs kernels.<name>")
+    for shape, where in [((1, 577, 3072), "vision fc1, base"), ((1, 577, 4096), "vision fc1, large"),
+                         ((1, 1, 3072), "decode, 1 beam"), ((3, 1, 3072), "decode, 3 beams")]:  # fmt: skip
+        x = (rng.standard_normal(shape) * 2).astype(f32)
+        err = np.abs(kernels.gelu(x) - ops.gelu.reference(x)).max()
+        r, t = timeit([lambda: ops.gelu.reference(x), lambda: kernels.gelu(x)], R)
+        row("gelu", str(shape), r, t, f"{where}; max diff {err:.1e}")
+    for shape, where in [((577, 577), "one vision head, as attention calls it"),
+                         ((1, 12, 577, 577), "a vision layer's 12 heads at once"),
+                         ((3, 12, 1, 577), "decode cross-attention, 3 beams")]:  # fmt: skip
+        x = (rng.standard_normal(shape) * 3).astype(f32)
+        err = np.abs(kernels.softmax(x) - ops.softmax.reference(x)).max()
+        r, t = timeit([lambda: ops.softmax.reference(x), lambda: kernels.softmax(x)], R)
+        row("softmax", str(shape), r, t, f"{where}; max diff {err:.1e}")
+    for shape, where in [((1, 577, 768), "vision"), ((1, 1, 768), "decode, 1 beam"),
+                         ((3, 1, 768), "decode, 3 beams")]:  # fmt: skip
+        x = (rng.standard_normal(shape) * 3 + 1).astype(f32)
+        p = {"weight": rng.standard_normal(768).astype(f32), "bias": rng.standard_normal(768).astype(f32)}
+        err = np.abs(kernels.layer_norm(x, p, 1e-12) - ops.layer_norm.reference(x, p, 1e-12)).max()
+        r, t = timeit([lambda: ops.layer_norm.reference(x, p, 1e-12), lambda: kernels.layer_norm(x, p, 1e-12)], R)
+        row("layer_norm", str(shape), r, t, f"{where}; max diff {err:.1e}")
+    for rows, (O, K), where in [(1, (768, 768), "query/dense"), (1, (3072, 768), "intermediate"),
+                                (1, (768, 3072), "output"), (3, (3072, 768), "intermediate"),
+                                (8, (3072, 768), "intermediate")]:  # fmt: skip
+        p = {"weight": (rng.standard_normal((O, K)) * 0.03).astype(f32),
+             "bias": rng.standard_normal(O).astype(f32)}  # fmt: skip
+        x = rng.standard_normal((rows, 1, K)).astype(f32)
+        err = np.abs(kernels.linear(x, p) - ops.linear.reference(x, p)).max()
+        r, t = timeit([lambda: ops.linear.reference(x, p), lambda: kernels.linear(x, p)], R)
+        row("linear", f"({rows},1,{K})->{O}", r, t, f"decode {where}; max diff {err:.1e}")
+
+    header("NumPy-only changes: before vs now (bit-identical)")
+    qkv = rng.standard_normal((1, 577, 3, 12, 64)).astype(f32)
+    qs, ks, vs = qkv.transpose(2, 0, 3, 1, 4)  # vision.py's strided views
+    ops.set_backend("numpy")  # the softmax twin off: the same softmax in both, only the loop differs
+    assert np.array_equal(attention_batched(qs, ks, vs, 0.125)[0], ops.attention(qs, ks, vs, 0.125)[0])
+    r, t = timeit([lambda: attention_batched(qs, ks, vs, 0.125), lambda: ops.attention(qs, ks, vs, 0.125)], R)
+    row("attention: per head", str(qs.shape), r, t, "ref = all heads at once (before)")
+    ops.set_backend("numba")
+    r, t = timeit([lambda: attention_batched(qs, ks, vs, 0.125), lambda: ops.attention(qs, ks, vs, 0.125)], R)
+    row("attention: + softmax twin", str(qs.shape), r, t, "ref = all heads at once, NumPy softmax")
+
+    if not args.candidates:
+        return
+    header("dropped candidates: kept twin (or reference) vs candidate")
+    x = (rng.standard_normal((1, 577, 3072)) * 2).astype(f32)
+    r, t = timeit([lambda: kernels.gelu(x), lambda: gelu_cheb64(x)], R)
+    row("gelu: kept vs cheb64", str(x.shape), r, t, "the bit-identical float64 Chebyshev twin")
+    r, t = timeit([lambda: kernels.gelu(x), lambda: gelu_prange_erf(x)], R)
+    row("gelu: kept vs prange erf", str(x.shape), r, t, "the previous twin (2 threads)")
+    x1 = (rng.standard_normal((1, 1, 3072)) * 2).astype(f32)
+    r, t = timeit([lambda: kernels.gelu(x1), lambda: gelu_prange_erf(x1)], R * 4)
+    row("gelu: kept vs prange erf", str(x1.shape), r, t, "decode shape")
+    s = rng.standard_normal((1, 12, 577, 577)).astype(f32)
+    r, t = timeit([lambda: kernels.softmax(s), lambda: softmax_numba(s)], R)
+    row("softmax: libm-exp rows", str(s.shape), r, t, "math.exp per element (no SVML)")
+    r, t = timeit([lambda: softmax_allocating(s), lambda: ops.softmax.reference(s)], R)
+    row("softmax: in-place NumPy", str(s.shape), r, t, "ref = allocating NumPy (before); kept")
+    q = rng.standard_normal((1, 12, 577, 64)).astype(f32)
+    r, t = timeit([lambda: attention_scale_allocating(q, q, 0.125),
+                   lambda: attention_scale_in_place(q, q, 0.125)], R)  # fmt: skip
+    row("q k^T * scale: in place", str(q.shape), r, t, "ref = allocating (before); kept")
+    qc, kc, vc = (np.ascontiguousarray(a) for a in (qs, ks, vs))
+    r, t = timeit([lambda: ops.attention(qs, ks, vs, 0.125),
+                   lambda: ops.attention(qc, kc, vc, 0.125)], R)  # fmt: skip
+    row("attention: contiguous qkv", str(qs.shape), r, t, "ref = strided views (as now)")
+    for shape in [(1, 577, 768), (1, 1, 768)]:
+        x = rng.standard_normal(shape).astype(f32)
+        p = {"weight": rng.standard_normal(768).astype(f32), "bias": rng.standard_normal(768).astype(f32)}
+        r, t = timeit([lambda: kernels.layer_norm(x, p, 1e-5), lambda: layer_norm_numba(x, p, 1e-5)], R * 4)
+        row("layer_norm: float64 loops", str(shape), r, t, "Python-float accumulators (the first try)")
+
+
+if __name__ == "__main__":
+    main()

@@ -154,10 +154,11 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # b h t dh -> b t (h dh)
 
 
-def attention(q, k, v, scale, mask=None):
+def attention(q, k, v, scale, mask=None, return_probs=True):
     """Scaled dot-product attention.
 
-    Shapes: q (B, H, T, Dh), k and v (B, H, Tk, Dh) -> context (B, H, T, Dh), probs (B, H, T, Tk).
+    Shapes: q (B, H, T, Dh), k and v (B, H, Tk, Dh) -> context (B, H, T, Dh), probs (B, H, T, Tk)
+    (None when return_probs is False: one head's (T, Tk) buffer then serves every head).
     mask: additive, broadcastable to (B, H, T, Tk), 0 where allowed and finfo.min where not.
 
     One (batch, head) at a time: its (T, Tk) scores (1.3 MB at 577 tokens) stay in cache through
@@ -167,7 +168,7 @@ def attention(q, k, v, scale, mask=None):
     B, H, T, _ = q.shape
     Tk, Dv = k.shape[2], v.shape[3]
     dtype = np.result_type(q, k, v)
-    probs = np.empty((B, H, T, Tk), dtype)
+    probs = np.empty((B, H, T, Tk) if return_probs else (1, 1, T, Tk), dtype)
     context = np.empty((B, T, H, Dv), dtype)  # b t h dv: merge_heads below is then a free reshape
     if mask is not None:
         mask = np.broadcast_to(mask, (B, H, T, Tk))
@@ -176,7 +177,7 @@ def attention(q, k, v, scale, mask=None):
         q = q * np.asarray(scale, dtype)
     for b in range(B):
         for h in range(H):
-            s = probs[b, h]  # (T, Tk), filled in place
+            s = probs[b, h] if return_probs else probs[0, 0]  # (T, Tk), filled in place
             np.matmul(q[b, h], k[b, h].T, out=s)  # t dh, dh tk -> t tk
             if not exact:
                 s *= scale
@@ -184,7 +185,7 @@ def attention(q, k, v, scale, mask=None):
                 s += mask[b, h]
             softmax(s, out=s)
             np.matmul(s, v[b, h], out=context[b, :, h])  # t tk, tk dv -> t dv
-    return context.transpose(0, 2, 1, 3), probs  # b t h dv -> b h t dv (a view)
+    return context.transpose(0, 2, 1, 3), probs if return_probs else None  # b t h dv -> b h t dv
 
 
 def patch_embed(pixel_values, p, patch):

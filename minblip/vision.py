@@ -51,25 +51,25 @@ def interpolate_positions(pos, n_patches, Hs, Ws, patch):
     return np.concatenate([pos[:, :1], grid], axis=1)
 
 
-def vision_attention(x, p, cfg):
+def vision_attention(x, p, cfg, output_attentions=False):
     """Fused-qkv multi-head self-attention, no mask. Mirrors BlipAttention.
 
-    Shapes: x (B, N, Dv) -> (B, N, Dv), probs (B, H, N, N).
+    Shapes: x (B, N, Dv) -> (B, N, Dv), probs (B, H, N, N) if output_attentions else None.
     Weights: qkv {weight (3Dv, Dv), bias (3Dv,)}, projection {weight (Dv, Dv), bias}.
     """
     B, N, D = x.shape
     H = cfg.num_attention_heads
     qkv = linear(x, p["qkv"]).reshape(B, N, 3, H, D // H)  # b n (three h dh)
     q, k, v = qkv.transpose(2, 0, 3, 1, 4)  # -> three b h n dh
-    context, probs = attention(q, k, v, scale=(D // H) ** -0.5)
+    context, probs = attention(q, k, v, scale=(D // H) ** -0.5, return_probs=output_attentions)
     return linear(merge_heads(context), p["projection"]), probs
 
 
-def encoder_layer(x, p, cfg):
-    """Pre-LN transformer block. Mirrors BlipEncoderLayer.  x (B, N, Dv) -> (B, N, Dv)."""
+def encoder_layer(x, p, cfg, output_attentions=False):
+    """Pre-LN transformer block. Mirrors BlipEncoderLayer.  x (B, N, Dv) -> (B, N, Dv), probs."""
     eps = cfg.layer_norm_eps
     h = tap("layer_norm1", layer_norm(x, p["layer_norm1"], eps))  # pre-LN: normalise, then attend
-    a, probs = vision_attention(h, p["self_attn"], cfg)
+    a, probs = vision_attention(h, p["self_attn"], cfg, output_attentions)
     x = x + tap("self_attn", a)
     h = tap("layer_norm2", layer_norm(x, p["layer_norm2"], eps))
     h = linear(ACT2FN[cfg.hidden_act](linear(h, p["mlp"]["fc1"])), p["mlp"]["fc2"])  # (B, N, F) -> (B, N, Dv)
@@ -87,9 +87,9 @@ def vision_model(pixel_values, p, cfg, interpolate_pos_encoding=False, output_at
     hidden_states, attentions = [x], []
     for i, lp in enumerate(p["encoder"]["layers"]):
         with scope(f"encoder.layers.{i}"):
-            x, probs = encoder_layer(x, lp, cfg)
+            x, probs = encoder_layer(x, lp, cfg, output_attentions)
         hidden_states.append(tap(f"encoder.layers.{i}", x))
-        if output_attentions:  # 16 MB a layer at 384 px: kept only when asked for
+        if output_attentions:  # 16 MB a layer at 384 px: made only when asked for
             attentions.append(probs)
     tap("encoder", x)
     last = tap("post_layernorm", layer_norm(x, p["post_layernorm"], cfg.layer_norm_eps))

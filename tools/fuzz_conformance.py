@@ -60,9 +60,12 @@ def draw_config(rng, cls):
 def draw_inputs(rng, cfg, cls):
     v, t = cfg["vision_config"], cfg["text_config"]
     B = int(rng.integers(1, 4))
-    side = v["image_size"] if rng.random() < 0.7 else v["patch_size"] * int(rng.integers(1, 6))
-    interp = side != v["image_size"] or bool(rng.integers(2))
-    px = rng.standard_normal((B, 3, side, side)).astype(np.float32)
+    if rng.random() < 0.6:
+        hw = (v["image_size"], v["image_size"])
+    else:  # another size, square or not: only with interpolated positions
+        hw = tuple(v["patch_size"] * int(rng.integers(1, 6)) + int(rng.integers(0, 2)) for _ in range(2))
+    interp = hw != (v["image_size"], v["image_size"]) or bool(rng.integers(2))
+    px = rng.standard_normal((B, 3, *hw)).astype(np.float32)
     T = int(rng.integers(2, 9))
     ids = rng.integers(4, t["vocab_size"] - 2, (B, T))
     ids[:, 0] = 1

@@ -163,7 +163,7 @@ def attention(q, k, v, scale, mask=None, return_probs=True):
 
     One (batch, head) at a time: its (T, Tk) scores (1.3 MB at 577 tokens) stay in cache through
     scale, mask, softmax and the product with v, where the whole (B, H, T, Tk) block (16 MB) goes
-    to memory between each step (1.6x slower at 384 px; the same numbers, bit for bit).
+    to memory between steps (1.1-1.6x slower at 384 px, docs/kernels.md; the same numbers).
     """
     B, H, T, _ = q.shape
     Tk, Dv = k.shape[2], v.shape[3]

@@ -1,9 +1,9 @@
 """The minblip command line.
 
-    minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning checkpoint)
-    minblip ask IMAGE QUESTION           answer a question about a photo (BLIP VQA checkpoint)
-    minblip match IMAGE TEXT...          rank texts by how well they describe a photo (BLIP ITM)
-    minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
+minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning checkpoint)
+minblip ask IMAGE QUESTION           answer a question about a photo (BLIP VQA checkpoint)
+minblip match IMAGE TEXT...          rank texts by how well they describe a photo (BLIP ITM)
+minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
 """
 
 import argparse
@@ -39,8 +39,17 @@ def cmd_caption(args):
         else:
             _clear(bar)
             if args.json:
-                print(json.dumps({"path": str(path), "caption": text, "token_ids": ids,
-                                  "mean_logprob": mean_logprob}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "path": str(path),
+                            "caption": text,
+                            "token_ids": ids,
+                            "mean_logprob": mean_logprob,
+                        }
+                    ),
+                    flush=True,
+                )
             else:
                 print(f"{path}: {text}" if len(paths) > 1 else text, flush=True)
         if bar:
@@ -56,7 +65,11 @@ def cmd_ask(args):
 
     text, ids = answer(args.image, args.question, args.model, num_beams=args.num_beams)
     if args.json:
-        print(json.dumps({"path": args.image, "question": args.question, "answer": text, "token_ids": ids}))
+        print(
+            json.dumps(
+                {"path": args.image, "question": args.question, "answer": text, "token_ids": ids}
+            )
+        )
     else:
         print(text)
     return 0
@@ -132,7 +145,10 @@ def cmd_info(args):
         print(json.dumps(info, indent=2))
         return 0
     print(f"{info['model']}  ({folder})")
-    print(f"  model_type     {cfg.model_type}" + (f"  {cfg.architectures}" if info["architectures"] else ""))
+    print(
+        f"  model_type     {cfg.model_type}"
+        + (f"  {cfg.architectures}" if info["architectures"] else "")
+    )
     for tower, brief in info["config"].items():
         print(f"  {tower:<14} " + ", ".join(f"{k}={v}" for k, v in brief.items()))
     print("  parameters")
@@ -145,14 +161,23 @@ def cmd_info(args):
 
 
 def _component(key):
-    """The top-level module a tensor belongs to (text_decoder.bert.* and text_decoder.cls.* apart)."""
+    """The top-level module a tensor belongs to (text_decoder.bert.*, text_decoder.cls.* apart)."""
     parts = key.split(".")
     depth = 2 if parts[0] in ("text_decoder", "language_model") and len(parts) > 2 else 1
     return ".".join(parts[:depth])
 
 
-_BRIEF_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                 "image_size", "patch_size", "vocab_size", "max_position_embeddings", "layer_norm_eps")
+_BRIEF_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "image_size",
+    "patch_size",
+    "vocab_size",
+    "max_position_embeddings",
+    "layer_norm_eps",
+)
 
 
 def _brief(cfg):
@@ -160,7 +185,9 @@ def _brief(cfg):
     for name in ("vision_config", "text_config", "qformer_config"):
         sub = getattr(cfg, name, None)
         if sub is not None:
-            towers[name.replace("_config", "")] = {f: getattr(sub, f) for f in _BRIEF_FIELDS if hasattr(sub, f)}
+            towers[name.replace("_config", "")] = {
+                f: getattr(sub, f) for f in _BRIEF_FIELDS if hasattr(sub, f)
+            }
     if not towers:
         towers[cfg.model_type] = {f: getattr(cfg, f) for f in _BRIEF_FIELDS if hasattr(cfg, f)}
     return towers
@@ -174,49 +201,90 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
-        "caption", help="caption images with a BLIP captioning model",
+        "caption",
+        help="caption images with a BLIP captioning model",
         description="Caption images, or every image in the given folders (walked recursively). "
         "An unreadable image is reported on stderr and skipped; the exit status is 1 if any "
         "image failed.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"checkpoint folder or hub id (default: {DEFAULT_MODEL}, from the Hugging Face cache)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"checkpoint folder or hub id (default: {DEFAULT_MODEL}, from the Hugging Face cache)",
+    )
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
-    p.add_argument("--num-beams", type=int, default=1, metavar="N", help="beam search width (default 1: greedy)")
-    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
-                   help="longest caption in tokens (default 20, as transformers)")
-    p.add_argument("--json", action="store_true",
-                   help="one JSON object per image: path, caption, token_ids, mean_logprob")
+    p.add_argument(
+        "--num-beams",
+        type=int,
+        default=1,
+        metavar="N",
+        help="beam search width (default 1: greedy)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="longest caption in tokens (default 20, as transformers)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per image: path, caption, token_ids, mean_logprob",
+    )
     p.set_defaults(func=cmd_caption)
 
     from .pipeline import DEFAULT_ITM_MODEL, DEFAULT_VQA_MODEL
 
-    p = sub.add_parser("ask", help="answer a question about an image (visual question answering)",
-                       description="Answer a question about an image with a BLIP VQA model.")
+    p = sub.add_parser(
+        "ask",
+        help="answer a question about an image (visual question answering)",
+        description="Answer a question about an image with a BLIP VQA model.",
+    )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("question", metavar="QUESTION", help='e.g. "how many dogs are there?"')
-    p.add_argument("--model", default=DEFAULT_VQA_MODEL,
-                   help=f"checkpoint folder or hub id (default: {DEFAULT_VQA_MODEL})")
-    p.add_argument("--num-beams", type=int, default=1, metavar="N", help="beam search width (default 1)")
-    p.add_argument("--json", action="store_true", help="one JSON object: path, question, answer, token_ids")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_VQA_MODEL,
+        help=f"checkpoint folder or hub id (default: {DEFAULT_VQA_MODEL})",
+    )
+    p.add_argument(
+        "--num-beams", type=int, default=1, metavar="N", help="beam search width (default 1)"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="one JSON object: path, question, answer, token_ids"
+    )
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("match", help="rank texts by how well they match an image (ITM and ITC)",
-                       description="Score each text against an image with a BLIP retrieval model: the "
-                       "image-text-matching probability (ITM head) and the contrastive cosine "
-                       "similarity (ITC), ranked by ITM probability, best first.")
+    p = sub.add_parser(
+        "match",
+        help="rank texts by how well they match an image (ITM and ITC)",
+        description="Score each text against an image with a BLIP retrieval model: the "
+        "image-text-matching probability (ITM head) and the contrastive cosine "
+        "similarity (ITC), ranked by ITM probability, best first.",
+    )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("texts", nargs="+", metavar="TEXT", help="candidate descriptions")
-    p.add_argument("--model", default=DEFAULT_ITM_MODEL,
-                   help=f"checkpoint folder or hub id (default: {DEFAULT_ITM_MODEL})")
-    p.add_argument("--json", action="store_true", help="one JSON object per text: text, itm_probability, itc_cosine")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_ITM_MODEL,
+        help=f"checkpoint folder or hub id (default: {DEFAULT_ITM_MODEL})",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per text: text, itm_probability, itc_cosine",
+    )
     p.set_defaults(func=cmd_match)
 
-    p = sub.add_parser("info", help="describe a checkpoint: type, config, parameters, dtype, size",
-                       description="Describe a checkpoint folder or cached hub id without loading "
-                       "its weights: model type, config in brief, parameters per component, "
-                       "dtype and size on disk.")
+    p = sub.add_parser(
+        "info",
+        help="describe a checkpoint: type, config, parameters, dtype, size",
+        description="Describe a checkpoint folder or cached hub id without loading "
+        "its weights: model type, config in brief, parameters per component, "
+        "dtype and size on disk.",
+    )
     p.add_argument("model", metavar="MODEL", help="checkpoint folder or hub id")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)

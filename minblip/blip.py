@@ -26,9 +26,13 @@ class BlipVisionModel(PreTrainedModel):
         return vision_shapes(config)
 
     def __call__(
-        self, pixel_values=None, output_attentions=None, output_hidden_states=None,
-        return_dict=True, interpolate_pos_encoding=False,
-    ):  # fmt: skip
+        self,
+        pixel_values=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+        interpolate_pos_encoding=False,
+    ):
         if pixel_values is None:
             raise InputError("You have to specify pixel_values")
         x = as_pixel_values(pixel_values, self.dtype)
@@ -37,9 +41,15 @@ class BlipVisionModel(PreTrainedModel):
                 f"pixel_values of {x.shape[2]}x{x.shape[3]} are smaller than one "
                 f"{self.config.patch_size}-pixel patch"
             )
-        want_h = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        want_h = (
+            self.config.output_hidden_states
+            if output_hidden_states is None
+            else output_hidden_states
+        )
         want_a = self.config.output_attentions if output_attentions is None else output_attentions
-        last, pooled, hidden, attn = vision_model(x, self.params, self.config, interpolate_pos_encoding, want_a)
+        last, pooled, hidden, attn = vision_model(
+            x, self.params, self.config, interpolate_pos_encoding, want_a
+        )
         out = ModelOutput(
             last_hidden_state=last,
             pooler_output=pooled,
@@ -132,16 +142,27 @@ class BlipForConditionalGeneration(PreTrainedModel):
                 f"pixel_values of {x.shape[2]}x{x.shape[3]} are smaller than one {P}-pixel patch"
             )
         with scope("vision_model"):
-            out = vision_model(x, self.params["vision_model"], self.config.vision_config,
-                               interpolate_pos_encoding, output_attentions)  # fmt: skip
+            out = vision_model(
+                x,
+                self.params["vision_model"],
+                self.config.vision_config,
+                interpolate_pos_encoding,
+                output_attentions,
+            )
         tap("vision_model", out[0])
         return out
 
     def __call__(
-        self, pixel_values=None, input_ids=None, attention_mask=None, labels=None,
-        output_attentions=None, output_hidden_states=None, return_dict=True,
+        self,
+        pixel_values=None,
+        input_ids=None,
+        attention_mask=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
         interpolate_pos_encoding=False,
-    ):  # fmt: skip
+    ):
         """Mirrors BlipForConditionalGeneration.forward: input_ids are used as given (no [DEC])."""
         if pixel_values is None or input_ids is None:
             raise InputError("BlipForConditionalGeneration needs pixel_values and input_ids")
@@ -164,8 +185,13 @@ class BlipForConditionalGeneration(PreTrainedModel):
                 f"{ids.shape[0]} texts for {image_embeds.shape[0]} images: pass one per image"
             )
         with scope("text_decoder"):
-            logits, _ = lm_forward(ids, self.params["text_decoder"], tcfg, attention_mask=mask,
-                                   encoder_hidden_states=image_embeds)  # fmt: skip
+            logits, _ = lm_forward(
+                ids,
+                self.params["text_decoder"],
+                tcfg,
+                attention_mask=mask,
+                encoder_hidden_states=image_embeds,
+            )
         loss = None
         if labels is not None:
             labels = np.asarray(labels)
@@ -174,18 +200,25 @@ class BlipForConditionalGeneration(PreTrainedModel):
             loss = lm_loss(logits, labels, tcfg.label_smoothing)
         tap("text_decoder", logits if loss is None else loss)  # its output's first field
         out = ModelOutput(
-            loss=loss, logits=logits, image_embeds=image_embeds, last_hidden_state=image_embeds,
+            loss=loss,
+            logits=logits,
+            image_embeds=image_embeds,
+            last_hidden_state=image_embeds,
             hidden_states=select_hidden_states(hidden, want_h),
             attentions=tuple(attn) if want_a else None,
-        )  # fmt: skip
+        )
         return out if return_dict else out.to_tuple()
 
     forward = __call__
 
     def generate(
-        self, pixel_values=None, input_ids=None, attention_mask=None,
-        interpolate_pos_encoding=False, **generate_kwargs,
-    ):  # fmt: skip
+        self,
+        pixel_values=None,
+        input_ids=None,
+        attention_mask=None,
+        interpolate_pos_encoding=False,
+        **generate_kwargs,
+    ):
         """Mirrors BlipForConditionalGeneration.generate -> int64 ids (B * n_return, L).
 
         Decodes from [DEC] + prompt (see decoder_prompt) until [SEP] (sep_token_id); finished
@@ -202,17 +235,28 @@ class BlipForConditionalGeneration(PreTrainedModel):
         def step(input_ids, position_ids, attention_mask, past, context):
             with scope("text_decoder"):
                 logits, out = lm_forward(
-                    input_ids, p, tcfg, last_only=True, attention_mask=attention_mask,
-                    position_ids=position_ids, cache=past, encoder_kv=context["encoder_kv"],
-                )  # fmt: skip
+                    input_ids,
+                    p,
+                    tcfg,
+                    last_only=True,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    cache=past,
+                    encoder_kv=context["encoder_kv"],
+                )
             tap("text_decoder", logits)
             return logits[:, -1], out["cache"]
 
         return generate(
-            step, prompt, attention_mask=mask, context=context, eos_token_id=tcfg.sep_token_id,
-            pad_token_id=tcfg.pad_token_id, max_position_embeddings=tcfg.max_position_embeddings,
+            step,
+            prompt,
+            attention_mask=mask,
+            context=context,
+            eos_token_id=tcfg.sep_token_id,
+            pad_token_id=tcfg.pad_token_id,
+            max_position_embeddings=tcfg.max_position_embeddings,
             **generate_kwargs,
-        )  # fmt: skip
+        )
 
     def decoder_prompt(self, input_ids, attention_mask, batch):
         """transformers' prompt handling: the first token is replaced by [DEC] (bos) and the last
@@ -277,16 +321,29 @@ class BlipTextModel(PreTrainedModel):
         return text_shapes(config, pooler=True)
 
     def __call__(
-        self, input_ids=None, attention_mask=None, position_ids=None, encoder_hidden_states=None,
-        encoder_attention_mask=None, is_decoder=False, output_attentions=None,
-        output_hidden_states=None, return_dict=True,
-    ):  # fmt: skip
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        is_decoder=False,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+    ):
         ids, mask, enc = _text_inputs(self, input_ids, attention_mask, encoder_hidden_states)
         out = text_model(
-            ids, self.params, self.config, attention_mask=mask, position_ids=position_ids,
-            encoder_hidden_states=enc, encoder_attention_mask=encoder_attention_mask,
-            is_decoder=is_decoder, pooler=True,
-        )  # fmt: skip
+            ids,
+            self.params,
+            self.config,
+            attention_mask=mask,
+            position_ids=position_ids,
+            encoder_hidden_states=enc,
+            encoder_attention_mask=encoder_attention_mask,
+            is_decoder=is_decoder,
+            pooler=True,
+        )
         return _text_output(self.config, out, output_attentions, output_hidden_states, return_dict)
 
     forward = __call__
@@ -301,9 +358,11 @@ def _text_output(cfg, out, output_attentions, output_hidden_states, return_dict,
     hidden = select_hidden_states(out["hidden_states"], want_h)
     if head is None:
         fields = {
-            "last_hidden_state": out["last_hidden_state"], "pooler_output": out["pooler_output"],
-            "hidden_states": hidden, "past_key_values": out["cache"],
-        }  # fmt: skip
+            "last_hidden_state": out["last_hidden_state"],
+            "pooler_output": out["pooler_output"],
+            "hidden_states": hidden,
+            "past_key_values": out["cache"],
+        }
     else:
         fields = {**head, "past_key_values": out["cache"], "hidden_states": hidden}
     result = ModelOutput(
@@ -332,18 +391,33 @@ class BlipTextLMHeadModel(PreTrainedModel):
         return lm_shapes(config)[1]
 
     def __call__(
-        self, input_ids=None, attention_mask=None, position_ids=None, encoder_hidden_states=None,
-        encoder_attention_mask=None, labels=None, return_logits=False, is_decoder=True,
-        reduction="mean", output_attentions=None, output_hidden_states=None, return_dict=True,
-    ):  # fmt: skip
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        labels=None,
+        return_logits=False,
+        is_decoder=True,
+        reduction="mean",
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+    ):
         ids, mask, enc = _text_inputs(self, input_ids, attention_mask, encoder_hidden_states)
         if reduction not in ("mean", "none"):
             raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         logits, out = lm_forward(
-            ids, self.params, self.config, attention_mask=mask, position_ids=position_ids,
-            encoder_hidden_states=enc, encoder_attention_mask=encoder_attention_mask,
+            ids,
+            self.params,
+            self.config,
+            attention_mask=mask,
+            position_ids=position_ids,
+            encoder_hidden_states=enc,
+            encoder_attention_mask=encoder_attention_mask,
             is_decoder=is_decoder,
-        )  # fmt: skip
+        )
         if return_logits:  # transformers returns the shifted logits alone
             return logits[:, :-1]
         loss = None
@@ -360,9 +434,15 @@ class BlipTextLMHeadModel(PreTrainedModel):
     forward = __call__
 
     def generate(
-        self, input_ids=None, attention_mask=None, encoder_hidden_states=None,
-        encoder_attention_mask=None, eos_token_id=None, pad_token_id=None, **generate_kwargs,
-    ):  # fmt: skip
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        **generate_kwargs,
+    ):
         """transformers' GenerationMixin.generate for this decoder: continue input_ids, attending
         to encoder_hidden_states. eos / pad default to the config's (eos_token_id, pad_token_id).
         encoder_attention_mask is accepted and, as in transformers 5.23, has no effect."""
@@ -372,14 +452,24 @@ class BlipTextLMHeadModel(PreTrainedModel):
 
         def step(input_ids, position_ids, attention_mask, past, context):
             logits, out = lm_forward(
-                input_ids, p, cfg, last_only=True, attention_mask=attention_mask,
-                position_ids=position_ids, cache=past, encoder_kv=context["encoder_kv"],
-            )  # fmt: skip
+                input_ids,
+                p,
+                cfg,
+                last_only=True,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=past,
+                encoder_kv=context["encoder_kv"],
+            )
             return logits[:, -1], out["cache"]
 
         return generate(
-            step, ids, attention_mask=mask, context=context,
+            step,
+            ids,
+            attention_mask=mask,
+            context=context,
             eos_token_id=cfg.eos_token_id if eos_token_id is None else eos_token_id,
             pad_token_id=cfg.pad_token_id if pad_token_id is None else pad_token_id,
-            max_position_embeddings=cfg.max_position_embeddings, **generate_kwargs,
-        )  # fmt: skip
+            max_position_embeddings=cfg.max_position_embeddings,
+            **generate_kwargs,
+        )

@@ -31,7 +31,9 @@ class _BlipTask(PreTrainedModel):
     @classmethod
     def sub_config(cls, config, folder):
         if not isinstance(config, BlipConfig):
-            raise ConfigError(f"{folder}/config.json: model_type {config.model_type!r} is not a BLIP model")
+            raise ConfigError(
+                f"{folder}/config.json: model_type {config.model_type!r} is not a BLIP model"
+            )
         return config
 
     def _flags(self, output_hidden_states, output_attentions):
@@ -79,47 +81,89 @@ class BlipModel(_BlipTask):
         t, v, P = config.text_config, config.vision_config, config.projection_dim
         shapes = _vision_keys(config)
         shapes.update(text_shapes(t, pooler=True, prefix="text_model."))
-        shapes.update({"visual_projection.weight": (P, v.hidden_size),
-                       "text_projection.weight": (P, t.hidden_size), "logit_scale": ()})  # fmt: skip
+        shapes.update(
+            {
+                "visual_projection.weight": (P, v.hidden_size),
+                "text_projection.weight": (P, t.hidden_size),
+                "logit_scale": (),
+            }
+        )
         return shapes
 
     def _image_tower(self, pixel_values, interpolate_pos_encoding, want_h, want_a):
         last, pooled, hidden, attn = self._vision(pixel_values, interpolate_pos_encoding, want_a)
-        return ModelOutput(last_hidden_state=last, pooler_output=pooled,
-                           hidden_states=select_hidden_states(hidden, want_h),
-                           attentions=tuple(attn) if want_a else None)  # fmt: skip
+        return ModelOutput(
+            last_hidden_state=last,
+            pooler_output=pooled,
+            hidden_states=select_hidden_states(hidden, want_h),
+            attentions=tuple(attn) if want_a else None,
+        )
 
     def _text_tower(self, input_ids, attention_mask, position_ids, want_h, want_a):
-        out = self._text("text_model", input_ids, attention_mask, position_ids=position_ids, pooler=True)
-        return ModelOutput(last_hidden_state=out["last_hidden_state"], pooler_output=out["pooler_output"],
-                           hidden_states=select_hidden_states(out["hidden_states"], want_h),
-                           attentions=tuple(out["attentions"]) if want_a else None)  # fmt: skip
+        out = self._text(
+            "text_model", input_ids, attention_mask, position_ids=position_ids, pooler=True
+        )
+        return ModelOutput(
+            last_hidden_state=out["last_hidden_state"],
+            pooler_output=out["pooler_output"],
+            hidden_states=select_hidden_states(out["hidden_states"], want_h),
+            attentions=tuple(out["attentions"]) if want_a else None,
+        )
 
-    def get_text_features(self, input_ids=None, attention_mask=None, position_ids=None,
-                          output_hidden_states=None, output_attentions=None):  # fmt: skip
+    def get_text_features(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        position_ids=None,
+        output_hidden_states=None,
+        output_attentions=None,
+    ):
         """Text features (B, P) = text_projection(pooler_output), returned in the pooler_output
         field of the text model's output, as 5.23 does."""
-        out = self._text_tower(input_ids, attention_mask, position_ids, output_hidden_states, output_attentions)
-        return ModelOutput(**{**out, "pooler_output": linear(out.pooler_output, self.params["text_projection"])})
+        out = self._text_tower(
+            input_ids, attention_mask, position_ids, output_hidden_states, output_attentions
+        )
+        return ModelOutput(
+            **{**out, "pooler_output": linear(out.pooler_output, self.params["text_projection"])}
+        )
 
-    def get_image_features(self, pixel_values=None, interpolate_pos_encoding=False,
-                           output_hidden_states=None, output_attentions=None):  # fmt: skip
+    def get_image_features(
+        self,
+        pixel_values=None,
+        interpolate_pos_encoding=False,
+        output_hidden_states=None,
+        output_attentions=None,
+    ):
         """Image features (B, P) = visual_projection(pooler_output) (the doubly normed [CLS])."""
         want_h, want_a = self._flags(output_hidden_states, output_attentions)
         out = self._image_tower(pixel_values, interpolate_pos_encoding, want_h, want_a)
-        return ModelOutput(**{**out, "pooler_output": linear(out.pooler_output, self.params["visual_projection"])})
+        return ModelOutput(
+            **{**out, "pooler_output": linear(out.pooler_output, self.params["visual_projection"])}
+        )
 
-    def get_multimodal_features(self, input_ids=None, pixel_values=None, attention_mask=None,
-                                interpolate_pos_encoding=False):  # fmt: skip
+    def get_multimodal_features(
+        self, input_ids=None, pixel_values=None, attention_mask=None, interpolate_pos_encoding=False
+    ):
         """Text encoded against the image (all image tokens visible), pooled, projected: (B, P)."""
         image_embeds = self._vision(pixel_values, interpolate_pos_encoding)[0]
-        out = self._text("text_model", input_ids, attention_mask, pooler=True, encoder_hidden_states=image_embeds)
+        out = self._text(
+            "text_model", input_ids, attention_mask, pooler=True, encoder_hidden_states=image_embeds
+        )
         return linear(out["pooler_output"], self.params["text_projection"])
 
-    def __call__(self, input_ids=None, pixel_values=None, attention_mask=None, position_ids=None,
-                 return_loss=None, interpolate_pos_encoding=False, output_hidden_states=None,
-                 output_attentions=None, return_dict=True):  # fmt: skip
-        """Mirrors BlipModel.forward: logits_per_text (Bt, Bi) = cos(text, image) * exp(logit_scale)."""
+    def __call__(
+        self,
+        input_ids=None,
+        pixel_values=None,
+        attention_mask=None,
+        position_ids=None,
+        return_loss=None,
+        interpolate_pos_encoding=False,
+        output_hidden_states=None,
+        output_attentions=None,
+        return_dict=True,
+    ):
+        """Mirrors BlipModel.forward: logits_per_text (Bt, Bi) = cos(text, image) e^logit_scale."""
         if input_ids is None or pixel_values is None:
             raise InputError("BlipModel needs input_ids and pixel_values")
         want_h, want_a = self._flags(output_hidden_states, output_attentions)
@@ -127,20 +171,32 @@ class BlipModel(_BlipTask):
         text_out = self._text_tower(input_ids, attention_mask, position_ids, want_h, want_a)
         image_embeds = linear(vision_out.pooler_output, self.params["visual_projection"])
         text_embeds = linear(text_out.pooler_output, self.params["text_projection"])
-        image_embeds = image_embeds / np.linalg.norm(image_embeds, axis=-1, keepdims=True)  # no eps, as 5.23
+        image_embeds = image_embeds / np.linalg.norm(
+            image_embeds, axis=-1, keepdims=True
+        )  # no eps, as 5.23
         text_embeds = text_embeds / np.linalg.norm(text_embeds, axis=-1, keepdims=True)
-        logits_per_text = text_embeds @ image_embeds.T * np.exp(self.params["logit_scale"])  # (Bt, Bi)
+        logits_per_text = (
+            text_embeds @ image_embeds.T * np.exp(self.params["logit_scale"])
+        )  # (Bt, Bi)
         loss = None
         if return_loss:  # symmetric InfoNCE: text i belongs to image i
             if logits_per_text.shape[0] != logits_per_text.shape[1]:
-                raise InputError(f"return_loss needs as many texts as images, got {logits_per_text.shape}")
-            loss = (_cross_entropy_diagonal(logits_per_text) + _cross_entropy_diagonal(logits_per_text.T)) / 2
+                raise InputError(
+                    f"return_loss needs as many texts as images, got {logits_per_text.shape}"
+                )
+            loss = (
+                _cross_entropy_diagonal(logits_per_text)
+                + _cross_entropy_diagonal(logits_per_text.T)
+            ) / 2
         out = ModelOutput(
             loss=None if loss is None else np.asarray(loss, logits_per_text.dtype),
-            logits_per_image=logits_per_text.T, logits_per_text=logits_per_text,
-            text_embeds=text_embeds, image_embeds=image_embeds,
-            text_model_output=text_out, vision_model_output=vision_out,
-        )  # fmt: skip
+            logits_per_image=logits_per_text.T,
+            logits_per_text=logits_per_text,
+            text_embeds=text_embeds,
+            image_embeds=image_embeds,
+            text_model_output=text_out,
+            vision_model_output=vision_out,
+        )
         return out if return_dict else out.to_tuple()
 
     forward = __call__
@@ -159,16 +215,29 @@ class BlipForImageTextRetrieval(_BlipTask):
         t, v, E = config.text_config, config.vision_config, config.image_text_hidden_size
         shapes = _vision_keys(config)
         shapes.update(text_shapes(t, prefix="text_encoder."))
-        shapes.update({
-            "vision_proj.weight": (E, v.hidden_size), "vision_proj.bias": (E,),
-            "text_proj.weight": (E, t.hidden_size), "text_proj.bias": (E,),
-            "itm_head.weight": (2, t.hidden_size), "itm_head.bias": (2,),
-        })  # fmt: skip
+        shapes.update(
+            {
+                "vision_proj.weight": (E, v.hidden_size),
+                "vision_proj.bias": (E,),
+                "text_proj.weight": (E, t.hidden_size),
+                "text_proj.bias": (E,),
+                "itm_head.weight": (2, t.hidden_size),
+                "itm_head.bias": (2,),
+            }
+        )
         return shapes
 
-    def __call__(self, input_ids=None, pixel_values=None, use_itm_head=True, attention_mask=None,
-                 interpolate_pos_encoding=False, output_hidden_states=None, output_attentions=None,
-                 return_dict=True):  # fmt: skip
+    def __call__(
+        self,
+        input_ids=None,
+        pixel_values=None,
+        use_itm_head=True,
+        attention_mask=None,
+        interpolate_pos_encoding=False,
+        output_hidden_states=None,
+        output_attentions=None,
+        return_dict=True,
+    ):
         if input_ids is None or pixel_values is None:
             raise InputError("BlipForImageTextRetrieval needs input_ids and pixel_values")
         want_h, want_a = self._flags(output_hidden_states, output_attentions)
@@ -177,21 +246,30 @@ class BlipForImageTextRetrieval(_BlipTask):
             if np.shape(input_ids)[0] != image_embeds.shape[0]:
                 raise InputError(
                     f"ITM reads text b against image b: got {np.shape(input_ids)[0]} texts for "
-                    f"{image_embeds.shape[0]} images (one text per image), or use use_itm_head=False"
+                    f"{image_embeds.shape[0]} images (one text per image), "
+                    "or use use_itm_head=False"
                 )
             # every image token visible: transformers' image mask is all ones
-            text = self._text("text_encoder", input_ids, attention_mask, encoder_hidden_states=image_embeds)
+            text = self._text(
+                "text_encoder", input_ids, attention_mask, encoder_hidden_states=image_embeds
+            )
             score = linear(text["last_hidden_state"][:, 0], self.params["itm_head"])  # (B, 2)
         else:
             text = self._text("text_encoder", input_ids, attention_mask)  # text only
-            image_feat = _normalize(linear(image_embeds[:, 0], self.params["vision_proj"]))  # (Bi, E)
-            text_feat = _normalize(linear(text["last_hidden_state"][:, 0], self.params["text_proj"]))  # (Bt, E)
+            image_feat = _normalize(
+                linear(image_embeds[:, 0], self.params["vision_proj"])
+            )  # (Bi, E)
+            text_feat = _normalize(
+                linear(text["last_hidden_state"][:, 0], self.params["text_proj"])
+            )  # (Bt, E)
             score = image_feat @ text_feat.T  # (Bi, Bt)
         out = ModelOutput(
-            itm_score=score, last_hidden_state=image_embeds,
-            hidden_states=select_hidden_states(hidden, want_h), attentions=tuple(attn) if want_a else None,
+            itm_score=score,
+            last_hidden_state=image_embeds,
+            hidden_states=select_hidden_states(hidden, want_h),
+            attentions=tuple(attn) if want_a else None,
             question_embeds=text["last_hidden_state"],
-        )  # fmt: skip
+        )
         return out if return_dict else out.to_tuple()
 
     forward = __call__
@@ -208,7 +286,9 @@ class BlipForQuestionAnswering(_BlipTask):
     def sub_config(cls, config, folder):
         config = super().sub_config(config, folder)
         dv, dt = config.vision_config.hidden_size, config.text_config.hidden_size
-        if dv != dt:  # the decoder's cross-attention is built for the vision width (encoder_hidden_size)
+        if (
+            dv != dt
+        ):  # the decoder's cross-attention is built for the vision width (encoder_hidden_size)
             raise ConfigError(
                 f"{folder}/config.json: BlipForQuestionAnswering needs vision_config.hidden_size "
                 f"({dv}) == text_config.hidden_size ({dt}): the answer decoder reads the question "
@@ -227,52 +307,82 @@ class BlipForQuestionAnswering(_BlipTask):
     def optional_keys(cls, config):
         return lm_shapes(config.text_config, "text_decoder.")[1]
 
-    def _question(self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, want_a=False):
+    def _question(
+        self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, want_a=False
+    ):
         vision = self._vision(pixel_values, interpolate_pos_encoding, want_a)
         if np.shape(input_ids)[0] != vision[0].shape[0]:
-            raise InputError(f"{np.shape(input_ids)[0]} questions for {vision[0].shape[0]} images: pass one per image")
+            raise InputError(
+                f"{np.shape(input_ids)[0]} questions for {vision[0].shape[0]} images: "
+                "pass one per image"
+            )
         q = self._text("text_encoder", input_ids, attention_mask, encoder_hidden_states=vision[0])
         return vision, q["last_hidden_state"]
 
-    def __call__(self, input_ids=None, pixel_values=None, decoder_input_ids=None,
-                 decoder_attention_mask=None, attention_mask=None, labels=None,
-                 interpolate_pos_encoding=False, output_hidden_states=None, output_attentions=None,
-                 return_dict=True):  # fmt: skip
+    def __call__(
+        self,
+        input_ids=None,
+        pixel_values=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        attention_mask=None,
+        labels=None,
+        interpolate_pos_encoding=False,
+        output_hidden_states=None,
+        output_attentions=None,
+        return_dict=True,
+    ):
         """Mirrors BlipForQuestionAnswering.forward: returns loss (with labels) and the vision
         outputs; like transformers, not the answer logits."""
         if labels is None and decoder_input_ids is None:
-            raise InputError("pass labels (training) or decoder_input_ids, or call generate() to answer")
+            raise InputError(
+                "pass labels (training) or decoder_input_ids, or call generate() to answer"
+            )
         tcfg = self.config.text_config
         want_h, want_a = self._flags(output_hidden_states, output_attentions)
         (image_embeds, _, hidden, attn), question = self._question(
-            input_ids, pixel_values, attention_mask, interpolate_pos_encoding, want_a)
+            input_ids, pixel_values, attention_mask, interpolate_pos_encoding, want_a
+        )
         if decoder_input_ids is None:
             decoder_input_ids = labels  # used as given: no shift here (the loss shifts)
         ids = _token_ids(decoder_input_ids, tcfg.vocab_size, "decoder_input_ids")
         with scope("text_decoder"):
             logits, _ = lm_forward(
-                ids, self.params["text_decoder"], tcfg,
+                ids,
+                self.params["text_decoder"],
+                tcfg,
                 attention_mask=_mask_like(decoder_attention_mask, ids, "decoder_attention_mask"),
                 encoder_hidden_states=question,
-                encoder_attention_mask=attention_mask,  # the question's padding mask (generate: ones)
-            )  # fmt: skip
+                encoder_attention_mask=attention_mask,  # the question's mask (generate: ones)
+            )
         loss = None if labels is None else lm_loss(logits, labels, tcfg.label_smoothing)
         tap("text_decoder", logits if loss is None else loss)
         out = ModelOutput(
-            loss=loss, image_embeds=image_embeds, last_hidden_state=image_embeds,
-            hidden_states=select_hidden_states(hidden, want_h), attentions=tuple(attn) if want_a else None,
-        )  # fmt: skip
+            loss=loss,
+            image_embeds=image_embeds,
+            last_hidden_state=image_embeds,
+            hidden_states=select_hidden_states(hidden, want_h),
+            attentions=tuple(attn) if want_a else None,
+        )
         return out if return_dict else out.to_tuple()
 
     forward = __call__
 
-    def generate(self, input_ids=None, pixel_values=None, attention_mask=None,
-                 interpolate_pos_encoding=False, **generate_kwargs):  # fmt: skip
+    def generate(
+        self,
+        input_ids=None,
+        pixel_values=None,
+        attention_mask=None,
+        interpolate_pos_encoding=False,
+        **generate_kwargs,
+    ):
         """Mirrors BlipForQuestionAnswering.generate -> answer ids (B * n_return, L) from [DEC]."""
         if input_ids is None or pixel_values is None:
             raise InputError("generate needs input_ids (the question) and pixel_values")
         tcfg = self.config.text_config
-        _, question = self._question(input_ids, pixel_values, attention_mask, interpolate_pos_encoding)
+        _, question = self._question(
+            input_ids, pixel_values, attention_mask, interpolate_pos_encoding
+        )
         p = self.params["text_decoder"]
         # transformers passes an all-ones mask here: the question's padding is NOT masked
         context = {"encoder_kv": cross_kv(question, p["bert"], tcfg)}
@@ -280,10 +390,24 @@ class BlipForQuestionAnswering(_BlipTask):
 
         def step(input_ids, position_ids, attention_mask, past, context):
             with scope("text_decoder"):
-                logits, out = lm_forward(input_ids, p, tcfg, last_only=True, attention_mask=attention_mask,
-                                         position_ids=position_ids, cache=past, encoder_kv=context["encoder_kv"])
+                logits, out = lm_forward(
+                    input_ids,
+                    p,
+                    tcfg,
+                    last_only=True,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    cache=past,
+                    encoder_kv=context["encoder_kv"],
+                )
             return logits[:, -1], out["cache"]
 
-        return generate(step, bos, context=context, eos_token_id=tcfg.sep_token_id,
-                        pad_token_id=tcfg.pad_token_id, max_position_embeddings=tcfg.max_position_embeddings,
-                        **generate_kwargs)  # fmt: skip
+        return generate(
+            step,
+            bos,
+            context=context,
+            eos_token_id=tcfg.sep_token_id,
+            pad_token_id=tcfg.pad_token_id,
+            max_position_embeddings=tcfg.max_position_embeddings,
+            **generate_kwargs,
+        )

@@ -86,10 +86,19 @@ class BlipConfig:
 
 # fields that must be positive integers wherever they appear
 _POSITIVE = {
-    "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "image_size",
-    "patch_size", "vocab_size", "encoder_hidden_size", "max_position_embeddings", "projection_dim",
-    "image_text_hidden_size", "num_channels",
-}  # fmt: skip
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "image_size",
+    "patch_size",
+    "vocab_size",
+    "encoder_hidden_size",
+    "max_position_embeddings",
+    "projection_dim",
+    "image_text_hidden_size",
+    "num_channels",
+}
 
 
 def _check(cls, name, value, where):
@@ -141,7 +150,9 @@ def blip_config_from_dict(d, where="config.json"):
     vision = _parse(BlipVisionConfig, d.get("vision_config") or {}, f"{where}: vision_config")
     text_d = d.get("text_config") or {}
     # transformers forces text_config.encoder_hidden_size = vision_config.hidden_size (all versions)
-    text = _parse(BlipTextConfig, text_d, f"{where}: text_config", encoder_hidden_size=vision.hidden_size)
+    text = _parse(
+        BlipTextConfig, text_d, f"{where}: text_config", encoder_hidden_size=vision.hidden_size
+    )
     top = {k: v for k, v in d.items() if k not in ("text_config", "vision_config")}
     return _parse(BlipConfig, top, where, text_config=text, vision_config=vision)
 

@@ -10,7 +10,7 @@ class MinblipError(Exception):
 
 
 class CheckpointError(MinblipError):
-    """A checkpoint folder, weights file or weight tensor is missing, corrupt or of the wrong shape."""
+    """A checkpoint folder, weights file or weight tensor is missing, corrupt or misshapen."""
 
 
 class ConfigError(MinblipError):

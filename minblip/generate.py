@@ -26,15 +26,40 @@ from .outputs import ModelOutput
 NEG = np.float32(-1e9)  # transformers' "impossible" beam score (a float32 literal, not -inf)
 
 _KNOWN = {
-    "max_length", "max_new_tokens", "min_length", "min_new_tokens", "num_beams",
-    "num_return_sequences", "length_penalty", "early_stopping", "repetition_penalty",
-    "no_repeat_ngram_size", "do_sample", "use_cache", "temperature", "top_k", "top_p",
-    "output_scores", "output_logits", "return_dict_in_generate",
-}  # fmt: skip
+    "max_length",
+    "max_new_tokens",
+    "min_length",
+    "min_new_tokens",
+    "num_beams",
+    "num_return_sequences",
+    "length_penalty",
+    "early_stopping",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+    "do_sample",
+    "use_cache",
+    "temperature",
+    "top_k",
+    "top_p",
+    "output_scores",
+    "output_logits",
+    "return_dict_in_generate",
+}
 
 
-def generate(step, input_ids, *, eos_token_id, pad_token_id, attention_mask=None, context=None,
-             max_position_embeddings=None, seed=None, generator=None, **kwargs):  # fmt: skip
+def generate(
+    step,
+    input_ids,
+    *,
+    eos_token_id,
+    pad_token_id,
+    attention_mask=None,
+    context=None,
+    max_position_embeddings=None,
+    seed=None,
+    generator=None,
+    **kwargs,
+):
     """Greedy, sampling, beam-search or beam-sampling continuation of input_ids (B, P).
 
     Returns int64 ids (B * n_return, L), or with return_dict_in_generate=True a ModelOutput with
@@ -64,38 +89,79 @@ def generate(step, input_ids, *, eos_token_id, pad_token_id, attention_mask=None
         attention_mask = None  # transformers drops an all-ones mask (after deriving positions)
     mask = None if attention_mask is None else np.array(attention_mask, dtype=np.int64)
     procs = lp.processors(
-        eos_ids=eos, prompt_len=ids.shape[1], repetition_penalty_=cfg["repetition_penalty"],
-        no_repeat_ngram_size=cfg["no_repeat_ngram_size"], min_length=cfg["min_length"],
-        min_new_tokens=cfg["min_new_tokens"], do_sample=cfg["do_sample"],
-        temperature_=cfg["temperature"], top_k_=cfg["top_k"], top_p_=cfg["top_p"],
-        num_beams=cfg["num_beams"], ignore_before=None if mask is None else np.argmax(mask != 0, axis=1),
-    )  # fmt: skip
+        eos_ids=eos,
+        prompt_len=ids.shape[1],
+        repetition_penalty_=cfg["repetition_penalty"],
+        no_repeat_ngram_size=cfg["no_repeat_ngram_size"],
+        min_length=cfg["min_length"],
+        min_new_tokens=cfg["min_new_tokens"],
+        do_sample=cfg["do_sample"],
+        temperature_=cfg["temperature"],
+        top_k_=cfg["top_k"],
+        top_p_=cfg["top_p"],
+        num_beams=cfg["num_beams"],
+        ignore_before=None if mask is None else np.argmax(mask != 0, axis=1),
+    )
     rng = None
     if cfg["do_sample"]:
         rng = generator if generator is not None else np.random.default_rng(seed)
-    rec = {"scores": [] if cfg["output_scores"] else None, "logits": [] if cfg["output_logits"] else None}
+    rec = {
+        "scores": [] if cfg["output_scores"] else None,
+        "logits": [] if cfg["output_logits"] else None,
+    }
     extra = {}
     if cfg["num_beams"] == 1:
         n = cfg["num_return_sequences"]  # > 1 only when sampling: each copy drawn on its own
         if n > 1:
             rows = np.repeat(np.arange(ids.shape[0]), n)
-            ids, mask, context = ids[rows], None if mask is None else mask[rows], take_rows(context, rows)
+            ids, mask, context = (
+                ids[rows],
+                None if mask is None else mask[rows],
+                take_rows(context, rows),
+            )
         seqs = greedy(step, ids, mask, context, procs, eos, pad, cfg["max_length"], rng, rec)
     else:
-        seqs, seq_scores, beam_indices = beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng, rec)
-        extra = {"sequences_scores": seq_scores if cfg["output_scores"] else None, "beam_indices": beam_indices}
+        seqs, seq_scores, beam_indices = beam_search(
+            step, ids, mask, context, procs, eos, pad, cfg, rng, rec
+        )
+        extra = {
+            "sequences_scores": seq_scores if cfg["output_scores"] else None,
+            "beam_indices": beam_indices,
+        }
     if not cfg["return_dict_in_generate"]:
         return seqs
     as_tuple = lambda xs: None if xs is None else tuple(xs)  # noqa: E731
-    return ModelOutput(sequences=seqs, **({"sequences_scores": extra.pop("sequences_scores")} if extra else {}),
-                       scores=as_tuple(rec["scores"]), logits=as_tuple(rec["logits"]), **extra)
+    return ModelOutput(
+        sequences=seqs,
+        **({"sequences_scores": extra.pop("sequences_scores")} if extra else {}),
+        scores=as_tuple(rec["scores"]),
+        logits=as_tuple(rec["logits"]),
+        **extra,
+    )
 
 
-def settings(P, max_position_embeddings, max_length=None, max_new_tokens=None, min_length=None,
-             min_new_tokens=None, num_beams=1, num_return_sequences=1, length_penalty=1.0,
-             early_stopping=False, repetition_penalty=1.0, no_repeat_ngram_size=0, do_sample=False,
-             use_cache=True, temperature=1.0, top_k=50, top_p=1.0, output_scores=False,
-             output_logits=False, return_dict_in_generate=False):  # fmt: skip
+def settings(
+    P,
+    max_position_embeddings,
+    max_length=None,
+    max_new_tokens=None,
+    min_length=None,
+    min_new_tokens=None,
+    num_beams=1,
+    num_return_sequences=1,
+    length_penalty=1.0,
+    early_stopping=False,
+    repetition_penalty=1.0,
+    no_repeat_ngram_size=0,
+    do_sample=False,
+    use_cache=True,
+    temperature=1.0,
+    top_k=50,
+    top_p=1.0,
+    output_scores=False,
+    output_logits=False,
+    return_dict_in_generate=False,
+):
     """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length."""
     if early_stopping not in (True, False, "never"):
         raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
@@ -122,14 +188,23 @@ def settings(P, max_position_embeddings, max_length=None, max_new_tokens=None, m
     if min_new_tokens is not None:
         min_length = P + min_new_tokens
     return {
-        "max_length": max_length, "min_length": min_length or 0, "min_new_tokens": min_new_tokens,
-        "num_beams": num_beams, "num_return_sequences": num_return_sequences,
-        "length_penalty": length_penalty, "early_stopping": early_stopping,
-        "repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size,
-        "do_sample": bool(do_sample), "temperature": float(temperature), "top_k": top_k,
-        "top_p": float(top_p), "output_scores": output_scores, "output_logits": output_logits,
+        "max_length": max_length,
+        "min_length": min_length or 0,
+        "min_new_tokens": min_new_tokens,
+        "num_beams": num_beams,
+        "num_return_sequences": num_return_sequences,
+        "length_penalty": length_penalty,
+        "early_stopping": early_stopping,
+        "repetition_penalty": repetition_penalty,
+        "no_repeat_ngram_size": no_repeat_ngram_size,
+        "do_sample": bool(do_sample),
+        "temperature": float(temperature),
+        "top_k": top_k,
+        "top_p": float(top_p),
+        "output_scores": output_scores,
+        "output_logits": output_logits,
         "return_dict_in_generate": return_dict_in_generate,
-    }  # fmt: skip
+    }
 
 
 def first_positions(mask, P, N):
@@ -192,8 +267,12 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=No
     scores = np.zeros((B, K), np.float32)
     scores[:, 1:] = NEG  # only beam 0 is live at first: K identical beams otherwise
     run = {"ids": seqs, "parent": parent, "scores": scores}
-    done = {"ids": seqs.copy(), "parent": parent.copy(), "scores": np.full((B, K), NEG, np.float32),
-            "finished": np.zeros((B, K), bool)}  # fmt: skip
+    done = {
+        "ids": seqs.copy(),
+        "parent": parent.copy(),
+        "scores": np.full((B, K), NEG, np.float32),
+        "finished": np.zeros((B, K), bool),
+    }
     improvable = np.ones((B, 1), bool)
     feed, pos, past, cur = ids, first_positions(mask, P, N), None, P
     while True:

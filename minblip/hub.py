@@ -35,20 +35,29 @@ def resolve(path_or_id, revision=None, cache_dir=None, local_files_only=False):
     offline = local_files_only or _offline()
     try:
         return pathlib.Path(
-            snapshot_download(s, revision=revision, cache_dir=cache_dir, allow_patterns=ALLOW,
-                              local_files_only=True)
+            snapshot_download(
+                s,
+                revision=revision,
+                cache_dir=cache_dir,
+                allow_patterns=ALLOW,
+                local_files_only=True,
+            )
         )
     except HFValidationError:
         raise CheckpointError(f"{s}: neither a folder nor a valid hub id") from None
     except Exception as cached_err:  # not in the cache (or an incomplete snapshot)
         if offline:
-            raise CheckpointError(_how_to_get(s, "offline (HF_HUB_OFFLINE=1) and not in the cache")) from None
+            raise CheckpointError(
+                _how_to_get(s, "offline (HF_HUB_OFFLINE=1) and not in the cache")
+            ) from None
         try:
             return pathlib.Path(
                 snapshot_download(s, revision=revision, cache_dir=cache_dir, allow_patterns=ALLOW)
             )
         except Exception as e:
-            raise CheckpointError(_how_to_get(s, f"not cached and the download failed: {e}")) from cached_err
+            raise CheckpointError(
+                _how_to_get(s, f"not cached and the download failed: {e}")
+            ) from cached_err
 
 
 def _how_to_get(repo, why):

@@ -47,17 +47,17 @@ def linear(x, p):
         return NotImplemented
     if W.ndim != 2 or x.shape[-1] != W.shape[1] or not W.flags.c_contiguous:
         return NotImplemented
-    K, O = W.shape[1], W.shape[0]
+    K, Dout = W.shape[1], W.shape[0]
     rows = x.size // K if K else 0
-    if rows == 0 or rows > SMALL_ROWS or O == 0:
+    if rows == 0 or rows > SMALL_ROWS or Dout == 0:
         return NotImplemented
-    b = p["bias"] if "bias" in p else np.zeros(O, x.dtype)
-    if b.dtype != x.dtype or b.shape != (O,):
+    b = p["bias"] if "bias" in p else np.zeros(Dout, x.dtype)
+    if b.dtype != x.dtype or b.shape != (Dout,):
         return NotImplemented
     x2 = np.ascontiguousarray(x).reshape(rows, K)  # (..., K) -> (rows, K)
-    out = np.empty((rows, O), x.dtype)
+    out = np.empty((rows, Dout), x.dtype)
     _linear_rows(x2, W, b, out, x.dtype.type(0))
-    return out.reshape(*x.shape[:-1], O)
+    return out.reshape(*x.shape[:-1], Dout)
 
 
 # ----------------------------------------------------------------------------- gelu
@@ -196,7 +196,9 @@ def _softmax_rows(x, m, out):
         for i in range(N):
             e[i] *= two_n[i]
         s = _sum(e)
-        o = out[r]  # may be xr itself (in place): e is a separate row, so no loop reads what it wrote
+        o = out[
+            r
+        ]  # may be xr itself (in place): e is a separate row, so no loop reads what it wrote
         for i in range(N):
             o[i] = e[i] / s
 
@@ -212,7 +214,9 @@ def softmax(x, axis=-1, out=None):
         return NotImplemented
     if not x.flags.c_contiguous:
         return NotImplemented
-    if out is not None and (out.shape != x.shape or out.dtype != x.dtype or not out.flags.c_contiguous):
+    if out is not None and (
+        out.shape != x.shape or out.dtype != x.dtype or not out.flags.c_contiguous
+    ):
         return NotImplemented
     m = x.max(axis=-1)
     if not np.isfinite(m).all():  # a row holding inf or nan, or all -inf: the reference's rules

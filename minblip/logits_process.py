@@ -76,10 +76,20 @@ def top_p(scores, p, min_keep=1):
 
 
 def processors(
-    *, eos_ids, prompt_len, repetition_penalty_=1.0, no_repeat_ngram_size=0, min_length=0,
-    min_new_tokens=None, do_sample=False, temperature_=1.0, top_k_=50, top_p_=1.0, num_beams=1,
+    *,
+    eos_ids,
+    prompt_len,
+    repetition_penalty_=1.0,
+    no_repeat_ngram_size=0,
+    min_length=0,
+    min_new_tokens=None,
+    do_sample=False,
+    temperature_=1.0,
+    top_k_=50,
+    top_p_=1.0,
+    num_beams=1,
     ignore_before=None,
-):  # fmt: skip
+):
     """The per-step processors, in transformers' order, as functions (ids, scores) -> scores."""
     _check(repetition_penalty_, temperature_, top_k_, top_p_, no_repeat_ngram_size)
     steps = []
@@ -90,7 +100,11 @@ def processors(
     if min_length and min_length > 0:
         steps.append(lambda ids, s: suppress_eos(s, eos_ids) if ids.shape[1] < min_length else s)
     if min_new_tokens:
-        steps.append(lambda ids, s: suppress_eos(s, eos_ids) if ids.shape[1] - prompt_len < min_new_tokens else s)
+        steps.append(
+            lambda ids, s: (
+                suppress_eos(s, eos_ids) if ids.shape[1] - prompt_len < min_new_tokens else s
+            )
+        )
     if do_sample:
         keep = len(eos_ids) + 1 if num_beams > 1 else 1  # beam sampling keeps room for an eos
         if temperature_ != 1.0:

@@ -43,16 +43,30 @@ class PreTrainedModel:
 
     @classmethod
     def from_pretrained(
-        cls, pretrained_model_name_or_path, *, dtype=None, torch_dtype=None, revision=None,
-        cache_dir=None, local_files_only=False, **kwargs,
-    ):  # fmt: skip
+        cls,
+        pretrained_model_name_or_path,
+        *,
+        dtype=None,
+        torch_dtype=None,
+        revision=None,
+        cache_dir=None,
+        local_files_only=False,
+        **kwargs,
+    ):
         """Load a checkpoint folder or a cached hub id, as transformers' from_pretrained does.
 
         dtype: "float32" (default; the weights' own f16/bf16 are widened to it) or "float64".
         """
-        unknown = set(kwargs) - {"use_safetensors", "trust_remote_code", "low_cpu_mem_usage", "device_map"}
+        unknown = set(kwargs) - {
+            "use_safetensors",
+            "trust_remote_code",
+            "low_cpu_mem_usage",
+            "device_map",
+        }
         if unknown:
-            raise InputError(f"{cls.__name__}.from_pretrained: unknown argument(s) {sorted(unknown)}")
+            raise InputError(
+                f"{cls.__name__}.from_pretrained: unknown argument(s) {sorted(unknown)}"
+            )
         folder = resolve(pretrained_model_name_or_path, revision, cache_dir, local_files_only)
         config = cls.sub_config(load_config(folder), folder)
         flat = load_flat(folder, compute_dtype(dtype if dtype is not None else torch_dtype))
@@ -117,7 +131,11 @@ def as_pixel_values(pixel_values, dtype, name="pixel_values"):
     if x.ndim != 4 or x.shape[1] != 3:
         raise InputError(
             f"{name} must have shape (batch, 3, height, width), got {tuple(x.shape)}"
-            + ("; did you pass channels-last (B, H, W, 3)?" if x.ndim == 4 and x.shape[-1] == 3 else "")
+            + (
+                "; did you pass channels-last (B, H, W, 3)?"
+                if x.ndim == 4 and x.shape[-1] == 3
+                else ""
+            )
         )
     if x.shape[0] == 0:
         raise InputError(f"{name} has an empty batch")
@@ -131,7 +149,11 @@ def select_hidden_states(hidden_states, output_hidden_states):
         return None
     if output_hidden_states is True:
         return tuple(hidden_states)
-    chosen = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
+    chosen = (
+        [output_hidden_states]
+        if isinstance(output_hidden_states, int)
+        else list(output_hidden_states)
+    )
     n = len(hidden_states)
     keep = {i % n for i in chosen if -n <= i < n}  # out-of-range indices select nothing
     return tuple(h if i in keep else None for i, h in enumerate(hidden_states))

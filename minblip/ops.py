@@ -33,7 +33,7 @@ _KERNELS = {}  # name -> Numba twin (filled by kernels.py on first use)
 
 
 def set_backend(name):
-    """Choose "numpy" (the readable reference) or "numba" (the reference plus the kernels that win)."""
+    """Choose "numpy" (the readable reference) or "numba" (it plus the kernels that win)."""
     if name not in ("numpy", "numba"):
         raise InputError(f"backend must be 'numpy' or 'numba', got {name!r}")
     _BACKEND["name"] = name
@@ -199,13 +199,15 @@ def patch_embed(pixel_values, p, patch):
     gh, gw = Hs // patch, Ws // patch
     x = pixel_values[:, :, : gh * patch, : gw * patch]
     x = x.reshape(B, C, gh, patch, gw, patch)  # b c (gh p1) (gw p2)
-    x = x.transpose(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * patch * patch)  # -> b (gh gw) (c p1 p2)
+    x = x.transpose(0, 2, 4, 1, 3, 5).reshape(
+        B, gh * gw, C * patch * patch
+    )  # -> b (gh gw) (c p1 p2)
     W = p["weight"]
     return x @ W.reshape(W.shape[0], -1).T + p["bias"]
 
 
 def _cubic_taps(n_in, n_out, dtype):
-    """torch's bicubic (A = -0.75, align_corners=False) weights for one axis: (n_out, 4) + indices."""
+    """torch's bicubic (A = -0.75, align_corners=False) weights of one axis: (n_out, 4), indices."""
     A = dtype.type(-0.75)
     scale = dtype.type(n_in) / dtype.type(n_out)  # torch computes the scale in the op's float type
     src = scale * (np.arange(n_out, dtype=dtype) + dtype.type(0.5)) - dtype.type(0.5)
@@ -235,7 +237,17 @@ def bicubic_resize(x, n_h, n_w):
     wx, ix = _cubic_taps(x.shape[2], n_w, x.dtype)
     wy, iy = _cubic_taps(x.shape[1], n_h, x.dtype)
     rows = x[:, :, ix]  # c hin (n_w 4)
-    rows = rows[..., 0] * wx[:, 0] + rows[..., 1] * wx[:, 1] + rows[..., 2] * wx[:, 2] + rows[..., 3] * wx[:, 3]
+    rows = (
+        rows[..., 0] * wx[:, 0]
+        + rows[..., 1] * wx[:, 1]
+        + rows[..., 2] * wx[:, 2]
+        + rows[..., 3] * wx[:, 3]
+    )
     cols = rows[:, iy, :]  # c (n_h 4) n_w
     w = wy[:, :, None]
-    return cols[:, :, 0] * w[:, 0] + cols[:, :, 1] * w[:, 1] + cols[:, :, 2] * w[:, 2] + cols[:, :, 3] * w[:, 3]
+    return (
+        cols[:, :, 0] * w[:, 0]
+        + cols[:, :, 1] * w[:, 1]
+        + cols[:, :, 2] * w[:, 2]
+        + cols[:, :, 3] * w[:, 3]
+    )

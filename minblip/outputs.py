@@ -34,6 +34,7 @@ class ModelOutput(dict):
         def brief(v):
             shape = getattr(v, "shape", None)
             return f"array{tuple(shape)} {v.dtype}" if shape is not None else type(v).__name__
+
         inner = ", ".join(f"{k}={brief(v)}" for k, v in self.items())
         return f"{type(self).__name__}({inner})"
 

@@ -1,8 +1,8 @@
 """One-call captioning for people with a folder of photos (used by `minblip caption`).
 
-    import minblip
-    minblip.caption("photo.jpg")                                   # -> "a dog on a beach"
-    minblip.caption(["a.jpg", "b.png"], prompt="a picture of")      # -> ["...", "..."]
+import minblip
+minblip.caption("photo.jpg")                                   # -> "a dog on a beach"
+minblip.caption(["a.jpg", "b.png"], prompt="a picture of")      # -> ["...", "..."]
 """
 
 import functools
@@ -22,8 +22,10 @@ def load_captioner(model=DEFAULT_MODEL, dtype="float32"):
     from .blip import BlipForConditionalGeneration
     from .processing import BlipProcessor
 
-    return (BlipForConditionalGeneration.from_pretrained(model, dtype=dtype),
-            BlipProcessor.from_pretrained(model))
+    return (
+        BlipForConditionalGeneration.from_pretrained(model, dtype=dtype),
+        BlipProcessor.from_pretrained(model),
+    )
 
 
 def caption_one(image, model, processor, prompt=None, **generate_kwargs):
@@ -58,8 +60,10 @@ def caption(images, model=DEFAULT_MODEL, prompt=None, **generate_kwargs):
     """
     blip, processor = load_captioner(str(model))
     single = not isinstance(images, (list, tuple))
-    captions = [caption_one(im, blip, processor, prompt, **generate_kwargs)[0]
-                for im in ([images] if single else images)]
+    captions = [
+        caption_one(im, blip, processor, prompt, **generate_kwargs)[0]
+        for im in ([images] if single else images)
+    ]
     return captions[0] if single else captions
 
 
@@ -68,7 +72,9 @@ def find_images(paths):
     found = []
     for p in map(pathlib.Path, paths):
         if p.is_dir():
-            found += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
         elif p.exists():
             found.append(p)
         else:
@@ -86,8 +92,10 @@ def load_task_model(class_name, model, dtype="float32"):
     from . import blip_tasks
     from .processing import BlipProcessor
 
-    return (getattr(blip_tasks, class_name).from_pretrained(model, dtype=dtype),
-            BlipProcessor.from_pretrained(model))
+    return (
+        getattr(blip_tasks, class_name).from_pretrained(model, dtype=dtype),
+        BlipProcessor.from_pretrained(model),
+    )
 
 
 def answer(image, question, model=DEFAULT_VQA_MODEL, **generate_kwargs):
@@ -110,12 +118,22 @@ def match(image, texts, model=DEFAULT_ITM_MODEL):
     text = processor(text=list(texts), padding=True)
     pixels = processor(images=image)["pixel_values"]
     # ITM pairs text b with image b: repeat the image once per text
-    logits = itm(input_ids=text["input_ids"], attention_mask=text["attention_mask"],
-                 pixel_values=np.repeat(pixels, len(texts), axis=0), use_itm_head=True).itm_score
+    logits = itm(
+        input_ids=text["input_ids"],
+        attention_mask=text["attention_mask"],
+        pixel_values=np.repeat(pixels, len(texts), axis=0),
+        use_itm_head=True,
+    ).itm_score
     e = np.exp(logits - logits.max(-1, keepdims=True))
     prob = e[:, 1] / e.sum(-1)
-    cosine = itm(input_ids=text["input_ids"], attention_mask=text["attention_mask"],
-                 pixel_values=pixels, use_itm_head=False).itm_score[0]
-    rows = [{"text": t, "itm_probability": float(p), "itc_cosine": float(c)}
-            for t, p, c in zip(texts, prob, cosine)]
+    cosine = itm(
+        input_ids=text["input_ids"],
+        attention_mask=text["attention_mask"],
+        pixel_values=pixels,
+        use_itm_head=False,
+    ).itm_score[0]
+    rows = [
+        {"text": t, "itm_probability": float(p), "itc_cosine": float(c)}
+        for t, p, c in zip(texts, prob, cosine)
+    ]
     return sorted(rows, key=lambda r: -r["itm_probability"])

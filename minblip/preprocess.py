@@ -90,8 +90,9 @@ class BlipImageProcessor:
             if not isinstance(config, dict):
                 raise ConfigError(f"{file}: expected a JSON object, got {type(config).__name__}")
         processor = cls()
-        processor._apply(DEFAULTS, {k: v for k, v in config.items() if k in DEFAULTS},
-                         ConfigError, str(file))
+        processor._apply(
+            DEFAULTS, {k: v for k, v in config.items() if k in DEFAULTS}, ConfigError, str(file)
+        )
         processor.unused_config_keys = tuple(sorted(set(config) - set(DEFAULTS)))
         processor._apply(processor._settings(), overrides, ConfigError, "from_pretrained keyword")
         return processor
@@ -108,7 +109,9 @@ class BlipImageProcessor:
         for this call only.
         """
         if return_tensors not in ("np", None):
-            raise InputError(f"return_tensors={return_tensors!r}: minblip returns NumPy ('np') only")
+            raise InputError(
+                f"return_tensors={return_tensors!r}: minblip returns NumPy ('np') only"
+            )
         call = BlipImageProcessor.__new__(BlipImageProcessor)  # this call's settings
         call._apply(self._settings(), overrides, InputError, "preprocess keyword")
         flat = _flat_list(images)
@@ -167,8 +170,10 @@ def _size_dict(size, default_to_square, error, where):
         h, w = size["height"], size["width"]
     elif isinstance(size, int) and not isinstance(size, bool):
         if not default_to_square:
-            raise error(f"{where}: size={size} with default_to_square=False means shortest_edge, "
-                        "which BLIP checkpoints do not use")
+            raise error(
+                f"{where}: size={size} with default_to_square=False means shortest_edge, "
+                "which BLIP checkpoints do not use"
+            )
         h = w = size
     elif isinstance(size, (list, tuple)) and len(size) == 2:
         h, w = size
@@ -194,10 +199,14 @@ def _flat_list(images):
             return [images]
         if images.ndim == 4:
             return list(images)  # b ... -> b x (...)
-        raise InputError(f"image array has shape {images.shape} ({images.ndim} dims); expected "
-                         "(H, W, C) or (C, H, W) with C in 1/3/4, or a batch of those (4 dims)")
-    raise InputError(f"unsupported image type {type(images).__module__}.{type(images).__name__}; "
-                     "pass a PIL image, a NumPy array, a file path, or a list of them")
+        raise InputError(
+            f"image array has shape {images.shape} ({images.ndim} dims); expected "
+            "(H, W, C) or (C, H, W) with C in 1/3/4, or a batch of those (4 dims)"
+        )
+    raise InputError(
+        f"unsupported image type {type(images).__module__}.{type(images).__name__}; "
+        "pass a PIL image, a NumPy array, a file path, or a list of them"
+    )
 
 
 def load_image(path):
@@ -207,8 +216,10 @@ def load_image(path):
     compositing) -- unlike an RGBA PIL image handed in directly. transformers does the same.
     """
     if str(path).startswith(("http://", "https://", "data:")):
-        raise InputError(f"{str(path)[:60]!r}: URLs and base64 data are not supported (no network "
-                         "access here); pass a local file path or a PIL image")
+        raise InputError(
+            f"{str(path)[:60]!r}: URLs and base64 data are not supported (no network "
+            "access here); pass a local file path or a PIL image"
+        )
     path = pathlib.Path(path)
     if not path.exists():
         raise ImageError(f"image file not found: {path}")
@@ -246,15 +257,18 @@ def _channels_first(image, input_data_format):
     if input_data_format is not None:
         c = image.shape[0] if input_data_format == "channels_first" else image.shape[-1]
         if c not in (1, 3, 4):
-            raise InputError(f"image array of shape {image.shape} has {c} channels "
-                             f"({input_data_format}); expected 1, 3 or 4")
+            raise InputError(
+                f"image array of shape {image.shape} has {c} channels "
+                f"({input_data_format}); expected 1, 3 or 4"
+            )
         return input_data_format == "channels_first"
     if image.shape[0] in (1, 3, 4):
         return True
     if image.shape[-1] in (1, 3, 4):
         return False
-    raise InputError(f"image array of shape {image.shape}: no axis of 1, 3 or 4 channels "
-                     "first or last")
+    raise InputError(
+        f"image array of shape {image.shape}: no axis of 1, 3 or 4 channels first or last"
+    )
 
 
 def _pil_to_rgb(image):
@@ -279,8 +293,10 @@ def _array_to_rgb(image, first):
         x = np.repeat(x, 3, axis=-1)
     elif channels == 4:
         if np.issubdtype(x.dtype, np.floating) and (x.min() < 0.0 or x.max() > 1.0):
-            raise InputError(f"4-channel float image has values in [{x.min()}, {x.max()}]; "
-                             "alpha compositing expects [0, 1]")
+            raise InputError(
+                f"4-channel float image has values in [{x.min()}, {x.max()}]; "
+                "alpha compositing expects [0, 1]"
+            )
         white = 255 if np.issubdtype(x.dtype, np.integer) else 1.0
         alpha = x[..., 3:4] / white
         rgb = alpha * x[..., :3] + (1 - alpha) * white
@@ -319,8 +335,9 @@ def _needs_255_scale(x):
     if np.allclose(x, x.astype(int)):
         if np.all(x >= 0) and np.all(x <= 255):
             return False
-        raise InputError(f"integer-valued image has values in [{x.min()}, {x.max()}]; "
-                         "expected [0, 255]")
+        raise InputError(
+            f"integer-valued image has values in [{x.min()}, {x.max()}]; expected [0, 255]"
+        )
     if np.all(x >= 0) and np.all(x <= 1):
         return True
     raise InputError(f"float image has values in [{x.min()}, {x.max()}]; expected [0, 1]")
@@ -334,8 +351,10 @@ def _normalize(x, mean, std):
     mean = [mean] * channels if np.ndim(mean) == 0 else list(mean)
     std = [std] * channels if np.ndim(std) == 0 else list(std)
     if len(mean) != channels or len(std) != channels:
-        raise InputError(f"image has {channels} channels but image_mean/image_std have "
-                         f"{len(mean)}/{len(std)} values")
+        raise InputError(
+            f"image has {channels} channels but image_mean/image_std have "
+            f"{len(mean)}/{len(std)} values"
+        )
     mean = np.array(mean, dtype=x.dtype)[:, None, None]  # c -> c 1 1
     std = np.array(std, dtype=x.dtype)[:, None, None]  # c -> c 1 1
     return (x - mean) / std

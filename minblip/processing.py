@@ -24,7 +24,9 @@ class BlipProcessor:
         from .tokenize import BertTokenizer
 
         folder = resolve(path_or_id)
-        return cls(BlipImageProcessor.from_pretrained(folder), BertTokenizer.from_pretrained(folder))
+        return cls(
+            BlipImageProcessor.from_pretrained(folder), BertTokenizer.from_pretrained(folder)
+        )
 
     def __call__(self, images=None, text=None, return_tensors="np", **kwargs):
         if images is None and text is None:

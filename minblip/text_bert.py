@@ -108,9 +108,19 @@ def self_mask(attention_mask, T, past_len, is_decoder, dtype):
 
 
 def text_model(
-    input_ids, p, cfg, *, attention_mask=None, position_ids=None, encoder_hidden_states=None,
-    encoder_attention_mask=None, is_decoder=False, cache=None, encoder_kv=None, pooler=False,
-):  # fmt: skip
+    input_ids,
+    p,
+    cfg,
+    *,
+    attention_mask=None,
+    position_ids=None,
+    encoder_hidden_states=None,
+    encoder_attention_mask=None,
+    is_decoder=False,
+    cache=None,
+    encoder_kv=None,
+    pooler=False,
+):
     """Mirrors BlipTextModel.forward (taps under the caller's scope: "bert." in the LM model).
 
     Shapes: input_ids (B, T) -> last_hidden_state (B, T, Dt); pooled (B, Dt) or None;
@@ -163,9 +173,12 @@ def text_encoder(x, p, cfg, mask, encoder_kv, cache):
         attentions.append(probs)
         cross_attentions.append(cross_probs)
     return {
-        "last_hidden_state": x, "hidden_states": hidden_states, "attentions": attentions,
-        "cross_attentions": cross_attentions, "cache": new_cache,
-    }  # fmt: skip
+        "last_hidden_state": x,
+        "hidden_states": hidden_states,
+        "attentions": attentions,
+        "cross_attentions": cross_attentions,
+        "cache": new_cache,
+    }
 
 
 def check_positions(position_ids, cfg):
@@ -236,22 +249,35 @@ def text_shapes(cfg, pooler=False, prefix=""):
     shapes = {
         "embeddings.word_embeddings.weight": (cfg.vocab_size, D),
         "embeddings.position_embeddings.weight": (cfg.max_position_embeddings, D),
-        "embeddings.LayerNorm.weight": (D,), "embeddings.LayerNorm.bias": (D,),
-    }  # fmt: skip
+        "embeddings.LayerNorm.weight": (D,),
+        "embeddings.LayerNorm.bias": (D,),
+    }
     blocks = ["attention"] + (["crossattention"] if cfg.is_decoder else [])
     for i in range(cfg.num_hidden_layers):
-        layer = {"intermediate.dense.weight": (F, D), "intermediate.dense.bias": (F,),
-                 "output.dense.weight": (D, F), "output.dense.bias": (D,),
-                 "output.LayerNorm.weight": (D,), "output.LayerNorm.bias": (D,)}  # fmt: skip
+        layer = {
+            "intermediate.dense.weight": (F, D),
+            "intermediate.dense.bias": (F,),
+            "output.dense.weight": (D, F),
+            "output.dense.bias": (D,),
+            "output.LayerNorm.weight": (D,),
+            "output.LayerNorm.bias": (D,),
+        }
         for blk in blocks:
             kv_in = Dv if blk == "crossattention" else D
-            layer.update({
-                f"{blk}.self.query.weight": (D, D), f"{blk}.self.query.bias": (D,),
-                f"{blk}.self.key.weight": (D, kv_in), f"{blk}.self.key.bias": (D,),
-                f"{blk}.self.value.weight": (D, kv_in), f"{blk}.self.value.bias": (D,),
-                f"{blk}.output.dense.weight": (D, D), f"{blk}.output.dense.bias": (D,),
-                f"{blk}.output.LayerNorm.weight": (D,), f"{blk}.output.LayerNorm.bias": (D,),
-            })  # fmt: skip
+            layer.update(
+                {
+                    f"{blk}.self.query.weight": (D, D),
+                    f"{blk}.self.query.bias": (D,),
+                    f"{blk}.self.key.weight": (D, kv_in),
+                    f"{blk}.self.key.bias": (D,),
+                    f"{blk}.self.value.weight": (D, kv_in),
+                    f"{blk}.self.value.bias": (D,),
+                    f"{blk}.output.dense.weight": (D, D),
+                    f"{blk}.output.dense.bias": (D,),
+                    f"{blk}.output.LayerNorm.weight": (D,),
+                    f"{blk}.output.LayerNorm.bias": (D,),
+                }
+            )
         shapes.update({f"encoder.layer.{i}.{k}": s for k, s in layer.items()})
     if pooler:
         shapes.update({"pooler.dense.weight": (D, D), "pooler.dense.bias": (D,)})
@@ -268,11 +294,15 @@ def lm_shapes(cfg, prefix=""):
         "cls.predictions.transform.dense.bias": (D,),
         "cls.predictions.transform.LayerNorm.weight": (D,),
         "cls.predictions.transform.LayerNorm.bias": (D,),
-        "cls.predictions.decoder.weight": (V, D), "cls.predictions.decoder.bias": (V,),
-    }  # fmt: skip
+        "cls.predictions.decoder.weight": (V, D),
+        "cls.predictions.decoder.bias": (V,),
+    }
     shapes.update({prefix + k: s for k, s in head.items()})
-    optional = [prefix + "cls.predictions.decoder.weight", prefix + "cls.predictions.decoder.bias",
-                prefix + "cls.predictions.bias"]  # fmt: skip
+    optional = [
+        prefix + "cls.predictions.decoder.weight",
+        prefix + "cls.predictions.decoder.bias",
+        prefix + "cls.predictions.bias",
+    ]
     return shapes, optional
 
 

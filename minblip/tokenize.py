@@ -21,7 +21,15 @@ import numpy as np
 from .errors import InputError, TokenizerError
 from .outputs import BatchFeature
 
-_SPECIAL_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token", "bos_token", "eos_token")
+_SPECIAL_NAMES = (
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+    "bos_token",
+    "eos_token",
+)
 
 
 def _token(value):
@@ -51,7 +59,11 @@ class BertTokenizer:
         from .hub import resolve
 
         folder = resolve(path_or_id)
-        config = _read_json(folder / "tokenizer_config.json") if (folder / "tokenizer_config.json").exists() else {}
+        config = (
+            _read_json(folder / "tokenizer_config.json")
+            if (folder / "tokenizer_config.json").exists()
+            else {}
+        )
         if (folder / "special_tokens_map.json").exists():  # older saves keep the specials here
             for k, v in _read_json(folder / "special_tokens_map.json").items():
                 config.setdefault(k, v)
@@ -74,9 +86,20 @@ class BertTokenizer:
 
     # ------------------------------------------------------------------ encoding
 
-    def __call__(self, text, text_pair=None, padding=False, truncation=None, max_length=None,
-                 add_special_tokens=True, return_tensors=None, return_attention_mask=True,
-                 return_token_type_ids=True, pad_to_multiple_of=None, **kwargs):  # fmt: skip
+    def __call__(
+        self,
+        text,
+        text_pair=None,
+        padding=False,
+        truncation=None,
+        max_length=None,
+        add_special_tokens=True,
+        return_tensors=None,
+        return_attention_mask=True,
+        return_token_type_ids=True,
+        pad_to_multiple_of=None,
+        **kwargs,
+    ):
         """Encode a string or a list of strings -> BatchFeature(input_ids, token_type_ids,
         attention_mask): lists, or int64 arrays with return_tensors="np"."""
         if kwargs:
@@ -84,16 +107,21 @@ class BertTokenizer:
         single = isinstance(text, str)
         texts = [text] if single else text
         if not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
-            raise InputError(f"text must be a string or a list of strings, got {type(text).__name__}")
+            raise InputError(
+                f"text must be a string or a list of strings, got {type(text).__name__}"
+            )
         pairs = None
         if text_pair is not None:
             pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
             if len(pairs) != len(texts):
                 raise InputError(f"{len(texts)} texts but {len(pairs)} text pairs")
         if return_tensors not in (None, "np"):
-            raise InputError(f"return_tensors={return_tensors!r}: minblip returns NumPy ('np') or lists (None)")
-        encodings = self._encode(texts, pairs, padding, truncation, max_length, add_special_tokens,
-                                 pad_to_multiple_of)  # fmt: skip
+            raise InputError(
+                f"return_tensors={return_tensors!r}: minblip returns NumPy ('np') or lists (None)"
+            )
+        encodings = self._encode(
+            texts, pairs, padding, truncation, max_length, add_special_tokens, pad_to_multiple_of
+        )
         data = {"input_ids": [e.ids for e in encodings]}
         if return_token_type_ids:
             data["token_type_ids"] = [e.type_ids for e in encodings]
@@ -102,7 +130,9 @@ class BertTokenizer:
         if return_tensors == "np":
             lengths = {len(ids) for ids in data["input_ids"]}
             if len(lengths) > 1:
-                raise InputError("texts of different lengths cannot form one array: pass padding=True")
+                raise InputError(
+                    "texts of different lengths cannot form one array: pass padding=True"
+                )
             data = {k: np.array(v, dtype=np.int64).reshape(len(texts), -1) for k, v in data.items()}
         elif single:
             data = {k: v[0] for k, v in data.items()}
@@ -110,7 +140,15 @@ class BertTokenizer:
 
     def _encode(self, texts, pairs, padding, truncation, max_length, add_special_tokens, multiple):
         tok = self._tok
-        if truncation not in (None, False, True, "longest_first", "do_not_truncate", "only_first", "only_second"):
+        if truncation not in (
+            None,
+            False,
+            True,
+            "longest_first",
+            "do_not_truncate",
+            "only_first",
+            "only_second",
+        ):
             raise InputError(f"truncation={truncation!r} is not a truncation strategy")
         if padding not in (False, True, "longest", "max_length", "do_not_pad"):
             raise InputError(f"padding={padding!r} is not a padding strategy")
@@ -124,9 +162,12 @@ class BertTokenizer:
                 tok.enable_truncation(limit, strategy=strategy, direction=self.truncation_side)
             if padding in (True, "longest", "max_length"):
                 tok.enable_padding(
-                    direction=self.padding_side, pad_id=self.pad_token_id, pad_token=self.pad_token,
-                    length=limit if padding == "max_length" else None, pad_to_multiple_of=multiple,
-                )  # fmt: skip
+                    direction=self.padding_side,
+                    pad_id=self.pad_token_id,
+                    pad_token=self.pad_token,
+                    length=limit if padding == "max_length" else None,
+                    pad_to_multiple_of=multiple,
+                )
             inputs = texts if pairs is None else list(zip(texts, pairs))
             encodings = tok.encode_batch(inputs, add_special_tokens=add_special_tokens)
         except Exception as e:  # tokenizers raises plain Exceptions for impossible settings
@@ -137,8 +178,9 @@ class BertTokenizer:
         longest = max((len(e.ids) for e in encodings), default=0)
         if not truncate and longest > self.model_max_length:
             warnings.warn(
-                f"Token indices sequence length is longer than the specified maximum sequence length "
-                f"for this model ({longest} > {self.model_max_length}); the model will refuse it",
+                "Token indices sequence length is longer than the specified maximum sequence "
+                f"length for this model ({longest} > {self.model_max_length}); "
+                "the model will refuse it",
                 stacklevel=3,
             )
         return encodings
@@ -148,11 +190,17 @@ class BertTokenizer:
     def decode(self, token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=None):
         ids = [int(t) for t in np.asarray(token_ids).reshape(-1)]
         text = self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        clean = (
+            self.clean_up_tokenization_spaces
+            if clean_up_tokenization_spaces is None
+            else clean_up_tokenization_spaces
+        )
         return _clean_up(text) if clean else text
 
     def batch_decode(self, sequences, skip_special_tokens=False, clean_up_tokenization_spaces=None):
-        return [self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences]
+        return [
+            self.decode(s, skip_special_tokens, clean_up_tokenization_spaces) for s in sequences
+        ]
 
     def convert_ids_to_tokens(self, ids):
         if isinstance(ids, (int, np.integer)):
@@ -203,7 +251,15 @@ def _read_json(path):
 
 def _from_vocab(vocab_file, config):
     """The BERT pipeline over vocab.txt, as transformers converts a slow BERT tokenizer."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
 
     try:
         tokens = pathlib.Path(vocab_file).read_text(encoding="utf-8").split("\n")
@@ -212,20 +268,25 @@ def _from_vocab(vocab_file, config):
     if tokens and tokens[-1] == "":
         tokens = tokens[:-1]
     vocab = {t: i for i, t in enumerate(tokens)}
-    unk, cls, sep = (_token(config.get(k, d)) for k, d in
-                     [("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]")])  # fmt: skip
+    unk, cls, sep = (
+        _token(config.get(k, d))
+        for k, d in [("unk_token", "[UNK]"), ("cls_token", "[CLS]"), ("sep_token", "[SEP]")]
+    )
     for t in (unk, cls, sep):
         if t not in vocab:
             raise TokenizerError(f"{vocab_file}: special token {t!r} is not in the vocabulary")
     lower = config.get("do_lower_case", True)
     tok = Tokenizer(models.WordPiece(vocab, unk_token=unk, max_input_chars_per_word=100))
     tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=config.get("tokenize_chinese_chars", True),
-        strip_accents=config.get("strip_accents"), lowercase=lower,
-    )  # fmt: skip
+        clean_text=True,
+        handle_chinese_chars=config.get("tokenize_chinese_chars", True),
+        strip_accents=config.get("strip_accents"),
+        lowercase=lower,
+    )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
         special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
     )
     tok.decoder = decoders.WordPiece(prefix="##")
@@ -233,7 +294,12 @@ def _from_vocab(vocab_file, config):
     decoder = config.get("added_tokens_decoder") or {}
     specials = [decoder[k]["content"] for k in sorted(decoder, key=int)]
     specials += [_token(config.get(k)) for k in _SPECIAL_NAMES if config.get(k)]
-    specials += [_token(t) for t in (config.get("extra_special_tokens") or config.get("additional_special_tokens") or [])]
+    specials += [
+        _token(t)
+        for t in (
+            config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
+        )
+    ]
     seen = []
     for t in specials:
         if t not in seen:
@@ -244,7 +310,17 @@ def _from_vocab(vocab_file, config):
 
 def _clean_up(text):
     """transformers' clean_up_tokenization: no space before punctuation and English contractions."""
-    for a, b in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                 (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")]:  # fmt: skip
+    for a, b in [
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ]:
         text = text.replace(a, b)
     return text

@@ -39,7 +39,7 @@ def vision_embeddings(pixel_values, p, cfg, interpolate_pos_encoding=False):
 def interpolate_positions(pos, n_patches, Hs, Ws, patch):
     """Resize the position grid to the input's patch grid. Mirrors interpolate_pos_encoding.
 
-    Shapes: pos (1, 1 + G*G, Dv) -> (1, 1 + (Hs//P)*(Ws//P), Dv); torch bicubic, align_corners=False.
+    Shapes: pos (1, 1 + G*G, Dv) -> (1, 1 + (Hs//P)*(Ws//P), Dv), by torch's bicubic filter.
     """
     G2 = pos.shape[1] - 1
     if n_patches == G2 and Hs == Ws:  # transformers skips the resize only for square inputs
@@ -72,7 +72,9 @@ def encoder_layer(x, p, cfg, output_attentions=False):
     a, probs = vision_attention(h, p["self_attn"], cfg, output_attentions)
     x = x + tap("self_attn", a)
     h = tap("layer_norm2", layer_norm(x, p["layer_norm2"], eps))
-    h = linear(ACT2FN[cfg.hidden_act](linear(h, p["mlp"]["fc1"])), p["mlp"]["fc2"])  # (B, N, F) -> (B, N, Dv)
+    h = linear(
+        ACT2FN[cfg.hidden_act](linear(h, p["mlp"]["fc1"])), p["mlp"]["fc2"]
+    )  # (B, N, F) -> (B, N, Dv)
     return x + tap("mlp", h), probs
 
 
@@ -111,12 +113,18 @@ def vision_shapes(cfg):
     }
     for i in range(cfg.num_hidden_layers):
         layer = {
-            "self_attn.qkv.weight": (3 * D, D), "self_attn.qkv.bias": (3 * D,),
-            "self_attn.projection.weight": (D, D), "self_attn.projection.bias": (D,),
-            "layer_norm1.weight": (D,), "layer_norm1.bias": (D,),
-            "mlp.fc1.weight": (F, D), "mlp.fc1.bias": (F,),
-            "mlp.fc2.weight": (D, F), "mlp.fc2.bias": (D,),
-            "layer_norm2.weight": (D,), "layer_norm2.bias": (D,),
-        }  # fmt: skip
+            "self_attn.qkv.weight": (3 * D, D),
+            "self_attn.qkv.bias": (3 * D,),
+            "self_attn.projection.weight": (D, D),
+            "self_attn.projection.bias": (D,),
+            "layer_norm1.weight": (D,),
+            "layer_norm1.bias": (D,),
+            "mlp.fc1.weight": (F, D),
+            "mlp.fc1.bias": (F,),
+            "mlp.fc2.weight": (D, F),
+            "mlp.fc2.bias": (D,),
+            "layer_norm2.weight": (D,),
+            "layer_norm2.bias": (D,),
+        }
         shapes.update({f"encoder.layers.{i}.{k}": s for k, s in layer.items()})
     return shapes

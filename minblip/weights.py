@@ -20,10 +20,17 @@ from .errors import CheckpointError
 
 # safetensors dtype tags -> numpy (BF16 has no numpy type: read as uint16, widened below)
 _DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": np.uint16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
     "BOOL": np.bool_,
-}  # fmt: skip
+}
 _MAX_HEADER = 100 * 2**20
 
 
@@ -37,7 +44,8 @@ def read_header(path):
             n = int.from_bytes(head, "little") if len(head) == 8 else -1
             if n < 2 or n > min(_MAX_HEADER, size - 8):
                 raise CheckpointError(
-                    f"{path}: not a safetensors file (header length field {n} in a {size}-byte file)"
+                    f"{path}: not a safetensors file "
+                    f"(header length field {n} in a {size}-byte file)"
                 )
             raw = f.read(n)
     except FileNotFoundError:
@@ -178,7 +186,9 @@ def check_params(flat, expected, where, optional=(), ignore=lambda key: False):
         if k in flat:
             a = flat[k]
             if a.dtype.kind != "f":
-                raise CheckpointError(f"{where}: weight {k!r} has dtype {a.dtype}, expected floating point")
+                raise CheckpointError(
+                    f"{where}: weight {k!r} has dtype {a.dtype}, expected floating point"
+                )
             if tuple(a.shape) != tuple(shape):
                 raise CheckpointError(
                     f"{where}: weight {k!r} has shape {tuple(a.shape)}, expected {tuple(shape)}"

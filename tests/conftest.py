@@ -18,8 +18,15 @@ settings.load_profile("minblip")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "golden"
 
-TINY_VISION = {"model_type": "blip_vision_model", "hidden_size": 12, "intermediate_size": 20,
-               "num_hidden_layers": 1, "num_attention_heads": 3, "image_size": 16, "patch_size": 8}
+TINY_VISION = {
+    "model_type": "blip_vision_model",
+    "hidden_size": 12,
+    "intermediate_size": 20,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 3,
+    "image_size": 16,
+    "patch_size": 8,
+}
 
 
 def write_checkpoint(folder, config, tensors):
@@ -34,7 +41,9 @@ def tiny_vision_tensors(seed=0, dtype=np.float32):
     """Random tensors with the exact keys and shapes of a TINY_VISION checkpoint (not golden data:
     used only where a test needs a well-formed file to break)."""
     rng = np.random.default_rng(seed)
-    shapes = vision_shapes(BlipVisionConfig(**{k: v for k, v in TINY_VISION.items() if k != "model_type"}))
+    shapes = vision_shapes(
+        BlipVisionConfig(**{k: v for k, v in TINY_VISION.items() if k != "model_type"})
+    )
     return {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
 
 

@@ -9,10 +9,9 @@ cross-attention, so it reads the pads) and captioning with prompts of unequal le
 
 import numpy as np
 import pytest
+from golden_utils import case_dirs, load_case, model_dir
 
 import minblip
-
-from golden_utils import case_dirs, load_case, model_dir
 
 TASKS = {c.name: c for c in case_dirs("blip_tasks")}
 CAPTION = {c.name: c for c in case_dirs("caption")}
@@ -21,8 +20,11 @@ CAPTION = {c.name: c for c in case_dirs("caption")}
 def _alone(inputs, b):
     """Item b on its own, its padding removed."""
     n = int(inputs["attention_mask"][b].sum())
-    return {"input_ids": inputs["input_ids"][b : b + 1, :n], "attention_mask": inputs["attention_mask"][b : b + 1, :n],
-            "pixel_values": inputs["pixel_values"][b : b + 1]}
+    return {
+        "input_ids": inputs["input_ids"][b : b + 1, :n],
+        "attention_mask": inputs["attention_mask"][b : b + 1, :n],
+        "pixel_values": inputs["pixel_values"][b : b + 1],
+    }
 
 
 @pytest.mark.parametrize("use_itm_head", [True, False])
@@ -49,15 +51,23 @@ def test_text_features_rows_equal_items_alone():
         np.testing.assert_allclose(alone, batch[b : b + 1], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("name, kwargs", [("greedy_batch3", {}), ("greedy_batch3_prompt", {}),
-                                          ("greedy_batch3", {"num_beams": 3, "max_new_tokens": 6})])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("greedy_batch3", {}),
+        ("greedy_batch3_prompt", {}),
+        ("greedy_batch3", {"num_beams": 3, "max_new_tokens": 6}),
+    ],
+)
 def test_caption_rows_equal_items_alone(name, kwargs):
     case = CAPTION[name]
     meta, inputs, _ = load_case(case)
     model = minblip.BlipForConditionalGeneration.from_pretrained(model_dir(case))
     batch = model.generate(**inputs, **{**meta["kwargs"], **kwargs})
     for b in range(len(inputs["pixel_values"])):
-        alone = model.generate(**{k: v[b : b + 1] for k, v in inputs.items()}, **{**meta["kwargs"], **kwargs})
+        alone = model.generate(
+            **{k: v[b : b + 1] for k, v in inputs.items()}, **{**meta["kwargs"], **kwargs}
+        )
         n = alone.shape[1]
         np.testing.assert_array_equal(alone[0], batch[b, :n])
         if "num_beams" not in kwargs:  # greedy pads a finished row; beams fill it with eos

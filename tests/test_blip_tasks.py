@@ -4,13 +4,12 @@ exactly; key coverage for each class; the errors these classes raise."""
 
 import numpy as np
 import pytest
+from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
+from tolerances import for_case
 
 import minblip
 from minblip import trace
 from minblip.weights import KeyTracker
-
-from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
-from tolerances import for_case
 
 CASES = case_dirs("blip_tasks")
 
@@ -30,12 +29,16 @@ def test_matches_transformers(case):
     before = {k: v.copy() for k, v in inputs.items()}
     _, out, acts = _run(case, meta, inputs)
     acts.update(output_arrays(out))
-    assert_trace_close(expected, acts, meta["order"] + meta["outputs"], what=case.name, **for_case(meta, full))
+    assert_trace_close(
+        expected, acts, meta["order"] + meta["outputs"], what=case.name, **for_case(meta, full)
+    )
     for k, v in before.items():  # transformers' BLIP generate edits input_ids in place; we never do
         np.testing.assert_array_equal(inputs[k], v, err_msg=f"{k} was modified")
 
 
-@pytest.mark.parametrize("name", ["model_forward_loss", "itm_head", "itc_2x3", "vqa_forward_labels"])
+@pytest.mark.parametrize(
+    "name", ["model_forward_loss", "itm_head", "itc_2x3", "vqa_forward_labels"]
+)
 def test_every_checkpoint_tensor_is_read(name):
     """The calls of one class together read every tensor of its checkpoint, or the tensor is on
     the allow-list below."""
@@ -46,7 +49,9 @@ def test_every_checkpoint_tensor_is_read(name):
     model.params = tracked
     model(**inputs, **meta["kwargs"])
     if name == "model_forward_loss":  # the text tower's cross-attention serves only this call
-        model.get_multimodal_features(inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"])
+        model.get_multimodal_features(
+            inputs["input_ids"], inputs["pixel_values"], inputs["attention_mask"]
+        )
     if name == "itm_head":  # ITM and ITC use disjoint heads: run the other one too
         model(**inputs, use_itm_head=False)
     if name == "itc_2x3":
@@ -71,7 +76,11 @@ def test_itm_needs_one_text_per_image():
     meta, inputs, _ = load_case(case)
     model = minblip.BlipForImageTextRetrieval.from_pretrained(model_dir(case))
     with pytest.raises(minblip.InputError, match="one text per image"):
-        model(input_ids=inputs["input_ids"][:1], pixel_values=inputs["pixel_values"], use_itm_head=True)
+        model(
+            input_ids=inputs["input_ids"][:1],
+            pixel_values=inputs["pixel_values"],
+            use_itm_head=True,
+        )
 
 
 def test_vqa_refuses_unequal_vision_and_text_widths():

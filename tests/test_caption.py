@@ -4,19 +4,20 @@ coverage; the errors it raises; the KV cache against full recomputation."""
 
 import numpy as np
 import pytest
+from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
+from tolerances import for_case
 
 import minblip
 from minblip import trace
 from minblip.text_bert import lm_forward
 from minblip.weights import KeyTracker
 
-from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
-from tolerances import for_case
-
 CASES = case_dirs("caption")
 # every case under the default backend; the tiny forward cases and a traced greedy and a beam
 # generate also with the NumPy reference alone
-REFERENCE = [c for c in CASES if c.name.startswith("forward") or c.name in ("greedy_traced", "beam3")]
+REFERENCE = [
+    c for c in CASES if c.name.startswith("forward") or c.name in ("greedy_traced", "beam3")
+]
 PARAMS = [(c, "numba") for c in CASES] + [(c, "numpy") for c in REFERENCE]
 
 
@@ -81,10 +82,15 @@ def _every_key(node, prefix=""):
 
 @pytest.mark.parametrize(
     "cases",
-    [("forward_labels",), ("greedy_prompt",), ("text_model_encoder", "text_model_decoder"),
-     ("text_lm_labels",), ("text_lm_generate",)],
+    [
+        ("forward_labels",),
+        ("greedy_prompt",),
+        ("text_model_encoder", "text_model_decoder"),
+        ("text_lm_labels",),
+        ("text_lm_generate",),
+    ],
     ids=lambda c: "+".join(c),
-)  # fmt: skip
+)
 def test_every_checkpoint_tensor_is_read(cases):
     """Each call (or, for BlipTextModel, its encoder-mode and decoder-mode calls together: only
     the latter runs crossattention) reads every tensor of the checkpoint. The files have no

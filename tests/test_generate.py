@@ -75,8 +75,15 @@ def test_caller_arrays_are_not_modified():
     ids, mask = np.array([[1, 3]]), np.array([[1, 1]])
     ids0, mask0 = ids.copy(), mask.copy()
     for beams in (1, 2):
-        out = generate(markov(table), ids, attention_mask=mask, eos_token_id=4, pad_token_id=0,
-                       max_new_tokens=3, num_beams=beams)  # fmt: skip
+        out = generate(
+            markov(table),
+            ids,
+            attention_mask=mask,
+            eos_token_id=4,
+            pad_token_id=0,
+            max_new_tokens=3,
+            num_beams=beams,
+        )
         assert out.dtype == np.int64
     np.testing.assert_array_equal(ids, ids0)
     np.testing.assert_array_equal(mask, mask0)
@@ -128,8 +135,15 @@ def test_beam_search_reorders_the_cache():
         return weights[mix] + 0.3 * weights[hist[:, -1]], hist
 
     ids = np.array([[3, 4], [5, 6]])
-    out = generate(step, ids, eos_token_id=eos, pad_token_id=0, num_beams=3, num_return_sequences=3,
-                   max_new_tokens=7)  # fmt: skip
+    out = generate(
+        step,
+        ids,
+        eos_token_id=eos,
+        pad_token_id=0,
+        num_beams=3,
+        num_return_sequences=3,
+        max_new_tokens=7,
+    )
     assert out.shape[0] == 6
     for row in out:
         row = list(row)
@@ -177,7 +191,9 @@ def test_topk_equals_a_stable_full_sort(data):
     from minblip.generate import topk
 
     B, n = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 60))
-    values = st.sampled_from([0.0, -1.0, -1.5, 2.0, -np.inf, np.finfo(np.float32).min]) | st.floats(-5, 5, width=32)
+    values = st.sampled_from([0.0, -1.0, -1.5, 2.0, -np.inf, np.finfo(np.float32).min]) | st.floats(
+        -5, 5, width=32
+    )
     x = data.draw(arrays(np.float32, (B, n), elements=values))
     if data.draw(st.booleans()):
         x[data.draw(st.integers(0, B - 1)), data.draw(st.integers(0, n - 1))] = np.nan

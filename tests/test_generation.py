@@ -4,11 +4,10 @@ seeded properties), for captioning and VQA."""
 
 import numpy as np
 import pytest
-
-import minblip
-
 from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
 from tolerances import FP32_LOGITS
+
+import minblip
 
 CASES = case_dirs("generation")
 
@@ -39,8 +38,16 @@ def test_sampling_is_reproducible_per_seed_and_varies_across_seeds():
 
 def test_sampled_tokens_stay_inside_the_top_k():
     model, inputs = _caption_case()
-    out = model.generate(**inputs, do_sample=True, top_k=3, max_new_tokens=6, seed=3,
-                         return_dict_in_generate=True, output_scores=True, output_logits=True)
+    out = model.generate(
+        **inputs,
+        do_sample=True,
+        top_k=3,
+        max_new_tokens=6,
+        seed=3,
+        return_dict_in_generate=True,
+        output_scores=True,
+        output_logits=True,
+    )
     for t, (scores, logits) in enumerate(zip(out.scores, out.logits)):
         tok = out.sequences[:, 1 + t]
         top3 = np.argsort(-logits, axis=-1)[:, :3]
@@ -50,7 +57,15 @@ def test_sampled_tokens_stay_inside_the_top_k():
 
 def test_beam_sampling_returns_valid_beams():
     model, inputs = _caption_case()
-    out = model.generate(**inputs, do_sample=True, num_beams=3, num_return_sequences=2, max_new_tokens=5,
-                         seed=0, return_dict_in_generate=True, output_scores=True)
+    out = model.generate(
+        **inputs,
+        do_sample=True,
+        num_beams=3,
+        num_return_sequences=2,
+        max_new_tokens=5,
+        seed=0,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     assert out.sequences.shape[0] == 4 and out.sequences_scores.shape == (4,)
     assert (np.diff(out.sequences_scores.reshape(2, 2), axis=1) <= 0).all()  # best first per item

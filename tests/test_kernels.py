@@ -32,12 +32,12 @@ def maybe_strided(data, x):
 def test_linear_twin_matches_reference(dtype, rtol, data):
     rows = data.draw(st.integers(1, kernels.SMALL_ROWS))
     lead = data.draw(st.sampled_from([(rows,), (1, rows), (rows, 1)]))
-    K, O = data.draw(st.integers(1, 40)), data.draw(st.integers(1, 24))
+    K, Dout = data.draw(st.integers(1, 40)), data.draw(st.integers(1, 24))
     floats = st.floats(-4, 4, width=32)
     x = maybe_strided(data, data.draw(arrays(dtype, lead + (K,), elements=floats)))
-    p = {"weight": data.draw(arrays(dtype, (O, K), elements=floats))}
+    p = {"weight": data.draw(arrays(dtype, (Dout, K), elements=floats))}
     if data.draw(st.booleans()):
-        p["bias"] = data.draw(arrays(dtype, (O,), elements=floats))
+        p["bias"] = data.draw(arrays(dtype, (Dout,), elements=floats))
     got, want = kernels.linear(x, p), ops.linear.reference(x, p)
     assert got.shape == want.shape and got.dtype == want.dtype
     # only the summation order differs: bound the error by the size of the terms summed
@@ -49,8 +49,10 @@ def test_linear_twin_at_decode_shapes_is_within_the_bar():
     """At the decoder's real widths (768 -> 3072, outputs ~4) the twin stays inside the 1e-5
     per-module bar, whichever summation order it runs (SIMD lanes, or plain Python without JIT)."""
     rng = np.random.default_rng(0)
-    p = {"weight": rng.standard_normal((3072, 768)).astype(np.float32) * 0.03,
-         "bias": rng.standard_normal(3072).astype(np.float32)}  # fmt: skip
+    p = {
+        "weight": rng.standard_normal((3072, 768)).astype(np.float32) * 0.03,
+        "bias": rng.standard_normal(3072).astype(np.float32),
+    }
     x = rng.standard_normal((3, 1, 768)).astype(np.float32)
     exact = x.astype(np.float64) @ p["weight"].T.astype(np.float64) + p["bias"]
     assert np.abs(kernels.linear(x, p) - exact).max() < 1e-5
@@ -97,14 +99,21 @@ def assert_gelu_close(got, x):
     np.testing.assert_array_equal(got[~finite], ref[~finite])  # inf, -inf, nan where ref has them
     ax, ar = np.abs(x[finite]).astype(np.float64), np.abs(ref[finite])
     bound = 3 * (np.spacing(ar).astype(np.float64) + 2.0**-24 * ax)
-    np.testing.assert_array_less(np.abs(got[finite].astype(np.float64) - ref[finite]), bound + 1e-45)
+    np.testing.assert_array_less(
+        np.abs(got[finite].astype(np.float64) - ref[finite]), bound + 1e-45
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(data=st.data())
 def test_gelu_twin_matches_reference(dtype, data):
-    x = data.draw(arrays(dtype, array_shapes(min_dims=1, max_dims=3, max_side=7),
-                         elements=st.floats(-20, 20, width=32)))  # fmt: skip
+    x = data.draw(
+        arrays(
+            dtype,
+            array_shapes(min_dims=1, max_dims=3, max_side=7),
+            elements=st.floats(-20, 20, width=32),
+        )
+    )
     x = maybe_strided(data, x)
     assert_gelu_close(kernels.gelu(x), x)
 
@@ -113,11 +122,16 @@ def test_gelu_twin_on_a_dense_sweep():
     """float32 on 400k points across [-6, 6], the range edge at |x| = 4 sqrt 2 and tiny inputs
     (hypothesis draws too few to show a 1-in-1e5 miss)."""
     edge = 4 * math.sqrt(2)
-    x = np.concatenate([
-        np.linspace(-6, 6, 200_001), np.linspace(edge - 1e-3, edge + 1e-3, 10_001),
-        np.geomspace(1e-30, 1e-2, 20_000), -np.geomspace(1e-30, 1e-2, 20_000),
-        np.random.default_rng(0).standard_normal(150_000) * 2, [0.0, -0.0, 1e-45, -1e-45],
-    ]).astype(np.float32)  # fmt: skip
+    x = np.concatenate(
+        [
+            np.linspace(-6, 6, 200_001),
+            np.linspace(edge - 1e-3, edge + 1e-3, 10_001),
+            np.geomspace(1e-30, 1e-2, 20_000),
+            -np.geomspace(1e-30, 1e-2, 20_000),
+            np.random.default_rng(0).standard_normal(150_000) * 2,
+            [0.0, -0.0, 1e-45, -1e-45],
+        ]
+    ).astype(np.float32)
     assert_gelu_close(kernels.gelu(x), x)
 
 
@@ -165,7 +179,9 @@ def assert_softmax_close(got, x):
 def test_softmax_twin_matches_reference(data):
     shape = data.draw(array_shapes(min_dims=1, max_dims=3, max_side=40))
     spread = data.draw(st.sampled_from([0.1, 1.0, 10.0, 100.0]))
-    x = data.draw(arrays(np.float32, shape, elements=st.floats(-1, 1, width=32))) * np.float32(spread)
+    x = data.draw(arrays(np.float32, shape, elements=st.floats(-1, 1, width=32))) * np.float32(
+        spread
+    )
     masked = data.draw(arrays(np.bool_, shape))
     masked[..., 0] = False  # every real mask leaves a key
     fill = data.draw(st.sampled_from([np.finfo(np.float32).min, -np.inf]))
@@ -214,7 +230,9 @@ def layer_norm_unit(x, p, eps):
     mu = x64.mean(-1, keepdims=True)
     den = np.sqrt(((x64 - mu) ** 2).mean(-1, keepdims=True) + eps)
     exact = (x64 - mu) / den * p["weight"] + p["bias"]
-    unit = 2.0**-24 * ((np.abs(x64) + np.abs(mu)) / den * np.abs(p["weight"]) + np.abs(p["bias"]) + np.abs(exact))
+    unit = 2.0**-24 * (
+        (np.abs(x64) + np.abs(mu)) / den * np.abs(p["weight"]) + np.abs(p["bias"]) + np.abs(exact)
+    )
     return exact, unit
 
 
@@ -231,7 +249,10 @@ def test_layer_norm_twin_matches_reference(data):
     offset = data.draw(st.sampled_from([0.0, 5.0, -300.0]))
     x = data.draw(arrays(np.float32, lead + (D,), elements=st.floats(-1, 1, width=32)))
     x = maybe_strided(data, (x * np.float32(spread) + np.float32(offset)).astype(np.float32))
-    p = {k: data.draw(arrays(np.float32, (D,), elements=st.floats(-2, 2, width=32))) for k in ("weight", "bias")}
+    p = {
+        k: data.draw(arrays(np.float32, (D,), elements=st.floats(-2, 2, width=32)))
+        for k in ("weight", "bias")
+    }
     eps = data.draw(st.sampled_from([1e-12, 1e-6, 1e-5]))
     got, ref = kernels.layer_norm(x, p, eps), ops.layer_norm.reference(x, p, eps)
     assert got.shape == ref.shape and got.dtype == ref.dtype
@@ -242,7 +263,10 @@ def test_layer_norm_twin_matches_reference(data):
 
 def test_layer_norm_twin_at_model_shapes():
     rng = np.random.default_rng(0)
-    p = {"weight": rng.standard_normal(768).astype(np.float32), "bias": rng.standard_normal(768).astype(np.float32)}
+    p = {
+        "weight": rng.standard_normal(768).astype(np.float32),
+        "bias": rng.standard_normal(768).astype(np.float32),
+    }
     for shape in [(1, 577, 768), (3, 1, 768)]:
         x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
         exact, unit = layer_norm_unit(x, p, 1e-12)
@@ -252,7 +276,10 @@ def test_layer_norm_twin_at_model_shapes():
 def test_layer_norm_twin_declines_what_it_does_not_take():
     p32 = {"weight": np.ones(3, np.float32), "bias": np.zeros(3, np.float32)}
     for x, p in [
-        (np.ones((2, 3), np.float64), {k: v.astype(np.float64) for k, v in p32.items()}),  # float64: NumPy's
+        (
+            np.ones((2, 3), np.float64),
+            {k: v.astype(np.float64) for k, v in p32.items()},
+        ),  # float64: NumPy's
         (np.ones((2, 3), np.float32), {k: v.astype(np.float64) for k, v in p32.items()}),
         (np.ones((2, 4), np.float32), p32),  # wrong width: the reference raises
         (np.ones((0, 3), np.float32), p32),

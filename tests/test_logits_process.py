@@ -4,10 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import GOLDEN
 
 from minblip import logits_process as lp
-
-from conftest import GOLDEN
 
 CASES = np.load(GOLDEN / "logits_process" / "cases.npz")
 META = json.loads((GOLDEN / "logits_process" / "meta.json").read_text())
@@ -20,10 +19,18 @@ OURS = {
     "no_repeat_ngram_2": lambda i, s: lp.no_repeat_ngram(i, s, 2),
     "no_repeat_ngram_3": lambda i, s: lp.no_repeat_ngram(i, s, 3),
     "no_repeat_ngram_20": lambda i, s: lp.no_repeat_ngram(i, s, 20),
-    "min_length_active": lambda i, s: lp.apply(lp.processors(eos_ids=EOS, prompt_len=P, min_length=20), i, s),
-    "min_length_inactive": lambda i, s: lp.apply(lp.processors(eos_ids=EOS, prompt_len=P, min_length=12), i, s),
-    "min_new_tokens_active": lambda i, s: lp.apply(lp.processors(eos_ids=EOS, prompt_len=P, min_new_tokens=9), i, s),
-    "min_new_tokens_inactive": lambda i, s: lp.apply(lp.processors(eos_ids=EOS, prompt_len=P, min_new_tokens=8), i, s),
+    "min_length_active": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, min_length=20), i, s
+    ),
+    "min_length_inactive": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, min_length=12), i, s
+    ),
+    "min_new_tokens_active": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, min_new_tokens=9), i, s
+    ),
+    "min_new_tokens_inactive": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, min_new_tokens=8), i, s
+    ),
     "temperature_0.7": lambda i, s: lp.temperature(s, 0.7),
     "top_k_5": lambda i, s: lp.top_k(s, 5),
     "top_k_1": lambda i, s: lp.top_k(s, 1),
@@ -32,8 +39,19 @@ OURS = {
     "top_p_0.3": lambda i, s: lp.top_p(s, 0.3),
     "top_p_0.0_keep_2": lambda i, s: lp.top_p(s, 0.0, min_keep=2),
     "chain_sampling": lambda i, s: lp.apply(
-        lp.processors(eos_ids=EOS, prompt_len=P, repetition_penalty_=1.2, no_repeat_ngram_size=2,
-                      do_sample=True, temperature_=0.8, top_k_=10, top_p_=0.8), i, s),
+        lp.processors(
+            eos_ids=EOS,
+            prompt_len=P,
+            repetition_penalty_=1.2,
+            no_repeat_ngram_size=2,
+            do_sample=True,
+            temperature_=0.8,
+            top_k_=10,
+            top_p_=0.8,
+        ),
+        i,
+        s,
+    ),
 }
 
 
@@ -47,7 +65,9 @@ def test_processor_equals_transformers(name):
     before = scores.copy()
     got = OURS[name](ids, scores)
     want = CASES[name]
-    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want), err_msg=f"{name}: filtered set")
+    np.testing.assert_array_equal(
+        np.isneginf(got), np.isneginf(want), err_msg=f"{name}: filtered set"
+    )
     finite = np.isfinite(want)
     np.testing.assert_allclose(got[finite], want[finite], rtol=1e-6, atol=0, err_msg=name)
     np.testing.assert_array_equal(scores, before)  # inputs untouched
@@ -62,8 +82,15 @@ def test_sampling_follows_the_distribution_and_the_seed():
     np.testing.assert_array_equal(draws, again)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"temperature_": 0.0}, "temperature"), ({"top_p_": 1.5}, "top_p"),
-                                           ({"top_k_": -1}, "top_k"), ({"repetition_penalty_": 0.0}, "repetition")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"temperature_": 0.0}, "temperature"),
+        ({"top_p_": 1.5}, "top_p"),
+        ({"top_k_": -1}, "top_k"),
+        ({"repetition_penalty_": 0.0}, "repetition"),
+    ],
+)
 def test_bad_options_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lp.processors(eos_ids=EOS, prompt_len=P, do_sample=True, **kwargs)

@@ -39,7 +39,9 @@ def test_layer_norm_equals_naive_float64_formula(x, eps):
     for row, out in zip(x, y):
         mu = sum(row) / D
         var = sum((v - mu) ** 2 for v in row) / D  # biased variance, as torch
-        naive = [(v - mu) / math.sqrt(var + eps) * w + b for v, w, b in zip(row, p["weight"], p["bias"])]
+        naive = [
+            (v - mu) / math.sqrt(var + eps) * w + b for v, w, b in zip(row, p["weight"], p["bias"])
+        ]
         # the two means may differ by a few ulps of |x|, which the normalisation divides by the
         # std: a constant row of 52.1 with eps 1e-10 turns 1e-14 into 2e-9
         amplified = 8 * np.finfo(np.float64).eps * np.abs(row).max() / math.sqrt(var + eps) * 1.5
@@ -52,7 +54,14 @@ def test_gelu_is_the_exact_erf_form(x):
     np.testing.assert_allclose(ops.gelu.reference(x), naive, rtol=1e-15, atol=1e-300)
 
 
-@given(st.integers(1, 2), st.integers(1, 3), st.integers(1, 5), st.integers(1, 6), st.integers(1, 4), st.data())
+@given(
+    st.integers(1, 2),
+    st.integers(1, 3),
+    st.integers(1, 5),
+    st.integers(1, 6),
+    st.integers(1, 4),
+    st.data(),
+)
 def test_attention_is_invariant_to_a_joint_key_value_permutation(B, H, T, Tk, Dh, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     q, k, v = (rng.standard_normal((B, H, n, Dh)) for n in (T, Tk, Tk))
@@ -73,7 +82,15 @@ def test_split_and_merge_heads_round_trip(B, T, H, Dh):
     np.testing.assert_array_equal(ops.merge_heads(heads), x)
 
 
-@given(st.integers(1, 2), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.integers(0, 3), st.integers(0, 3), st.data())
+@given(
+    st.integers(1, 2),
+    st.integers(1, 4),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.integers(0, 3),
+    st.integers(0, 3),
+    st.data(),
+)
 def test_patch_embed_equals_a_naive_strided_convolution(B, P, gh, gw, rh, rw, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     D, C = 5, 3

@@ -7,12 +7,11 @@ import shutil
 
 import numpy as np
 import pytest
+from golden_utils import GOLDEN, case_dirs, load_case, model_dir
+from tolerances import FP32_FULL
 
 import minblip
 from minblip.__main__ import main
-
-from golden_utils import GOLDEN, case_dirs, load_case, model_dir
-from tolerances import FP32_FULL
 
 CASES = case_dirs("pipeline")
 
@@ -84,17 +83,25 @@ def test_ask_and_match_cli(capsys):
     vqa = _case("vqa_greedy")
     meta, _, _ = load_case(vqa)
     photo = str(GOLDEN / "images" / meta["pipeline"]["images"][0])
-    assert main(["ask", photo, meta["pipeline"]["text"][0], "--model", str(folder_of(vqa)), "--json"]) == 0
+    assert (
+        main(["ask", photo, meta["pipeline"]["text"][0], "--model", str(folder_of(vqa)), "--json"])
+        == 0
+    )
     row = json.loads(capsys.readouterr().out)
     assert row["answer"] == meta["pipeline"]["decoded"][0].strip()
 
     itm = _case("itm")
     meta, _, expected = load_case(itm)
     photo = str(GOLDEN / "images" / meta["pipeline"]["images"][0])
-    assert main(["match", photo, *meta["pipeline"]["text"], "--model", str(folder_of(itm)), "--json"]) == 0
+    assert (
+        main(["match", photo, *meta["pipeline"]["text"], "--model", str(folder_of(itm)), "--json"])
+        == 0
+    )
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     logits = expected["out.itm_score"]
     p = np.exp(logits[:, 1]) / np.exp(logits).sum(1)
     want = [meta["pipeline"]["text"][i] for i in np.argsort(-p)]
     assert [r["text"] for r in rows] == want
-    np.testing.assert_allclose(sorted((r["itm_probability"] for r in rows), reverse=True), np.sort(p)[::-1], atol=1e-5)
+    np.testing.assert_allclose(
+        sorted((r["itm_probability"] for r in rows), reverse=True), np.sort(p)[::-1], atol=1e-5
+    )

@@ -94,8 +94,14 @@ def test_settings_match_transformers(case):
     meta = _meta(case)
     hf = meta["processor_settings"]
     ours = BlipImageProcessor.from_pretrained(case / "model", **meta["from_pretrained_kwargs"])
-    for key in ("do_convert_rgb", "do_resize", "resample", "do_rescale", "rescale_factor",
-                "do_normalize"):
+    for key in (
+        "do_convert_rgb",
+        "do_resize",
+        "resample",
+        "do_rescale",
+        "rescale_factor",
+        "do_normalize",
+    ):
         assert getattr(ours, key) == hf[key], key
     assert ours.size == {"height": hf["size"]["height"], "width": hf["size"]["width"]}
     assert list(ours.image_mean) == hf["image_mean"]
@@ -251,15 +257,18 @@ def test_torch_tensors_are_refused():
         _processor()(np.zeros((8, 8, 3), np.uint8), return_tensors="pt")
 
 
-@pytest.mark.parametrize("config, field", [
-    ("{not json", "JSON"),
-    ('{"size": {"shortest_edge": 224}}', "size"),
-    ('{"size": 0}', "size"),
-    ('{"do_center_crop": true, "crop_size": 224}', "do_center_crop"),
-    ('{"size": 224, "default_to_square": false}', "shortest_edge"),
-    ('{"resample": "bicubic"}', "resample"),
-    ("[384]", "JSON object"),
-])
+@pytest.mark.parametrize(
+    "config, field",
+    [
+        ("{not json", "JSON"),
+        ('{"size": {"shortest_edge": 224}}', "size"),
+        ('{"size": 0}', "size"),
+        ('{"do_center_crop": true, "crop_size": 224}', "do_center_crop"),
+        ('{"size": 224, "default_to_square": false}', "shortest_edge"),
+        ('{"resample": "bicubic"}', "resample"),
+        ("[384]", "JSON object"),
+    ],
+)
 def test_bad_config(tmp_path, config, field):
     (tmp_path / "preprocessor_config.json").write_text(config)
     with pytest.raises(ConfigError, match=field):
@@ -267,8 +276,12 @@ def test_bad_config(tmp_path, config, field):
 
 
 def test_config_extra_keys_are_ignored(tmp_path):
-    config = {"image_processor_type": "BlipImageProcessor", "processor_class": "BlipProcessor",
-              "size": 224, "colour_jitter": 1}
+    config = {
+        "image_processor_type": "BlipImageProcessor",
+        "processor_class": "BlipProcessor",
+        "size": 224,
+        "colour_jitter": 1,
+    }
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
     p = BlipImageProcessor.from_pretrained(tmp_path)
     assert p.size == {"height": 224, "width": 224}

@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from golden_utils import GOLDEN, assert_trace_close, case_dirs, load_case, output_arrays
 from safetensors.numpy import load_file
 
-from golden_utils import GOLDEN, assert_trace_close, case_dirs, load_case, output_arrays
 from minblip.errors import CheckpointError
 from minblip.testing import checksum, materialize, random_weights
 

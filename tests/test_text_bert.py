@@ -3,13 +3,12 @@ tied LM head and the loss. (Conformance with transformers is in test_caption.py.
 
 import numpy as np
 import pytest
+from golden_utils import case_dirs, load_case, model_dir
 from hypothesis import given
 from hypothesis import strategies as st
 
 import minblip
 from minblip import text_bert as tb
-
-from golden_utils import case_dirs, load_case, model_dir
 
 CASE = next(c for c in case_dirs("caption") if c.name == "forward_labels")
 META, INPUTS, OUTPUTS = load_case(CASE)
@@ -72,8 +71,11 @@ def test_batch_rows_are_independent():
     ids, mask = INPUTS["input_ids"], INPUTS["attention_mask"]
     both = MODEL64(pixel_values=INPUTS["pixel_values"], input_ids=ids, attention_mask=mask).logits
     for b in range(2):
-        alone = MODEL64(pixel_values=INPUTS["pixel_values"][b : b + 1], input_ids=ids[b : b + 1],
-                        attention_mask=mask[b : b + 1]).logits  # fmt: skip
+        alone = MODEL64(
+            pixel_values=INPUTS["pixel_values"][b : b + 1],
+            input_ids=ids[b : b + 1],
+            attention_mask=mask[b : b + 1],
+        ).logits
         np.testing.assert_allclose(alone[0], both[b], atol=1e-10, rtol=0)
 
 

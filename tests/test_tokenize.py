@@ -6,13 +6,12 @@ import shutil
 
 import numpy as np
 import pytest
+from golden_utils import GOLDEN
 from hypothesis import given
 from hypothesis import strategies as st
 
 import minblip
 from minblip.tokenize import BertTokenizer
-
-from golden_utils import GOLDEN
 
 FOLDER = GOLDEN / "tokenizer" / "blip"
 CASES = json.loads((GOLDEN / "tokenizer" / "cases.json").read_text())
@@ -43,14 +42,20 @@ def test_encode_matches_transformers(tok, case):
         assert np.asarray(got[k]).tolist() == want[k], k
 
 
-@pytest.mark.parametrize("case", CASES["decode"], ids=lambda c: f"{c['ids'][:3]}-{c['skip_special_tokens']}")
+@pytest.mark.parametrize(
+    "case", CASES["decode"], ids=lambda c: f"{c['ids'][:3]}-{c['skip_special_tokens']}"
+)
 def test_decode_matches_transformers(tok, case):
-    assert tok.decode(case["ids"], skip_special_tokens=case["skip_special_tokens"]) == case["expected"]
+    assert (
+        tok.decode(case["ids"], skip_special_tokens=case["skip_special_tokens"]) == case["expected"]
+    )
 
 
 def test_properties_match_transformers(tok):
     props = dict(CASES["properties"])
-    assert tok.convert_ids_to_tokens([0, 100, 101, 102, 103, 30522, 30523]) == props.pop("tokens_of_special_ids")
+    assert tok.convert_ids_to_tokens([0, 100, 101, 102, 103, 30522, 30523]) == props.pop(
+        "tokens_of_special_ids"
+    )
     assert len(tok) == props.pop("len")
     for k, v in props.items():
         assert getattr(tok, k) == v, k
@@ -64,22 +69,34 @@ def test_over_long_text_warns_and_the_model_refuses_it():
 
 
 def test_batch_decode_and_processor_drop_token_types():
-    processor = minblip.BlipProcessor(minblip.BlipImageProcessor(), BertTokenizer.from_pretrained(FOLDER))
+    processor = minblip.BlipProcessor(
+        minblip.BlipImageProcessor(), BertTokenizer.from_pretrained(FOLDER)
+    )
     enc = processor(text=["a dog", "a big cat"], padding=True)
     assert set(enc) == {"input_ids", "attention_mask"} and enc["input_ids"].dtype == np.int64
-    assert processor.batch_decode(enc["input_ids"], skip_special_tokens=True) == ["a dog", "a big cat"]
+    assert processor.batch_decode(enc["input_ids"], skip_special_tokens=True) == [
+        "a dog",
+        "a big cat",
+    ]
 
 
-@given(st.lists(st.sampled_from(["a", "dog", "sits", "on", "the", "beach", "with", "her", "red", "ball"]),
-                min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.sampled_from(["a", "dog", "sits", "on", "the", "beach", "with", "her", "red", "ball"]),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_lowercase_words_round_trip(words):
     tok = BertTokenizer.from_pretrained(FOLDER)
     text = " ".join(words)
     assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
 
 
-@pytest.mark.parametrize("files, match", [((), "no tokenizer.json or vocab.txt"),
-                                          (("tokenizer.json",), "cannot be read")])
+@pytest.mark.parametrize(
+    "files, match",
+    [((), "no tokenizer.json or vocab.txt"), (("tokenizer.json",), "cannot be read")],
+)
 def test_missing_or_corrupt_files(tmp_path, files, match):
     for f in files:
         (tmp_path / f).write_text("{ not json")
@@ -87,8 +104,15 @@ def test_missing_or_corrupt_files(tmp_path, files, match):
         BertTokenizer.from_pretrained(tmp_path)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"padding": "sideways"}, "padding"), ({"truncation": "maybe"}, "truncation"),
-                                           ({"return_tensors": "pt"}, "NumPy"), ({"colour": 1}, "unknown")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"padding": "sideways"}, "padding"),
+        ({"truncation": "maybe"}, "truncation"),
+        ({"return_tensors": "pt"}, "NumPy"),
+        ({"colour": 1}, "unknown"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     tok = BertTokenizer.from_pretrained(FOLDER)
     with pytest.raises(minblip.InputError, match=match):

@@ -2,19 +2,20 @@
 
 import numpy as np
 import pytest
+from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
+from tolerances import for_case
 
 import minblip
 from minblip import trace
 from minblip.weights import KeyTracker
 
-from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
-from tolerances import for_case
-
 CASES = case_dirs("vision")
 
 
 # every case with the default (numba) backend; the tiny ones also with the NumPy reference alone
-PARAMS = [(c, "numba") for c in CASES] + [(c, "numpy") for c in CASES if not (c / "weights.json").exists()]
+PARAMS = [(c, "numba") for c in CASES] + [
+    (c, "numpy") for c in CASES if not (c / "weights.json").exists()
+]
 
 
 @pytest.mark.parametrize("case, backend", PARAMS, ids=lambda v: getattr(v, "name", v))
@@ -29,7 +30,9 @@ def test_vision_matches_transformers(case, backend):
     finally:
         minblip.set_backend("numba")
     acts.update(output_arrays(out))
-    assert_trace_close(expected, acts, meta["order"] + meta["outputs"], what=case.name, **for_case(meta, full))
+    assert_trace_close(
+        expected, acts, meta["order"] + meta["outputs"], what=case.name, **for_case(meta, full)
+    )
 
 
 def test_forward_reads_every_checkpoint_tensor():

@@ -5,13 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import TINY_VISION, tiny_vision_tensors, write_checkpoint
 from safetensors.numpy import load_file, save_file
 
 import minblip
 from minblip.errors import CheckpointError, ConfigError, InputError, MinblipError
 from minblip.weights import KeyTracker, load_flat, load_safetensors, to_tree
-
-from conftest import TINY_VISION, tiny_vision_tensors, write_checkpoint
 
 
 def test_reader_equals_safetensors_library(tiny_vision_dir):
@@ -69,7 +68,10 @@ def test_sharded_checkpoint_loads_like_single_file(tmp_path, tiny_vision_dir):
     folder = tmp_path / "sharded"
     folder.mkdir()
     shutil.copy(tiny_vision_dir / "config.json", folder)
-    halves = {"model-00001-of-00002.safetensors": keys[::2], "model-00002-of-00002.safetensors": keys[1::2]}
+    halves = {
+        "model-00001-of-00002.safetensors": keys[::2],
+        "model-00002-of-00002.safetensors": keys[1::2],
+    }
     for name, ks in halves.items():
         save_file({k: tensors[k] for k in ks}, str(folder / name))
     weight_map = {k: name for name, ks in halves.items() for k in ks}
@@ -83,7 +85,9 @@ def test_sharded_checkpoint_loads_like_single_file(tmp_path, tiny_vision_dir):
 
 
 def test_position_ids_buffers_are_accepted(tmp_path):
-    tensors = tiny_vision_tensors() | {"embeddings.position_ids": np.arange(5, dtype=np.int64)[None]}
+    tensors = tiny_vision_tensors() | {
+        "embeddings.position_ids": np.arange(5, dtype=np.int64)[None]
+    }
     folder = write_checkpoint(tmp_path / "m", TINY_VISION, tensors)
     minblip.BlipVisionModel.from_pretrained(folder)
 
@@ -114,12 +118,19 @@ def _expect(exc, match, fn, *args, **kwargs):
 
 
 def test_missing_folder(tmp_path):
-    _expect(CheckpointError, "not found", minblip.BlipVisionModel.from_pretrained, tmp_path / "nope")
+    _expect(
+        CheckpointError, "not found", minblip.BlipVisionModel.from_pretrained, tmp_path / "nope"
+    )
 
 
 def test_missing_weights_file(tiny_vision_dir):
     (tiny_vision_dir / "model.safetensors").unlink()
-    _expect(CheckpointError, "no model.safetensors", minblip.BlipVisionModel.from_pretrained, tiny_vision_dir)
+    _expect(
+        CheckpointError,
+        "no model.safetensors",
+        minblip.BlipVisionModel.from_pretrained,
+        tiny_vision_dir,
+    )
 
 
 def test_pickle_only_folder_is_refused(tiny_vision_dir):
@@ -131,14 +142,21 @@ def test_truncated_weights_file(tiny_vision_dir):
     path = tiny_vision_dir / "model.safetensors"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
-    err = _expect(CheckpointError, "truncated", minblip.BlipVisionModel.from_pretrained, tiny_vision_dir)
+    err = _expect(
+        CheckpointError, "truncated", minblip.BlipVisionModel.from_pretrained, tiny_vision_dir
+    )
     assert "model.safetensors" in str(err)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x01\x02", b"\xff" * 64, (40).to_bytes(8, "little") + b"{not json" + b" " * 31])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x01\x02", b"\xff" * 64, (40).to_bytes(8, "little") + b"{not json" + b" " * 31],
+)
 def test_garbage_weights_file(tiny_vision_dir, content):
     (tiny_vision_dir / "model.safetensors").write_bytes(content)
-    err = _expect(CheckpointError, "safetensors", minblip.BlipVisionModel.from_pretrained, tiny_vision_dir)
+    err = _expect(
+        CheckpointError, "safetensors", minblip.BlipVisionModel.from_pretrained, tiny_vision_dir
+    )
     assert "model.safetensors" in str(err)
 
 
@@ -146,44 +164,74 @@ def test_missing_weight(tmp_path):
     tensors = tiny_vision_tensors()
     del tensors["encoder.layers.0.mlp.fc2.bias"]
     folder = write_checkpoint(tmp_path / "m", TINY_VISION, tensors)
-    _expect(CheckpointError, r"missing weight.*encoder\.layers\.0\.mlp\.fc2\.bias", minblip.BlipVisionModel.from_pretrained, folder)
+    _expect(
+        CheckpointError,
+        r"missing weight.*encoder\.layers\.0\.mlp\.fc2\.bias",
+        minblip.BlipVisionModel.from_pretrained,
+        folder,
+    )
 
 
 def test_unexpected_weight(tmp_path):
-    tensors = tiny_vision_tensors() | {"encoder.layers.0.mlp.fc3.weight": np.zeros((2, 2), np.float32)}
+    tensors = tiny_vision_tensors() | {
+        "encoder.layers.0.mlp.fc3.weight": np.zeros((2, 2), np.float32)
+    }
     folder = write_checkpoint(tmp_path / "m", TINY_VISION, tensors)
-    _expect(CheckpointError, r"unexpected weight.*fc3", minblip.BlipVisionModel.from_pretrained, folder)
+    _expect(
+        CheckpointError, r"unexpected weight.*fc3", minblip.BlipVisionModel.from_pretrained, folder
+    )
 
 
 def test_wrong_shape(tmp_path):
     tensors = tiny_vision_tensors()
     tensors["post_layernorm.weight"] = np.ones(13, np.float32)
     folder = write_checkpoint(tmp_path / "m", TINY_VISION, tensors)
-    _expect(CheckpointError, r"post_layernorm\.weight.*\(13,\).*\(12,\)", minblip.BlipVisionModel.from_pretrained, folder)
+    _expect(
+        CheckpointError,
+        r"post_layernorm\.weight.*\(13,\).*\(12,\)",
+        minblip.BlipVisionModel.from_pretrained,
+        folder,
+    )
 
 
 def test_wrong_dtype(tmp_path):
     tensors = tiny_vision_tensors()
     tensors["post_layernorm.weight"] = np.ones(12, np.int32)
     folder = write_checkpoint(tmp_path / "m", TINY_VISION, tensors)
-    _expect(CheckpointError, r"post_layernorm\.weight.*int32", minblip.BlipVisionModel.from_pretrained, folder)
+    _expect(
+        CheckpointError,
+        r"post_layernorm\.weight.*int32",
+        minblip.BlipVisionModel.from_pretrained,
+        folder,
+    )
 
 
 def test_config_not_json(tiny_vision_dir):
     (tiny_vision_dir / "config.json").write_text("{'model_type': blip")
-    err = _expect(ConfigError, "not valid JSON", minblip.BlipVisionModel.from_pretrained, tiny_vision_dir)
+    err = _expect(
+        ConfigError, "not valid JSON", minblip.BlipVisionModel.from_pretrained, tiny_vision_dir
+    )
     assert "config.json" in str(err)
 
 
 def test_unknown_model_type(tiny_vision_dir):
     (tiny_vision_dir / "config.json").write_text(json.dumps(TINY_VISION | {"model_type": "llama"}))
-    _expect(ConfigError, "unknown model_type 'llama'", minblip.BlipVisionModel.from_pretrained, tiny_vision_dir)
+    _expect(
+        ConfigError,
+        "unknown model_type 'llama'",
+        minblip.BlipVisionModel.from_pretrained,
+        tiny_vision_dir,
+    )
 
 
 @pytest.mark.parametrize(
     "field, value, match",
-    [("num_attention_heads", 5, "not divisible"), ("hidden_size", "12", "must be int"),
-     ("hidden_act", "mish2", "not supported"), ("patch_size", 0, "positive")],
+    [
+        ("num_attention_heads", 5, "not divisible"),
+        ("hidden_size", "12", "must be int"),
+        ("hidden_act", "mish2", "not supported"),
+        ("patch_size", 0, "positive"),
+    ],
 )
 def test_invalid_config_values(tiny_vision_dir, field, value, match):
     (tiny_vision_dir / "config.json").write_text(json.dumps(TINY_VISION | {field: value}))
@@ -193,8 +241,13 @@ def test_invalid_config_values(tiny_vision_dir, field, value, match):
 
 @pytest.mark.parametrize(
     "shape, match",
-    [((3, 16, 16), "shape"), ((1, 4, 16, 16), "shape"), ((1, 16, 16, 3), "channels-last"),
-     ((1, 3, 4, 4), "smaller than one"), ((1, 3, 32, 32), "position table")],
+    [
+        ((3, 16, 16), "shape"),
+        ((1, 4, 16, 16), "shape"),
+        ((1, 16, 16, 3), "channels-last"),
+        ((1, 3, 4, 4), "smaller than one"),
+        ((1, 3, 32, 32), "position table"),
+    ],
 )
 def test_bad_pixel_values(tiny_vision_dir, shape, match):
     model = minblip.BlipVisionModel.from_pretrained(tiny_vision_dir)

@@ -19,6 +19,7 @@ def for_case(meta, full_size):
         return FP64
     return FP32_FULL if full_size else FP32_TINY
 
+
 # Generation scores (per-step log-probabilities / processed scores, raw logits, beam
 # sequences_scores) live on the logits' scale: they are logits minus a log-sum-exp, summed over
 # steps for beams. Values reach |20| and more, where a float32 ulp is ~2e-6, so the issues' logits

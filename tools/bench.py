@@ -189,8 +189,13 @@ def child(code, args, env=None):
     import time
 
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
-                         text=True, cwd=ROOT, env=env)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     wall = time.perf_counter() - t0
     if out.returncode:
         raise SystemExit(f"{args[0]} child failed:\n{out.stderr[-3000:]}")
@@ -234,14 +239,19 @@ def task_folders(root):
         for f in (ROOT / "golden" / "tokenizer" / "blip").glob("*"):
             if f.is_file() and not (folder / f.name).exists():
                 shutil.copy(f, folder / f.name)
-        subprocess.run(["cat", str(folder / "model.safetensors")], stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            ["cat", str(folder / "model.safetensors")], stdout=subprocess.DEVNULL, check=True
+        )
         folders.append(folder)
     return folders
 
 
 def run_version(module):
-    out = subprocess.run([sys.executable, "-c", f"import {module}; print({module}.__version__)"],
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", f"import {module}; print({module}.__version__)"],
+        capture_output=True,
+        text=True,
+    )
     return out.stdout.strip() or "not installed"
 
 
@@ -257,7 +267,9 @@ def row(name, a, b, unit="s"):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("folder", nargs="?", default="/tmp/minblip-blip-base")
     ap.add_argument("--backend", choices=["numpy", "numba"], default="numba")
     ap.add_argument("--rounds", type=int, default=2, help="alternating child runs per library")
@@ -275,15 +287,31 @@ def main():
         fresh = {lib: [] for lib in libs}
         for _ in range(args.rounds):
             for lib in libs:
-                a = [lib, folder, pixels, args.repeat, args.backend, json.dumps(GREEDY), json.dumps(BEAM)]
+                a = [
+                    lib,
+                    folder,
+                    pixels,
+                    args.repeat,
+                    args.backend,
+                    json.dumps(GREEDY),
+                    json.dumps(BEAM),
+                ]
                 runs[lib].append(child(CHILD, a, env)[0])
         tasks = {lib: [] for lib in libs}
         if args.tasks:
             itm_folder, vqa_folder = task_folders(pathlib.Path(args.folder).parent)
             for _ in range(args.rounds):
                 for lib in libs:
-                    a = [lib, itm_folder, vqa_folder, pixels, args.repeat, args.backend, json.dumps(ANSWER),
-                         json.dumps(QUESTION)]  # fmt: skip
+                    a = [
+                        lib,
+                        itm_folder,
+                        vqa_folder,
+                        pixels,
+                        args.repeat,
+                        args.backend,
+                        json.dumps(ANSWER),
+                        json.dumps(QUESTION),
+                    ]
                     tasks[lib].append(child(TASK_CHILD, a, env)[0])
         for _ in range(args.fresh):
             for lib in libs:
@@ -291,20 +319,29 @@ def main():
                 fresh[lib].append({**info, "wall_s": wall})
         load_after = loadavg()
 
-    best = {lib: {k: min(t for r in rs for t in r["times"][k]) for k in rs[0]["times"]}
-            for lib, rs in runs.items()}  # fmt: skip
+    best = {
+        lib: {k: min(t for r in rs for t in r["times"][k]) for k in rs[0]["times"]}
+        for lib, rs in runs.items()
+    }
     for lib in libs:
         best[lib]["decode"] = (best[lib]["greedy20"] - best[lib]["ttft"]) / 19
-    same = {k: runs["minblip"][0]["tokens"][k] == runs["transformers"][0]["tokens"][k]
-            for k in ("greedy20", "beam3")}  # fmt: skip
+    same = {
+        k: runs["minblip"][0]["tokens"][k] == runs["transformers"][0]["tokens"][k]
+        for k in ("greedy20", "beam3")
+    }
 
     n = args.rounds * args.repeat
     print(f"BLIP captioning, {folder} (blip-image-captioning-base shapes, random weights)")
-    print(f"minblip backend {args.backend}; torch 2 threads; best of {n} timed runs per figure "
-          f"({args.rounds} alternating processes x {args.repeat}); load average "
-          f"{load_before} before, {load_after} after (2 cores)")  # fmt: skip
-    print(f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} (NumPy's GEMM kernels; "
-          f"torch uses MKL); numpy {run_version('numpy')}, torch {run_version('torch')}")  # fmt: skip
+    print(
+        f"minblip backend {args.backend}; torch 2 threads; best of {n} timed runs per figure "
+        f"({args.rounds} alternating processes x {args.repeat}); load average "
+        f"{load_before} before, {load_after} after (2 cores)"
+    )
+    print(
+        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')} "
+        f"(NumPy's GEMM kernels; torch uses MKL); numpy {run_version('numpy')}, "
+        f"torch {run_version('torch')}"
+    )
     print(f"{'':30}{'minblip':>12}{'transformers':>14}{'ratio':>8}")
     m, t = best["minblip"], best["transformers"]
     print(row("vision forward (s)", m["vision"], t["vision"]))
@@ -313,17 +350,24 @@ def main():
     print(row("greedy, 20 tokens (s)", m["greedy20"], t["greedy20"]))
     print(row("3 beams, 20 tokens (s)", m["beam3"], t["beam3"]))
     if args.fresh:
-        fm = {k: min(r[k] for r in fresh["minblip"]) for k in ("wall_s", "peak_rss_mb", "import_s", "load_s", "caption_s")}
+        fm = {
+            k: min(r[k] for r in fresh["minblip"])
+            for k in ("wall_s", "peak_rss_mb", "import_s", "load_s", "caption_s")
+        }
         ft = {k: min(r[k] for r in fresh["transformers"]) for k in fm}
         print(row("fresh process: wall (s)", fm["wall_s"], ft["wall_s"]))
         print(row("  of which import (s)", fm["import_s"], ft["import_s"]))
         print(row("  of which load (s)", fm["load_s"], ft["load_s"]))
         print(row("  of which caption (s)", fm["caption_s"], ft["caption_s"]))
         print(row("fresh process: peak RSS (MB)", fm["peak_rss_mb"], ft["peak_rss_mb"], unit="MB"))
-        same["fresh caption"] = fresh["minblip"][0]["caption"] == fresh["transformers"][0]["caption"]
+        same["fresh caption"] = (
+            fresh["minblip"][0]["caption"] == fresh["transformers"][0]["caption"]
+        )
     if args.tasks:
-        tb = {lib: {k: min(t for r in rs for t in r["times"][k]) for k in rs[0]["times"]}
-              for lib, rs in tasks.items()}  # fmt: skip
+        tb = {
+            lib: {k: min(t for r in rs for t in r["times"][k]) for k in rs[0]["times"]}
+            for lib, rs in tasks.items()
+        }
         m, t = tb["minblip"], tb["transformers"]
         print(row("ITM, 1 image x 1 text (s)", m["itm"], t["itm"]))
         print(row("ITC, 1 image x 1 text (s)", m["itc"], t["itc"]))
@@ -335,7 +379,10 @@ def main():
         for k in ("itm", "itc"):
             err = float(np.max(np.abs(np.array(mo[k]) - np.array(to[k]))))
             print(f"{k.upper()} score max abs difference from transformers: {err:.1e}")
-    print("same tokens as transformers: " + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items()))
+    print(
+        "same tokens as transformers: "
+        + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in same.items())
+    )
 
 
 if __name__ == "__main__":

@@ -41,14 +41,18 @@ def timeit(fns, repeat):
 
 def row(op, shape, ref, twin, note=""):
     (rb, rm), (tb, tm) = ref, twin
-    print(f"{op:26}{shape:22}{rb * 1e3:9.3f}{rm * 1e3:9.3f}{tb * 1e3:9.3f}{tm * 1e3:9.3f}"
-          f"{rb / tb:8.2f}  {note}")  # fmt: skip
+    print(
+        f"{op:26}{shape:22}{rb * 1e3:9.3f}{rm * 1e3:9.3f}{tb * 1e3:9.3f}{tm * 1e3:9.3f}"
+        f"{rb / tb:8.2f}  {note}"
+    )
 
 
 def header(title):
     print(f"\n{title}")
-    print(f"{'op':26}{'shape':22}{'ref best':>9}{'ref med':>9}{'twin bst':>9}{'twin med':>9}"
-          f"{'ref/twin':>8}")  # fmt: skip
+    print(
+        f"{'op':26}{'shape':22}{'ref best':>9}{'ref med':>9}{'twin bst':>9}{'twin med':>9}"
+        f"{'ref/twin':>8}"
+    )
 
 
 # ----------------------------------------------------------------------------- dropped candidates
@@ -58,12 +62,20 @@ def header(title):
 def _gelu_prange_erf(x, out, sqrt2):  # the previous twin: libm erf per element, 2 threads
     for i in numba.prange(x.size):
         v = x[i]
-        out[i] = np.float32(0.5) * v * (np.float32(1.0) + np.float32(math.erf(np.float64(v / sqrt2))))
+        out[i] = (
+            np.float32(0.5) * v * (np.float32(1.0) + np.float32(math.erf(np.float64(v / sqrt2))))
+        )
 
 
 _CHEB28 = np.polynomial.chebyshev.chebinterpolate(
-    lambda u: np.array([math.erf(math.sqrt(v)) / math.sqrt(v) if v > 0 else 2 / math.sqrt(math.pi)
-                        for v in (u + 1) * 8.0]), 28)  # fmt: skip
+    lambda u: np.array(
+        [
+            math.erf(math.sqrt(v)) / math.sqrt(v) if v > 0 else 2 / math.sqrt(math.pi)
+            for v in (u + 1) * 8.0
+        ]
+    ),
+    28,
+)
 
 
 @numba.njit(cache=True)
@@ -176,7 +188,9 @@ def attention_scale_in_place(q, k, scale):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--candidates", action="store_true", help="also time the dropped candidates")
     args = ap.parse_args()
@@ -184,49 +198,83 @@ def main():
     f32 = np.float32
     R = args.repeat
     load = " ".join(open("/proc/loadavg").read().split()[:3])
-    print(f"numpy {np.__version__}, numba {numba.__version__}; best of {R}, alternating; "
-          f"load average {load} (2 cores)")  # fmt: skip
+    print(
+        f"numpy {np.__version__}, numba {numba.__version__}; best of {R}, alternating; "
+        f"load average {load} (2 cores)"
+    )
 
     header("kept twins: ops.<name>.reference vs kernels.<name>")
-    for shape, where in [((1, 577, 3072), "vision fc1, base"), ((1, 577, 4096), "vision fc1, large"),
-                         ((1, 1, 3072), "decode, 1 beam"), ((3, 1, 3072), "decode, 3 beams")]:  # fmt: skip
+    for shape, where in [
+        ((1, 577, 3072), "vision fc1, base"),
+        ((1, 577, 4096), "vision fc1, large"),
+        ((1, 1, 3072), "decode, 1 beam"),
+        ((3, 1, 3072), "decode, 3 beams"),
+    ]:
         x = (rng.standard_normal(shape) * 2).astype(f32)
         err = np.abs(kernels.gelu(x) - ops.gelu.reference(x)).max()
         r, t = timeit([lambda: ops.gelu.reference(x), lambda: kernels.gelu(x)], R)
         row("gelu", str(shape), r, t, f"{where}; max diff {err:.1e}")
-    for shape, where in [((577, 577), "one vision head, as attention calls it"),
-                         ((1, 12, 577, 577), "a vision layer's 12 heads at once"),
-                         ((3, 12, 1, 577), "decode cross-attention, 3 beams")]:  # fmt: skip
+    for shape, where in [
+        ((577, 577), "one vision head, as attention calls it"),
+        ((1, 12, 577, 577), "a vision layer's 12 heads at once"),
+        ((3, 12, 1, 577), "decode cross-attention, 3 beams"),
+    ]:
         x = (rng.standard_normal(shape) * 3).astype(f32)
         err = np.abs(kernels.softmax(x) - ops.softmax.reference(x)).max()
         r, t = timeit([lambda: ops.softmax.reference(x), lambda: kernels.softmax(x)], R)
         row("softmax", str(shape), r, t, f"{where}; max diff {err:.1e}")
-    for shape, where in [((1, 577, 768), "vision"), ((1, 1, 768), "decode, 1 beam"),
-                         ((3, 1, 768), "decode, 3 beams")]:  # fmt: skip
+    for shape, where in [
+        ((1, 577, 768), "vision"),
+        ((1, 1, 768), "decode, 1 beam"),
+        ((3, 1, 768), "decode, 3 beams"),
+    ]:
         x = (rng.standard_normal(shape) * 3 + 1).astype(f32)
-        p = {"weight": rng.standard_normal(768).astype(f32), "bias": rng.standard_normal(768).astype(f32)}
+        p = {
+            "weight": rng.standard_normal(768).astype(f32),
+            "bias": rng.standard_normal(768).astype(f32),
+        }
         err = np.abs(kernels.layer_norm(x, p, 1e-12) - ops.layer_norm.reference(x, p, 1e-12)).max()
-        r, t = timeit([lambda: ops.layer_norm.reference(x, p, 1e-12), lambda: kernels.layer_norm(x, p, 1e-12)], R)
+        r, t = timeit(
+            [
+                lambda: ops.layer_norm.reference(x, p, 1e-12),
+                lambda: kernels.layer_norm(x, p, 1e-12),
+            ],
+            R,
+        )
         row("layer_norm", str(shape), r, t, f"{where}; max diff {err:.1e}")
-    for rows, (O, K), where in [(1, (768, 768), "query/dense"), (1, (3072, 768), "intermediate"),
-                                (1, (768, 3072), "output"), (3, (3072, 768), "intermediate"),
-                                (8, (3072, 768), "intermediate")]:  # fmt: skip
-        p = {"weight": (rng.standard_normal((O, K)) * 0.03).astype(f32),
-             "bias": rng.standard_normal(O).astype(f32)}  # fmt: skip
+    for rows, (Dout, K), where in [
+        (1, (768, 768), "query/dense"),
+        (1, (3072, 768), "intermediate"),
+        (1, (768, 3072), "output"),
+        (3, (3072, 768), "intermediate"),
+        (8, (3072, 768), "intermediate"),
+    ]:
+        p = {
+            "weight": (rng.standard_normal((Dout, K)) * 0.03).astype(f32),
+            "bias": rng.standard_normal(Dout).astype(f32),
+        }
         x = rng.standard_normal((rows, 1, K)).astype(f32)
         err = np.abs(kernels.linear(x, p) - ops.linear.reference(x, p)).max()
         r, t = timeit([lambda: ops.linear.reference(x, p), lambda: kernels.linear(x, p)], R)
-        row("linear", f"({rows},1,{K})->{O}", r, t, f"decode {where}; max diff {err:.1e}")
+        row("linear", f"({rows},1,{K})->{Dout}", r, t, f"decode {where}; max diff {err:.1e}")
 
     header("NumPy-only changes: before vs now (bit-identical)")
     qkv = rng.standard_normal((1, 577, 3, 12, 64)).astype(f32)
     qs, ks, vs = qkv.transpose(2, 0, 3, 1, 4)  # vision.py's strided views
-    ops.set_backend("numpy")  # the softmax twin off: the same softmax in both, only the loop differs
-    assert np.array_equal(attention_batched(qs, ks, vs, 0.125)[0], ops.attention(qs, ks, vs, 0.125)[0])
-    r, t = timeit([lambda: attention_batched(qs, ks, vs, 0.125), lambda: ops.attention(qs, ks, vs, 0.125)], R)
+    ops.set_backend(
+        "numpy"
+    )  # the softmax twin off: the same softmax in both, only the loop differs
+    assert np.array_equal(
+        attention_batched(qs, ks, vs, 0.125)[0], ops.attention(qs, ks, vs, 0.125)[0]
+    )
+    r, t = timeit(
+        [lambda: attention_batched(qs, ks, vs, 0.125), lambda: ops.attention(qs, ks, vs, 0.125)], R
+    )
     row("attention: per head", str(qs.shape), r, t, "ref = all heads at once (before)")
     ops.set_backend("numba")
-    r, t = timeit([lambda: attention_batched(qs, ks, vs, 0.125), lambda: ops.attention(qs, ks, vs, 0.125)], R)
+    r, t = timeit(
+        [lambda: attention_batched(qs, ks, vs, 0.125), lambda: ops.attention(qs, ks, vs, 0.125)], R
+    )
     row("attention: + softmax twin", str(qs.shape), r, t, "ref = all heads at once, NumPy softmax")
 
     if not args.candidates:
@@ -246,18 +294,35 @@ def main():
     r, t = timeit([lambda: softmax_allocating(s), lambda: ops.softmax.reference(s)], R)
     row("softmax: in-place NumPy", str(s.shape), r, t, "ref = allocating NumPy (before); kept")
     q = rng.standard_normal((1, 12, 577, 64)).astype(f32)
-    r, t = timeit([lambda: attention_scale_allocating(q, q, 0.125),
-                   lambda: attention_scale_in_place(q, q, 0.125)], R)  # fmt: skip
+    r, t = timeit(
+        [
+            lambda: attention_scale_allocating(q, q, 0.125),
+            lambda: attention_scale_in_place(q, q, 0.125),
+        ],
+        R,
+    )
     row("q k^T * scale: in place", str(q.shape), r, t, "ref = allocating (before); kept")
     qc, kc, vc = (np.ascontiguousarray(a) for a in (qs, ks, vs))
-    r, t = timeit([lambda: ops.attention(qs, ks, vs, 0.125),
-                   lambda: ops.attention(qc, kc, vc, 0.125)], R)  # fmt: skip
+    r, t = timeit(
+        [lambda: ops.attention(qs, ks, vs, 0.125), lambda: ops.attention(qc, kc, vc, 0.125)], R
+    )
     row("attention: contiguous qkv", str(qs.shape), r, t, "ref = strided views (as now)")
     for shape in [(1, 577, 768), (1, 1, 768)]:
         x = rng.standard_normal(shape).astype(f32)
-        p = {"weight": rng.standard_normal(768).astype(f32), "bias": rng.standard_normal(768).astype(f32)}
-        r, t = timeit([lambda: kernels.layer_norm(x, p, 1e-5), lambda: layer_norm_numba(x, p, 1e-5)], R * 4)
-        row("layer_norm: float64 loops", str(shape), r, t, "Python-float accumulators (the first try)")
+        p = {
+            "weight": rng.standard_normal(768).astype(f32),
+            "bias": rng.standard_normal(768).astype(f32),
+        }
+        r, t = timeit(
+            [lambda: kernels.layer_norm(x, p, 1e-5), lambda: layer_norm_numba(x, p, 1e-5)], R * 4
+        )
+        row(
+            "layer_norm: float64 loops",
+            str(shape),
+            r,
+            t,
+            "Python-float accumulators (the first try)",
+        )
 
 
 if __name__ == "__main__":

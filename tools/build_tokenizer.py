@@ -32,11 +32,22 @@ def build(out):
     # sentence-transformers padding/truncation to 128 that BLIP's tokenizer does not have.
     src = pathlib.Path(tempfile.mkdtemp())
     shutil.copy(vocab_dir() / "vocab.txt", src)
-    (src / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "BertTokenizer", "do_lower_case": True, "tokenize_chinese_chars": True,
-        "strip_accents": None, "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
-        "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]",
-    }))  # fmt: skip
+    (src / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "BertTokenizer",
+                "do_lower_case": True,
+                "tokenize_chinese_chars": True,
+                "strip_accents": None,
+                "model_max_length": 512,
+                "unk_token": "[UNK]",
+                "sep_token": "[SEP]",
+                "pad_token": "[PAD]",
+                "cls_token": "[CLS]",
+                "mask_token": "[MASK]",
+            }
+        )
+    )
     tok = AutoTokenizer.from_pretrained(src)
     tok.add_special_tokens({"bos_token": "[DEC]"})
     tok.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
@@ -44,9 +55,17 @@ def build(out):
         shutil.rmtree(out)
     tok.save_pretrained(out)
     shutil.copy(src / "vocab.txt", out)  # hub repos carry it too; minblip's fallback reads it
-    assert tok.convert_tokens_to_ids(["[DEC]", "[ENC]"]) == [30522, 30523], "unexpected [DEC]/[ENC] ids"
+    assert tok.convert_tokens_to_ids(["[DEC]", "[ENC]"]) == [30522, 30523], (
+        "unexpected [DEC]/[ENC] ids"
+    )
     return out
 
 
 if __name__ == "__main__":
-    print(build(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).parent.parent / "golden/tokenizer/blip"))
+    print(
+        build(
+            sys.argv[1]
+            if len(sys.argv) > 1
+            else pathlib.Path(__file__).parent.parent / "golden/tokenizer/blip"
+        )
+    )

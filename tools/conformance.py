@@ -20,10 +20,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from golden_utils import case_dirs, load_case, model_dir, output_arrays  # noqa: E402
+
 import minblip  # noqa: E402
 from minblip import trace  # noqa: E402
-
-from golden_utils import case_dirs, load_case, model_dir, output_arrays  # noqa: E402
 
 
 def kind(key):
@@ -59,7 +59,9 @@ def main(groups):
             meta, expected, acts = run_case(case)
             for key in meta["order"] + meta["outputs"]:
                 e, a = expected[key], acts[key]
-                size = " (full size)" if is_full_size(case, meta) else ""  # bar 1e-4 there, 1e-5 tiny
+                size = (
+                    " (full size)" if is_full_size(case, meta) else ""
+                )  # bar 1e-4 there, 1e-5 tiny
                 row = rows[f"{group}{size}: {kind(key)}"]
                 if e.dtype.kind in "iu":
                     row["ids"][0] &= bool(np.array_equal(e, a))

@@ -18,12 +18,33 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-TEXT = dict(vocab_size=30524, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-            num_attention_heads=12, max_position_embeddings=512, hidden_act="gelu",
-            layer_norm_eps=1e-12, bos_token_id=30522, eos_token_id=2, pad_token_id=0,
-            sep_token_id=102, is_decoder=True, use_cache=True, tie_word_embeddings=True)
-VISION = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-              image_size=384, patch_size=16, hidden_act="gelu", layer_norm_eps=1e-5)
+TEXT = dict(
+    vocab_size=30524,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=512,
+    hidden_act="gelu",
+    layer_norm_eps=1e-12,
+    bos_token_id=30522,
+    eos_token_id=2,
+    pad_token_id=0,
+    sep_token_id=102,
+    is_decoder=True,
+    use_cache=True,
+    tie_word_embeddings=True,
+)
+VISION = dict(
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    image_size=384,
+    patch_size=16,
+    hidden_act="gelu",
+    layer_norm_eps=1e-5,
+)
 
 
 def build(out_dir, seed=0):
@@ -41,7 +62,9 @@ def build(out_dir, seed=0):
     state = model.state_dict()
     shapes = {k: tuple(v.shape) for k, v in state.items() if v.dtype.is_floating_point}
     weights = random_weights(shapes, seed)
-    model.load_state_dict({k: torch.from_numpy(weights[k]) if k in weights else v for k, v in state.items()})
+    model.load_state_dict(
+        {k: torch.from_numpy(weights[k]) if k in weights else v for k, v in state.items()}
+    )
     model.save_pretrained(out_dir)
     BlipImageProcessor().save_pretrained(out_dir)
     tok = HERE.parent / "golden" / "tokenizer" / "blip"

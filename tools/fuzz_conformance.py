@@ -43,18 +43,37 @@ def draw_config(rng, cls):
     image = patch * grid + int(rng.integers(0, patch))  # a remainder the convolution drops
     vocab = int(rng.integers(40, 120))
     bos, sep, pad = vocab - 1, int(rng.integers(2, 8)), int(pick([0, 1]))
-    vision = dict(hidden_size=dv, intermediate_size=int(rng.integers(4, 60)),
-                  num_hidden_layers=int(rng.integers(1, 3)), num_attention_heads=heads_v,
-                  image_size=image, patch_size=patch, hidden_act=pick(ACTS),
-                  layer_norm_eps=float(pick([1e-5, 1e-6, 1e-12])))  # fmt: skip
-    text = dict(vocab_size=vocab, hidden_size=dt, intermediate_size=int(rng.integers(4, 60)),
-                num_hidden_layers=int(rng.integers(1, 3)), num_attention_heads=heads_t,
-                max_position_embeddings=int(rng.integers(24, 64)), hidden_act=pick(ACTS),
-                layer_norm_eps=float(pick([1e-12, 1e-5])), bos_token_id=bos, sep_token_id=sep,
-                pad_token_id=pad, eos_token_id=int(pick([2, sep])),
-                tie_word_embeddings=bool(rng.integers(2)))  # fmt: skip
-    return dict(text_config=text, vision_config=vision, projection_dim=int(rng.integers(4, 20)),
-                image_text_hidden_size=int(rng.integers(4, 20)))  # fmt: skip
+    vision = dict(
+        hidden_size=dv,
+        intermediate_size=int(rng.integers(4, 60)),
+        num_hidden_layers=int(rng.integers(1, 3)),
+        num_attention_heads=heads_v,
+        image_size=image,
+        patch_size=patch,
+        hidden_act=pick(ACTS),
+        layer_norm_eps=float(pick([1e-5, 1e-6, 1e-12])),
+    )
+    text = dict(
+        vocab_size=vocab,
+        hidden_size=dt,
+        intermediate_size=int(rng.integers(4, 60)),
+        num_hidden_layers=int(rng.integers(1, 3)),
+        num_attention_heads=heads_t,
+        max_position_embeddings=int(rng.integers(24, 64)),
+        hidden_act=pick(ACTS),
+        layer_norm_eps=float(pick([1e-12, 1e-5])),
+        bos_token_id=bos,
+        sep_token_id=sep,
+        pad_token_id=pad,
+        eos_token_id=int(pick([2, sep])),
+        tie_word_embeddings=bool(rng.integers(2)),
+    )
+    return dict(
+        text_config=text,
+        vision_config=vision,
+        projection_dim=int(rng.integers(4, 20)),
+        image_text_hidden_size=int(rng.integers(4, 20)),
+    )
 
 
 def draw_inputs(rng, cfg, cls):
@@ -63,7 +82,9 @@ def draw_inputs(rng, cfg, cls):
     if rng.random() < 0.6:
         hw = (v["image_size"], v["image_size"])
     else:  # another size, square or not: only with interpolated positions
-        hw = tuple(v["patch_size"] * int(rng.integers(1, 6)) + int(rng.integers(0, 2)) for _ in range(2))
+        hw = tuple(
+            v["patch_size"] * int(rng.integers(1, 6)) + int(rng.integers(0, 2)) for _ in range(2)
+        )
     interp = hw != (v["image_size"], v["image_size"]) or bool(rng.integers(2))
     px = rng.standard_normal((B, 3, *hw)).astype(np.float32)
     T = int(rng.integers(2, 9))
@@ -75,15 +96,20 @@ def draw_inputs(rng, cfg, cls):
         n = int(rng.integers(2, T))  # one right-padded row
         ids[0, n:], mask[0, n:] = t["pad_token_id"], 0
         ids[0, n - 1] = t["sep_token_id"]
-    return dict(pixel_values=px, input_ids=ids, attention_mask=mask), dict(interpolate_pos_encoding=interp)
+    return dict(pixel_values=px, input_ids=ids, attention_mask=mask), dict(
+        interpolate_pos_encoding=interp
+    )
 
 
 def draw_generate(rng):
     kw = dict(max_new_tokens=int(rng.integers(1, 8)))
     r = rng.random()
     if r < 0.35:
-        kw.update(num_beams=int(rng.integers(2, 4)), length_penalty=float(rng.choice([0.0, 1.0, 2.0])),
-                  early_stopping=bool(rng.integers(2)))  # fmt: skip
+        kw.update(
+            num_beams=int(rng.integers(2, 4)),
+            length_penalty=float(rng.choice([0.0, 1.0, 2.0])),
+            early_stopping=bool(rng.integers(2)),
+        )
         kw["num_return_sequences"] = int(rng.integers(1, kw["num_beams"] + 1))
     if rng.random() < 0.3:
         kw["repetition_penalty"] = float(rng.choice([1.2, 2.0]))
@@ -95,14 +121,21 @@ def draw_generate(rng):
 
 
 def compare(name, ours, theirs, tol):
-    bad = [] if set(ours) & set(theirs) else [f"no common output field: {sorted(ours)} vs {sorted(theirs)}"]
+    bad = (
+        []
+        if set(ours) & set(theirs)
+        else [f"no common output field: {sorted(ours)} vs {sorted(theirs)}"]
+    )
     for key, want in theirs.items():
         if key not in ours:
             continue  # fields minblip does not return (caches) are not outputs
         got = np.asarray(ours[key])
         if want.dtype.kind in "iub":
             if got.shape != want.shape or not np.array_equal(got, want):
-                bad.append(f"{key}: ids differ\n    minblip      {got.tolist()}\n    transformers {want.tolist()}")
+                bad.append(
+                    f"{key}: ids differ\n    minblip      {got.tolist()}"
+                    f"\n    transformers {want.tolist()}"
+                )
             continue
         if got.shape != want.shape:
             bad.append(f"{key}: shape {got.shape} vs {want.shape}")
@@ -128,8 +161,13 @@ def flat_minblip(out, prefix="out"):
 
 
 def one(rng, i, dtype, tmp):
-    cls = ["BlipForConditionalGeneration", "BlipForImageTextRetrieval", "BlipForQuestionAnswering",
-           "BlipModel", "BlipVisionModel"][i % 5]  # fmt: skip
+    cls = [
+        "BlipForConditionalGeneration",
+        "BlipForImageTextRetrieval",
+        "BlipForQuestionAnswering",
+        "BlipModel",
+        "BlipVisionModel",
+    ][i % 5]
     cfg = draw_config(rng, cls)
     inputs, flags = draw_inputs(rng, cfg, cls)
     tcls = "BlipForConditionalGeneration" if cls == "BlipVisionModel" else cls
@@ -151,37 +189,70 @@ def one(rng, i, dtype, tmp):
     elif cls == "BlipModel":
         calls = [("forward", dict(inputs, return_loss=inputs["input_ids"].shape[0] > 1, **flags))]
     elif cls == "BlipVisionModel":
-        calls = [("forward", dict(pixel_values=inputs["pixel_values"], output_hidden_states=True,
-                                  output_attentions=True, **flags))]  # fmt: skip
+        calls = [
+            (
+                "forward",
+                dict(
+                    pixel_values=inputs["pixel_values"],
+                    output_hidden_states=True,
+                    output_attentions=True,
+                    **flags,
+                ),
+            )
+        ]
     elif cls == "BlipForConditionalGeneration":
         B = inputs["pixel_values"].shape[0]
         prompt = inputs["input_ids"][:, : int(rng.integers(1, 4))] if rng.random() < 0.5 else None
         gen = dict(pixel_values=inputs["pixel_values"], **flags, **draw_generate(rng))
         if prompt is not None:
             gen["input_ids"] = prompt
-        calls = [("forward", dict(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
-                                  labels=inputs["input_ids"], output_hidden_states=True, **flags)),
-                 ("generate", gen)]  # fmt: skip
+        calls = [
+            (
+                "forward",
+                dict(
+                    pixel_values=inputs["pixel_values"],
+                    input_ids=inputs["input_ids"],
+                    labels=inputs["input_ids"],
+                    output_hidden_states=True,
+                    **flags,
+                ),
+            ),
+            ("generate", gen),
+        ]
         del B
     else:  # VQA
         ans = inputs["input_ids"].copy()
         ans[:, 0] = cfg["text_config"]["bos_token_id"]
-        calls = [("forward", dict(inputs, labels=ans, **flags)),
-                 ("generate", dict(inputs, **flags, **draw_generate(rng)))]  # fmt: skip
+        calls = [
+            ("forward", dict(inputs, labels=ans, **flags)),
+            ("generate", dict(inputs, **flags, **draw_generate(rng))),
+        ]
     problems = []
     for method, kw in calls:
         call = ours if method == "forward" else getattr(ours, method)
         try:
-            theirs_out, _ = gc.run(model, method, {k: v for k, v in kw.items() if isinstance(v, np.ndarray)},
-                                   {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)}, torch_dtype)  # fmt: skip
-        except Exception as e:  # transformers refuses (or crashes on) the input: minblip must refuse clearly
+            theirs_out, _ = gc.run(
+                model,
+                method,
+                {k: v for k, v in kw.items() if isinstance(v, np.ndarray)},
+                {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)},
+                torch_dtype,
+            )
+        except (
+            Exception
+        ) as e:  # transformers refuses (or crashes on) the input: minblip must refuse clearly
             try:
                 call(**kw)
             except minblip.MinblipError as ours_e:
-                print(f"      {method}: both refuse: transformers {type(e).__name__}: {str(e)[:80]}; "
-                      f"minblip {type(ours_e).__name__}: {str(ours_e)[:80]}", file=sys.__stdout__)  # fmt: skip
+                print(
+                    f"      {method}: both refuse: transformers {type(e).__name__}: {str(e)[:80]}; "
+                    f"minblip {type(ours_e).__name__}: {str(ours_e)[:80]}",
+                    file=sys.__stdout__,
+                )
                 continue
-            problems.append(f"{method}: transformers raises {type(e).__name__}: {e}; minblip does not refuse")
+            problems.append(
+                f"{method}: transformers raises {type(e).__name__}: {e}; minblip does not refuse"
+            )
             continue
         theirs = gc.flatten_output(theirs_out)
         mine = flat_minblip(call(**kw))
@@ -194,7 +265,9 @@ def one(rng, i, dtype, tmp):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float64")
@@ -214,8 +287,11 @@ def main():
                 print(f"      {p}", file=sys.__stdout__)
             if problems:
                 print(f"      config {cfg}", file=sys.__stdout__)
-                print(f"      calls {[(m, {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)}) for m, kw in calls]}",
-                      file=sys.__stdout__)  # fmt: skip
+                settings = [
+                    (m, {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)})
+                    for m, kw in calls
+                ]
+                print(f"      calls {settings}", file=sys.__stdout__)
     print(f"{args.n - failed}/{args.n} configs conform ({args.dtype})", file=sys.__stdout__)
     return 1 if failed else 0
 

@@ -19,7 +19,9 @@ ROOT = HERE.parent / "golden"
 
 def main(argv):
     sys.path.insert(0, str(HERE))
-    names = argv or sorted(p.stem for p in (HERE / "golden_cases").glob("*.py") if p.stem != "__init__")
+    names = argv or sorted(
+        p.stem for p in (HERE / "golden_cases").glob("*.py") if p.stem != "__init__"
+    )
     for name in names:
         print(f"== {name}", flush=True)
         importlib.import_module(f"golden_cases.{name}").build(ROOT)

@@ -58,14 +58,18 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "peak_rss_after_load_m
 
 
 def run(lib, cls, folder):
-    out = subprocess.run([sys.executable, "-c", CHILD, lib, cls, str(folder)], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, lib, cls, str(folder)], capture_output=True, text=True
+    )
     if out.returncode:
         raise SystemExit(f"{lib} failed:\n{out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("folder", nargs="?", default="/tmp/minblip-blip-base")
     ap.add_argument("--class", dest="cls", default="BlipForConditionalGeneration")
     ap.add_argument("--repeat", type=int, default=3)

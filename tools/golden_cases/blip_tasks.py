@@ -12,28 +12,54 @@ import json
 import shutil
 from pathlib import Path
 
+import golden_common as gc
 import numpy as np
 
-import golden_common as gc
 from golden_cases.vision import BASE as VISION_BASE
 from minblip.testing import array_sha256
 from minblip.testing import random_pixels as pixels
 
-TEXT_TINY = dict(vocab_size=99, hidden_size=36, intermediate_size=50, num_hidden_layers=2,
-                 num_attention_heads=3, max_position_embeddings=40, bos_token_id=30, pad_token_id=0,
-                 sep_token_id=3, eos_token_id=2)
-VISION_TINY = dict(hidden_size=24, intermediate_size=40, num_hidden_layers=2, num_attention_heads=3,
-                   image_size=32, patch_size=8)
-TINY = dict(text_config=TEXT_TINY, vision_config=VISION_TINY, projection_dim=16,
-            image_text_hidden_size=12)
+TEXT_TINY = dict(
+    vocab_size=99,
+    hidden_size=36,
+    intermediate_size=50,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    max_position_embeddings=40,
+    bos_token_id=30,
+    pad_token_id=0,
+    sep_token_id=3,
+    eos_token_id=2,
+)
+VISION_TINY = dict(
+    hidden_size=24,
+    intermediate_size=40,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    image_size=32,
+    patch_size=8,
+)
+TINY = dict(
+    text_config=TEXT_TINY, vision_config=VISION_TINY, projection_dim=16, image_text_hidden_size=12
+)
 # VQA's answer decoder cross-attends to the question encoding through key/value projections sized
 # for the *vision* width (BlipConfig sets encoder_hidden_size = vision hidden_size), so BLIP VQA
 # only runs when the two widths are equal (768 and 768 on the hub); transformers fails otherwise.
 VQA_TINY = dict(TINY, vision_config=dict(VISION_TINY, hidden_size=36, num_attention_heads=4))
 # hub text config of blip-itm-base-coco / blip-vqa-base (checkpoints.md §2.1)
-TEXT_BASE = dict(vocab_size=30524, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                 num_attention_heads=12, max_position_embeddings=512, bos_token_id=30522,
-                 pad_token_id=0, sep_token_id=102, eos_token_id=2, layer_norm_eps=1e-12)
+TEXT_BASE = dict(
+    vocab_size=30524,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=512,
+    bos_token_id=30522,
+    pad_token_id=0,
+    sep_token_id=102,
+    eos_token_id=2,
+    layer_norm_eps=1e-12,
+)
 BASE = dict(text_config=TEXT_BASE, vision_config=VISION_BASE)
 
 
@@ -60,73 +86,216 @@ def cases():
     out = []
     # --- BlipModel (no public checkpoint holds its text tower; random weights are all there is)
     out += [
-        ("model_forward_loss", dict(cls="BlipModel", config=TINY,
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-            kwargs={"return_loss": True}, notes="2 texts x 2 images, contrastive loss")),
-        ("model_forward_3x1", dict(cls="BlipModel", config=TINY,
-            inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
-            kwargs={"output_hidden_states": True}, notes="3 padded texts x 1 image")),
-        ("model_text_features", dict(cls="BlipModel", config=TINY, method="get_text_features",
-            inputs={"input_ids": ids3, "attention_mask": mask3})),
-        ("model_image_features", dict(cls="BlipModel", config=TINY, method="get_image_features",
-            inputs={"pixel_values": px2})),
-        ("model_multimodal_features", dict(cls="BlipModel", config=TINY,
-            method="get_multimodal_features",
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2})),
-        ("model_float64", dict(cls="BlipModel", config=TINY, dtype="float64",
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-            kwargs={"return_loss": True})),
+        (
+            "model_forward_loss",
+            dict(
+                cls="BlipModel",
+                config=TINY,
+                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+                kwargs={"return_loss": True},
+                notes="2 texts x 2 images, contrastive loss",
+            ),
+        ),
+        (
+            "model_forward_3x1",
+            dict(
+                cls="BlipModel",
+                config=TINY,
+                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
+                kwargs={"output_hidden_states": True},
+                notes="3 padded texts x 1 image",
+            ),
+        ),
+        (
+            "model_text_features",
+            dict(
+                cls="BlipModel",
+                config=TINY,
+                method="get_text_features",
+                inputs={"input_ids": ids3, "attention_mask": mask3},
+            ),
+        ),
+        (
+            "model_image_features",
+            dict(
+                cls="BlipModel",
+                config=TINY,
+                method="get_image_features",
+                inputs={"pixel_values": px2},
+            ),
+        ),
+        (
+            "model_multimodal_features",
+            dict(
+                cls="BlipModel",
+                config=TINY,
+                method="get_multimodal_features",
+                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+            ),
+        ),
+        (
+            "model_float64",
+            dict(
+                cls="BlipModel",
+                config=TINY,
+                dtype="float64",
+                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+                kwargs={"return_loss": True},
+            ),
+        ),
     ]
     # --- BlipForImageTextRetrieval
     ret = "BlipForImageTextRetrieval"
     out += [
-        ("itm_head", dict(cls=ret, config=TINY,
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-            kwargs={"use_itm_head": True}, notes="image b paired with text b")),
-        ("itc_2x3", dict(cls=ret, config=TINY,
-            inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px2},
-            kwargs={"use_itm_head": False}, notes="cosine of every image with every text")),
-        ("itm_float64", dict(cls=ret, config=TINY, dtype="float64",
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-            kwargs={"use_itm_head": True})),
-        ("itc_float64", dict(cls=ret, config=TINY, dtype="float64",
-            inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px2},
-            kwargs={"use_itm_head": False})),
+        (
+            "itm_head",
+            dict(
+                cls=ret,
+                config=TINY,
+                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+                kwargs={"use_itm_head": True},
+                notes="image b paired with text b",
+            ),
+        ),
+        (
+            "itc_2x3",
+            dict(
+                cls=ret,
+                config=TINY,
+                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px2},
+                kwargs={"use_itm_head": False},
+                notes="cosine of every image with every text",
+            ),
+        ),
+        (
+            "itm_float64",
+            dict(
+                cls=ret,
+                config=TINY,
+                dtype="float64",
+                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+                kwargs={"use_itm_head": True},
+            ),
+        ),
+        (
+            "itc_float64",
+            dict(
+                cls=ret,
+                config=TINY,
+                dtype="float64",
+                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px2},
+                kwargs={"use_itm_head": False},
+            ),
+        ),
     ]
     # --- BlipForQuestionAnswering
     vqa = "BlipForQuestionAnswering"
     out += [
-        ("vqa_forward_labels", dict(cls=vqa, config=VQA_TINY,
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2,
-                    "labels": ans_ids},
-            notes="decoder_input_ids = labels (no shift in the wrapper); loss only")),
-        ("vqa_forward_decoder_ids", dict(cls=vqa, config=VQA_TINY,
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2,
-                    "decoder_input_ids": ans_ids, "decoder_attention_mask": ans_mask},
-            notes="no labels: only vision outputs are returned; the decoder trace holds logits")),
-        ("vqa_generate_greedy", dict(cls=vqa, config=VQA_TINY, method="generate",
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-            notes="question padding is NOT masked in the decoder's cross-attention (all ones)")),
-        ("vqa_generate_beams3", dict(cls=vqa, config=VQA_TINY, method="generate",
-            inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-            kwargs={"num_beams": 3, "max_new_tokens": 6})),
-        ("vqa_generate_float64", dict(cls=vqa, config=VQA_TINY, method="generate", dtype="float64",
-            inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": pixels(23, 3, 32, 32)},
-            kwargs={"max_new_tokens": 8})),
+        (
+            "vqa_forward_labels",
+            dict(
+                cls=vqa,
+                config=VQA_TINY,
+                inputs={
+                    "input_ids": ids2,
+                    "attention_mask": mask2,
+                    "pixel_values": px2,
+                    "labels": ans_ids,
+                },
+                notes="decoder_input_ids = labels (no shift in the wrapper); loss only",
+            ),
+        ),
+        (
+            "vqa_forward_decoder_ids",
+            dict(
+                cls=vqa,
+                config=VQA_TINY,
+                inputs={
+                    "input_ids": ids2,
+                    "attention_mask": mask2,
+                    "pixel_values": px2,
+                    "decoder_input_ids": ans_ids,
+                    "decoder_attention_mask": ans_mask,
+                },
+                notes="no labels: only vision outputs are returned; the decoder trace holds logits",
+            ),
+        ),
+        (
+            "vqa_generate_greedy",
+            dict(
+                cls=vqa,
+                config=VQA_TINY,
+                method="generate",
+                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+                notes="question padding is NOT masked in the decoder's cross-attention (all ones)",
+            ),
+        ),
+        (
+            "vqa_generate_beams3",
+            dict(
+                cls=vqa,
+                config=VQA_TINY,
+                method="generate",
+                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
+                kwargs={"num_beams": 3, "max_new_tokens": 6},
+            ),
+        ),
+        (
+            "vqa_generate_float64",
+            dict(
+                cls=vqa,
+                config=VQA_TINY,
+                method="generate",
+                dtype="float64",
+                inputs={
+                    "input_ids": ids3,
+                    "attention_mask": mask3,
+                    "pixel_values": pixels(23, 3, 32, 32),
+                },
+                kwargs={"max_new_tokens": 8},
+            ),
+        ),
     ]
     # --- full size: weights regenerated from the seed; few modules recorded (size budget)
     bid, bmask = texts(14, [9], vocab=30522, cls=101, sep=102, low=1000)
     bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)
     out += [
-        ("itm_base_coco", dict(cls=ret, config=BASE, full_size=True, record=(),
-            inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
-            kwargs={"use_itm_head": True}, notes="blip-itm-base-coco dims")),
-        ("itc_base_coco", dict(cls=ret, config=BASE, full_size=True, record=(),
-            inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
-            kwargs={"use_itm_head": False}, notes="blip-itm-base-coco dims")),
-        ("vqa_base", dict(cls=vqa, config=BASE, full_size=True, record=(), method="generate",
-            inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
-            notes="blip-vqa-base dims, greedy, 20 new tokens at most")),
+        (
+            "itm_base_coco",
+            dict(
+                cls=ret,
+                config=BASE,
+                full_size=True,
+                record=(),
+                inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
+                kwargs={"use_itm_head": True},
+                notes="blip-itm-base-coco dims",
+            ),
+        ),
+        (
+            "itc_base_coco",
+            dict(
+                cls=ret,
+                config=BASE,
+                full_size=True,
+                record=(),
+                inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
+                kwargs={"use_itm_head": False},
+                notes="blip-itm-base-coco dims",
+            ),
+        ),
+        (
+            "vqa_base",
+            dict(
+                cls=vqa,
+                config=BASE,
+                full_size=True,
+                record=(),
+                method="generate",
+                inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
+                notes="blip-vqa-base dims, greedy, 20 new tokens at most",
+            ),
+        ),
     ]
     return out
 

@@ -13,11 +13,11 @@ import json
 import shutil
 from pathlib import Path
 
+import golden_common as gc
 import numpy as np
 import torch
 import transformers
 
-import golden_common as gc
 from golden_cases.vision import BASE as VISION_BASE
 from minblip.testing import array_sha256, materialize
 from minblip.testing import random_pixels as pixels

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import golden_common as gc
+
 from golden_cases.blip_tasks import VQA_TINY, texts
 from golden_cases.caption import TINY
 from minblip.testing import random_pixels as pixels
@@ -25,27 +26,87 @@ def cases():
     q_ids, q_mask = texts(42, [6, 4])
     prompt, _ = texts(43, [4, 4])
     return [
-        ("greedy_scores_logits", cap, TINY, {"pixel_values": px2},
-         {**DICT, "output_logits": True, "repetition_penalty": 1.3, "max_new_tokens": 6}),
-        ("greedy_prompt_scores", cap, TINY, {"pixel_values": px2, "input_ids": prompt},
-         {**DICT, "no_repeat_ngram_size": 2, "max_new_tokens": 6}),
-        ("beam3_scores", cap, TINY, {"pixel_values": px2},
-         {**DICT, "num_beams": 3, "length_penalty": 0.8, "max_new_tokens": 6}),
-        ("beam4_return2_scores", cap, TINY, {"pixel_values": px2},
-         {**DICT, "output_logits": True, "num_beams": 4, "num_return_sequences": 2, "max_new_tokens": 5}),
-        ("sample_top_k1", cap, TINY, {"pixel_values": px2},
-         {**DICT, "do_sample": True, "top_k": 1, "temperature": 0.7, "max_new_tokens": 6}),
-        ("sample_top_k1_return3", cap, TINY, {"pixel_values": px2},
-         {"do_sample": True, "top_k": 1, "num_return_sequences": 3, "max_new_tokens": 5}),
-        ("sample_tiny_top_p", cap, TINY, {"pixel_values": px2},
-         {**DICT, "do_sample": True, "top_k": 0, "top_p": 1e-6, "repetition_penalty": 1.2,
-          "max_new_tokens": 6}),
-        ("vqa_beam2_scores", vqa, VQA_TINY,
-         {"pixel_values": px2, "input_ids": q_ids, "attention_mask": q_mask},
-         {**DICT, "num_beams": 2, "max_new_tokens": 5}),
-        ("vqa_greedy_penalties", vqa, VQA_TINY,
-         {"pixel_values": px2, "input_ids": q_ids, "attention_mask": q_mask},
-         {"repetition_penalty": 1.5, "no_repeat_ngram_size": 2, "min_new_tokens": 3, "max_new_tokens": 8}),
+        (
+            "greedy_scores_logits",
+            cap,
+            TINY,
+            {"pixel_values": px2},
+            {**DICT, "output_logits": True, "repetition_penalty": 1.3, "max_new_tokens": 6},
+        ),
+        (
+            "greedy_prompt_scores",
+            cap,
+            TINY,
+            {"pixel_values": px2, "input_ids": prompt},
+            {**DICT, "no_repeat_ngram_size": 2, "max_new_tokens": 6},
+        ),
+        (
+            "beam3_scores",
+            cap,
+            TINY,
+            {"pixel_values": px2},
+            {**DICT, "num_beams": 3, "length_penalty": 0.8, "max_new_tokens": 6},
+        ),
+        (
+            "beam4_return2_scores",
+            cap,
+            TINY,
+            {"pixel_values": px2},
+            {
+                **DICT,
+                "output_logits": True,
+                "num_beams": 4,
+                "num_return_sequences": 2,
+                "max_new_tokens": 5,
+            },
+        ),
+        (
+            "sample_top_k1",
+            cap,
+            TINY,
+            {"pixel_values": px2},
+            {**DICT, "do_sample": True, "top_k": 1, "temperature": 0.7, "max_new_tokens": 6},
+        ),
+        (
+            "sample_top_k1_return3",
+            cap,
+            TINY,
+            {"pixel_values": px2},
+            {"do_sample": True, "top_k": 1, "num_return_sequences": 3, "max_new_tokens": 5},
+        ),
+        (
+            "sample_tiny_top_p",
+            cap,
+            TINY,
+            {"pixel_values": px2},
+            {
+                **DICT,
+                "do_sample": True,
+                "top_k": 0,
+                "top_p": 1e-6,
+                "repetition_penalty": 1.2,
+                "max_new_tokens": 6,
+            },
+        ),
+        (
+            "vqa_beam2_scores",
+            vqa,
+            VQA_TINY,
+            {"pixel_values": px2, "input_ids": q_ids, "attention_mask": q_mask},
+            {**DICT, "num_beams": 2, "max_new_tokens": 5},
+        ),
+        (
+            "vqa_greedy_penalties",
+            vqa,
+            VQA_TINY,
+            {"pixel_values": px2, "input_ids": q_ids, "attention_mask": q_mask},
+            {
+                "repetition_penalty": 1.5,
+                "no_repeat_ngram_size": 2,
+                "min_new_tokens": 3,
+                "max_new_tokens": 8,
+            },
+        ),
     ]
 
 
@@ -58,8 +119,16 @@ def build(root: Path):
         for name, cls, config, inputs, kwargs in cases():
             print(" ", name, flush=True)
             case = group / name
-            gc.write_case(case, cls, config, seed=seeds[cls], inputs=inputs, kwargs=kwargs,
-                          method="generate", record=())
+            gc.write_case(
+                case,
+                cls,
+                config,
+                seed=seeds[cls],
+                inputs=inputs,
+                kwargs=kwargs,
+                method="generate",
+                record=(),
+            )
             meta = json.loads((case / "meta.json").read_text())
             if cls in first:
                 shutil.rmtree(case / "model")

@@ -17,7 +17,9 @@ def _configs(prompt_len, eos):
     return {
         "repetition_penalty_1.3": [rp(1.3)],
         "repetition_penalty_0.7": [rp(0.7)],
-        "repetition_penalty_ignore_padding": [rp(1.5, prompt_ignore_length=torch.tensor([0, 3, 5]))],
+        "repetition_penalty_ignore_padding": [
+            rp(1.5, prompt_ignore_length=torch.tensor([0, 3, 5]))
+        ],
         "no_repeat_ngram_2": [nr(2)],
         "no_repeat_ngram_3": [nr(3)],
         "no_repeat_ngram_20": [nr(20)],
@@ -32,8 +34,13 @@ def _configs(prompt_len, eos):
         "top_p_0.9": [lp.TopPLogitsWarper(0.9)],
         "top_p_0.3": [lp.TopPLogitsWarper(0.3)],
         "top_p_0.0_keep_2": [lp.TopPLogitsWarper(0.0, min_tokens_to_keep=2)],
-        "chain_sampling": [rp(1.2), nr(2), lp.TemperatureLogitsWarper(0.8), lp.TopKLogitsWarper(10),
-                           lp.TopPLogitsWarper(0.8)],
+        "chain_sampling": [
+            rp(1.2),
+            nr(2),
+            lp.TemperatureLogitsWarper(0.8),
+            lp.TopKLogitsWarper(10),
+            lp.TopPLogitsWarper(0.8),
+        ],
     }
 
 
@@ -54,6 +61,10 @@ def build(root):
             s = proc(torch.from_numpy(np.minimum(ids, V + 3)), s)
         arrays[name] = s.numpy()
     np.savez(out / "cases.npz", **arrays)
-    meta = {"prompt_len": prompt_len, "eos": eos, "configs": list(_configs(prompt_len, eos)),
-            "versions": {"transformers": transformers.__version__, "torch": torch.__version__}}
+    meta = {
+        "prompt_len": prompt_len,
+        "eos": eos,
+        "configs": list(_configs(prompt_len, eos)),
+        "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -13,10 +13,10 @@ import json
 import shutil
 from pathlib import Path
 
+import golden_common as gc
 import numpy as np
 from PIL import Image
 
-import golden_common as gc
 from golden_cases.blip_tasks import TEXT_BASE
 from golden_cases.vision import BASE as VISION_BASE
 
@@ -34,26 +34,49 @@ def _processor(root):
 def cases():
     return [
         ("caption_greedy", "BlipForConditionalGeneration", dict(images=PHOTOS, text=None), {}),
-        ("caption_prompt", "BlipForConditionalGeneration",
-         dict(images=PHOTOS, text=["a picture of"] * 3), {}),
-        ("caption_beams3", "BlipForConditionalGeneration", dict(images=PHOTOS[:2], text=None),
-         {"num_beams": 3, "max_new_tokens": 12}),
-        ("vqa_greedy", "BlipForQuestionAnswering",
-         dict(images=PHOTOS[:2], text=["what is in the picture?", "how many cups are there?"]), {}),
-        ("itm", "BlipForImageTextRetrieval",
-         dict(images=[PHOTOS[0]] * 3, text=["an astronaut in a suit", "a cup of coffee", "a man"]),
-         {"use_itm_head": True}),
-        ("itc", "BlipForImageTextRetrieval",
-         dict(images=PHOTOS[:2], text=["an astronaut in a suit", "a cup of coffee", "a man"]),
-         {"use_itm_head": False}),
+        (
+            "caption_prompt",
+            "BlipForConditionalGeneration",
+            dict(images=PHOTOS, text=["a picture of"] * 3),
+            {},
+        ),
+        (
+            "caption_beams3",
+            "BlipForConditionalGeneration",
+            dict(images=PHOTOS[:2], text=None),
+            {"num_beams": 3, "max_new_tokens": 12},
+        ),
+        (
+            "vqa_greedy",
+            "BlipForQuestionAnswering",
+            dict(images=PHOTOS[:2], text=["what is in the picture?", "how many cups are there?"]),
+            {},
+        ),
+        (
+            "itm",
+            "BlipForImageTextRetrieval",
+            dict(
+                images=[PHOTOS[0]] * 3, text=["an astronaut in a suit", "a cup of coffee", "a man"]
+            ),
+            {"use_itm_head": True},
+        ),
+        (
+            "itc",
+            "BlipForImageTextRetrieval",
+            dict(images=PHOTOS[:2], text=["an astronaut in a suit", "a cup of coffee", "a man"]),
+            {"use_itm_head": False},
+        ),
     ]
 
 
 def build(root: Path):
     group = root / "pipeline"
     processor = _processor(root)
-    seeds = {"BlipForConditionalGeneration": 300, "BlipForQuestionAnswering": 301,
-             "BlipForImageTextRetrieval": 302}
+    seeds = {
+        "BlipForConditionalGeneration": 300,
+        "BlipForQuestionAnswering": 301,
+        "BlipForImageTextRetrieval": 302,
+    }
     first = {}  # class -> the case whose weights the later cases of that class reuse
     with gc.quiet():
         for name, cls, spec, kwargs in cases():
@@ -62,8 +85,17 @@ def build(root: Path):
             enc = processor(images=images, text=spec["text"], padding=True, return_tensors="np")
             inputs = {k: np.asarray(v) for k, v in enc.items()}
             method = "forward" if cls == "BlipForImageTextRetrieval" else "generate"
-            meta = gc.write_case(group / name, cls, BASE, seed=seeds[cls], inputs=inputs, kwargs=kwargs,
-                                 method=method, full_size=True, record=())
+            meta = gc.write_case(
+                group / name,
+                cls,
+                BASE,
+                seed=seeds[cls],
+                inputs=inputs,
+                kwargs=kwargs,
+                method=method,
+                full_size=True,
+                record=(),
+            )
             case = group / name
             outs = dict(np.load(case / "outputs.npz"))
             keep = {k: v for k, v in outs.items() if k in ("out", "out.itm_score")}
@@ -71,9 +103,12 @@ def build(root: Path):
             np.savez_compressed(case / "inputs.npz")  # recomputed by the test from the photos
             meta["outputs"] = list(keep)
             meta["pipeline"] = {
-                "images": spec["images"], "text": spec["text"], "processor_kwargs": {"padding": True},
+                "images": spec["images"],
+                "text": spec["text"],
+                "processor_kwargs": {"padding": True},
                 "decoded": processor.batch_decode(keep["out"], skip_special_tokens=True)
-                if method == "generate" else None,
+                if method == "generate"
+                else None,
             }
             if cls in first:  # same class, config and seed: one weights.json serves all
                 (case / "weights.json").unlink()

@@ -36,15 +36,24 @@ from transformers import AutoImageProcessor, BlipImageProcessor
 SMALL = {"height": 40, "width": 56}  # non-square, downscaling for every variant
 PHOTOS = {
     # name: (skimage loader, committed (height, width), licence note from scikit-image's docs)
-    "astronaut": (skimage.data.astronaut, (192, 192),
-                  "Eileen Collins, NASA Great Images database; 'No known copyright restrictions, "
-                  "released into the public domain.'"),
-    "coffee": (skimage.data.coffee, (128, 192),
-               "Coffee cup, courtesy of Pikolo Espresso Bar; 'No copyright restrictions. CC0 by "
-               "the photographer (Rachel Michetti).'"),
-    "camera": (skimage.data.camera, (160, 160),
-               "Gray-level camera image (replaced in scikit-image 0.18 for copyright reasons); "
-               "'No copyright restrictions. CC0 by the photographer (Lav Varshney).'"),
+    "astronaut": (
+        skimage.data.astronaut,
+        (192, 192),
+        "Eileen Collins, NASA Great Images database; 'No known copyright restrictions, "
+        "released into the public domain.'",
+    ),
+    "coffee": (
+        skimage.data.coffee,
+        (128, 192),
+        "Coffee cup, courtesy of Pikolo Espresso Bar; 'No copyright restrictions. CC0 by "
+        "the photographer (Rachel Michetti).'",
+    ),
+    "camera": (
+        skimage.data.camera,
+        (160, 160),
+        "Gray-level camera image (replaced in scikit-image 0.18 for copyright reasons); "
+        "'No copyright restrictions. CC0 by the photographer (Lav Varshney).'",
+    ),
 }
 
 
@@ -81,16 +90,21 @@ def _write_photos(images):
         small = np.array(Image.fromarray(full).resize((w, h), Image.Resampling.LANCZOS))
         Image.fromarray(small).save(images / f"{name}.png", optimize=True)
         photos[name] = small
-        lines.append(f"| `{name}.png` | `skimage.data.{name}()` {full.shape} | {licence} | "
-                     f"resized to {h}x{w} (HxW) with Pillow LANCZOS |")
+        lines.append(
+            f"| `{name}.png` | `skimage.data.{name}()` {full.shape} | {licence} | "
+            f"resized to {h}x{w} (HxW) with Pillow LANCZOS |"
+        )
     # The RGBA photo: astronaut with a radial alpha ramp and a fully transparent band; the colour
     # under transparent pixels stays the photo's, so dropping alpha != compositing on white.
     rgba = np.dstack([photos["astronaut"], _alpha(photos["astronaut"].shape[:2])])
     Image.fromarray(rgba, "RGBA").save(images / "astronaut_rgba.png", optimize=True)
-    lines.append("| `astronaut_rgba.png` | `astronaut.png` above | as astronaut | alpha added: "
-                 "radial ramp 255 (centre) -> 0 (corners), rows 8-23 fully transparent |")
-    (images / "SOURCES.md").write_text(_SOURCES.format(
-        skimage=skimage.__version__, pillow=PIL.__version__, rows="\n".join(lines)))
+    lines.append(
+        "| `astronaut_rgba.png` | `astronaut.png` above | as astronaut | alpha added: "
+        "radial ramp 255 (centre) -> 0 (corners), rows 8-23 fully transparent |"
+    )
+    (images / "SOURCES.md").write_text(
+        _SOURCES.format(skimage=skimage.__version__, pillow=PIL.__version__, rows="\n".join(lines))
+    )
     return photos
 
 
@@ -115,7 +129,7 @@ def _alpha(shape):
     yy, xx = np.mgrid[0:h, 0:w]
     r = np.hypot((yy - h / 2) / (h / 2), (xx - w / 2) / (w / 2)) / np.sqrt(2)
     a = np.clip(255 * (1.2 - 1.4 * r), 0, 255).astype(np.uint8)
-    a[h // 24: h // 8] = 0
+    a[h // 24 : h // 8] = 0
     return a
 
 
@@ -148,10 +162,15 @@ def _write_variants(inputs_dir, name, rgb_or_l):
     save("l_trns", gray, transparency=int(np.bincount(g.ravel()).argmax()))
     save("cmyk", rgb.convert("CMYK"), "jpg", quality=92)
     save("i16", Image.fromarray(g.astype(np.uint16) * 257))
-    save("i", Image.fromarray(g.astype(np.int32) * 3 - 200), "tif",
-         compression="tiff_adobe_deflate")
-    save("f", Image.fromarray(g.astype(np.float32) * 0.9 + 13.37), "tif",
-         compression="tiff_adobe_deflate")
+    save(
+        "i", Image.fromarray(g.astype(np.int32) * 3 - 200), "tif", compression="tiff_adobe_deflate"
+    )
+    save(
+        "f",
+        Image.fromarray(g.astype(np.float32) * 0.9 + 13.37),
+        "tif",
+        compression="tiff_adobe_deflate",
+    )
     save("1", gray.convert("1"))
     # In-memory-only modes: the fixture opens a file above and converts on load.
     files["pa"] = (files["p_trns"][0], "PA")
@@ -199,27 +218,57 @@ def _cases(root, photos, variants):
     small_cfg = {"size": SMALL}
     cases = {}
 
-    def case(name, inputs, config=None, kwargs=None, fp_kwargs=None, raw_config=None, single=False,
-             arrays=None, notes=""):
-        cases[name] = dict(inputs=inputs, config=config or {}, kwargs=kwargs or {},
-                           fp_kwargs=fp_kwargs or {}, raw_config=raw_config, single=single,
-                           arrays=arrays or {}, notes=notes)
+    def case(
+        name,
+        inputs,
+        config=None,
+        kwargs=None,
+        fp_kwargs=None,
+        raw_config=None,
+        single=False,
+        arrays=None,
+        notes="",
+    ):
+        cases[name] = dict(
+            inputs=inputs,
+            config=config or {},
+            kwargs=kwargs or {},
+            fp_kwargs=fp_kwargs or {},
+            raw_config=raw_config,
+            single=single,
+            arrays=arrays or {},
+            notes=notes,
+        )
 
     # Committed photos at the class defaults (384) and at BLIP-2's 224 (old-style int size).
-    case("default_astronaut", [pil(img / "astronaut.png")], single=True,
-         notes="class defaults: 384x384 bicubic, CLIP mean/std")
-    case("size_int_224_coffee", [pil(img / "coffee.png")],
-         raw_config={"image_processor_type": "BlipImageProcessor", "size": 224},
-         notes="old-style int size in preprocessor_config.json (BLIP-2's 224)")
-    case("size_list_camera", [pil(img / "camera.png")],
-         raw_config={"image_processor_type": "BlipImageProcessor", "size": [48, 32]},
-         notes="size as [height, width] list")
+    case(
+        "default_astronaut",
+        [pil(img / "astronaut.png")],
+        single=True,
+        notes="class defaults: 384x384 bicubic, CLIP mean/std",
+    )
+    case(
+        "size_int_224_coffee",
+        [pil(img / "coffee.png")],
+        raw_config={"image_processor_type": "BlipImageProcessor", "size": 224},
+        notes="old-style int size in preprocessor_config.json (BLIP-2's 224)",
+    )
+    case(
+        "size_list_camera",
+        [pil(img / "camera.png")],
+        raw_config={"image_processor_type": "BlipImageProcessor", "size": [48, 32]},
+        notes="size as [height, width] list",
+    )
     case("rgba_photo", [pil(img / "astronaut_rgba.png")], small_cfg)
     for name in PHOTOS:
         case(f"photo_{name}", [pil(img / f"{name}.png")], small_cfg)
         case(f"path_{name}", [path(img / f"{name}.png")], small_cfg)
-    case("path_rgba_photo", [path(img / "astronaut_rgba.png")], small_cfg,
-         notes="file path: load_image does convert('RGB'), alpha dropped, not composited")
+    case(
+        "path_rgba_photo",
+        [path(img / "astronaut_rgba.png")],
+        small_cfg,
+        notes="file path: load_image does convert('RGB'), alpha dropped, not composited",
+    )
 
     # Every PIL mode of every photo, as a PIL image; a few also as file paths.
     for name, files in variants.items():
@@ -256,41 +305,102 @@ def _cases(root, photos, variants):
         case(key, [{"kind": "array", "key": key}], small_cfg, single=True, arrays={key: a})
 
     # A mixed batch, and settings off the defaults.
-    case("batch_mixed", [pil(img / "astronaut.png"), path(img / "coffee.png"),
-                         pil(img / "camera.png"), {"kind": "array", "key": "a"},
-                         pil(variants["astronaut"]["rgba"][0])],
-         small_cfg, arrays={"a": arrays["np_hwc_float32_unit"]})
+    case(
+        "batch_mixed",
+        [
+            pil(img / "astronaut.png"),
+            path(img / "coffee.png"),
+            pil(img / "camera.png"),
+            {"kind": "array", "key": "a"},
+            pil(variants["astronaut"]["rgba"][0]),
+        ],
+        small_cfg,
+        arrays={"a": arrays["np_hwc_float32_unit"]},
+    )
     case("no_normalize", [pil(img / "coffee.png")], {**small_cfg, "do_normalize": False})
     case("no_rescale", [pil(img / "coffee.png")], {**small_cfg, "do_rescale": False})
-    case("no_rescale_no_normalize", [pil(img / "coffee.png")],
-         {**small_cfg, "do_rescale": False, "do_normalize": False}, notes="uint8 pixel_values")
+    case(
+        "no_rescale_no_normalize",
+        [pil(img / "coffee.png")],
+        {**small_cfg, "do_rescale": False, "do_normalize": False},
+        notes="uint8 pixel_values",
+    )
     # Every uint8 level, unresized: pins the float64 -> float32 rescale bit for bit.
     levels = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
-    case("all_levels_rescale_only", [{"kind": "array", "key": "a"}],
-         {"do_resize": False, "do_normalize": False}, single=True, arrays={"a": levels})
-    case("all_levels", [{"kind": "array", "key": "a"}], {"do_resize": False}, single=True,
-         arrays={"a": levels})
+    case(
+        "all_levels_rescale_only",
+        [{"kind": "array", "key": "a"}],
+        {"do_resize": False, "do_normalize": False},
+        single=True,
+        arrays={"a": levels},
+    )
+    case(
+        "all_levels",
+        [{"kind": "array", "key": "a"}],
+        {"do_resize": False},
+        single=True,
+        arrays={"a": levels},
+    )
     case("no_resize", [pil(variants["camera"]["rgb"][0])], {"do_resize": False})
-    case("no_resize_float", [{"kind": "array", "key": "a"}], {"do_resize": False}, single=True,
-         arrays={"a": arrays["np_chw_float64_unit"]})
-    case("no_convert_rgb", [pil(variants["coffee"]["rgb"][0])],
-         {**small_cfg, "do_convert_rgb": False})
-    case("no_convert_rgba_no_normalize", [pil(variants["coffee"]["rgba"][0])],
-         {**small_cfg, "do_convert_rgb": False, "do_normalize": False}, notes="4 channels out")
-    case("no_convert_l", [pil(variants["coffee"]["l"][0])], {**small_cfg, "do_convert_rgb": False},
-         notes="1 channel vs 3 means: transformers refuses")
-    case("no_convert_l_no_normalize", [pil(variants["coffee"]["l"][0])],
-         {**small_cfg, "do_convert_rgb": False, "do_normalize": False}, notes="1 channel out")
-    case("no_convert_i16_no_normalize", [pil(variants["coffee"]["i16"][0])],
-         {**small_cfg, "do_convert_rgb": False, "do_normalize": False},
-         notes="uint16 values above 255 cannot go to Pillow as uint8: transformers refuses")
-    case("call_overrides", [pil(img / "coffee.png")], small_cfg,
-         kwargs={"size": {"height": 24, "width": 40}, "resample": 2, "image_mean": 0.5,
-                 "image_std": [0.5, 0.5, 0.5], "rescale_factor": 0.00784313725490196})
-    case("from_pretrained_overrides", [pil(img / "astronaut.png")], small_cfg,
-         fp_kwargs={"size": {"height": 30, "width": 30}, "do_normalize": False})
-    case("upscale_nonsquare", [pil(variants["coffee"]["rgba"][0])],
-         {"size": {"height": 100, "width": 72}})
+    case(
+        "no_resize_float",
+        [{"kind": "array", "key": "a"}],
+        {"do_resize": False},
+        single=True,
+        arrays={"a": arrays["np_chw_float64_unit"]},
+    )
+    case(
+        "no_convert_rgb",
+        [pil(variants["coffee"]["rgb"][0])],
+        {**small_cfg, "do_convert_rgb": False},
+    )
+    case(
+        "no_convert_rgba_no_normalize",
+        [pil(variants["coffee"]["rgba"][0])],
+        {**small_cfg, "do_convert_rgb": False, "do_normalize": False},
+        notes="4 channels out",
+    )
+    case(
+        "no_convert_l",
+        [pil(variants["coffee"]["l"][0])],
+        {**small_cfg, "do_convert_rgb": False},
+        notes="1 channel vs 3 means: transformers refuses",
+    )
+    case(
+        "no_convert_l_no_normalize",
+        [pil(variants["coffee"]["l"][0])],
+        {**small_cfg, "do_convert_rgb": False, "do_normalize": False},
+        notes="1 channel out",
+    )
+    case(
+        "no_convert_i16_no_normalize",
+        [pil(variants["coffee"]["i16"][0])],
+        {**small_cfg, "do_convert_rgb": False, "do_normalize": False},
+        notes="uint16 values above 255 cannot go to Pillow as uint8: transformers refuses",
+    )
+    case(
+        "call_overrides",
+        [pil(img / "coffee.png")],
+        small_cfg,
+        kwargs={
+            "size": {"height": 24, "width": 40},
+            "resample": 2,
+            "image_mean": 0.5,
+            "image_std": [0.5, 0.5, 0.5],
+            "rescale_factor": 0.00784313725490196,
+        },
+    )
+    case(
+        "from_pretrained_overrides",
+        [pil(img / "astronaut.png")],
+        small_cfg,
+        fp_kwargs={"size": {"height": 30, "width": 30}, "do_normalize": False},
+    )
+    case(
+        "upscale_nonsquare",
+        [pil(variants["coffee"]["rgba"][0])],
+        {"size": {"height": 100, "width": 72}},
+    )
     return cases
 
 
@@ -302,8 +412,9 @@ def _write_exif_jpeg(inputs_dir, coffee):
     return f
 
 
-def _write_case(root, case_dir, inputs, config, kwargs, fp_kwargs, raw_config, single, arrays,
-                notes):
+def _write_case(
+    root, case_dir, inputs, config, kwargs, fp_kwargs, raw_config, single, arrays, notes
+):
     model = case_dir / "model"
     model.mkdir(parents=True)
     if raw_config is not None:
@@ -314,8 +425,9 @@ def _write_case(root, case_dir, inputs, config, kwargs, fp_kwargs, raw_config, s
     assert processor.backend == "pil", processor.backend
     images = [_load_input(root, spec, arrays) for spec in inputs]
     try:
-        pixel_values = processor(images[0] if single else images, return_tensors="np",
-                                 **kwargs)["pixel_values"]
+        pixel_values = processor(images[0] if single else images, return_tensors="np", **kwargs)[
+            "pixel_values"
+        ]
         raises = None
         np.savez_compressed(case_dir / "outputs.npz", **{"out.pixel_values": pixel_values})
     except Exception as e:  # transformers refuses this input: minblip must refuse it too
@@ -333,13 +445,18 @@ def _write_case(root, case_dir, inputs, config, kwargs, fp_kwargs, raw_config, s
         "from_pretrained_kwargs": fp_kwargs,
         "processor_settings": json.loads(json.dumps(settings, default=_jsonable)),
         "raises": raises,
-        "output": None if raises else {"shape": list(pixel_values.shape),
-                                       "dtype": str(pixel_values.dtype)},
+        "output": None
+        if raises
+        else {"shape": list(pixel_values.shape), "dtype": str(pixel_values.dtype)},
         "dtype": None if raises else str(pixel_values.dtype),
         "order": [],
         "seed": 0,
-        "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
-                     "numpy": np.__version__, "pillow": PIL.__version__},
+        "versions": {
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "pillow": PIL.__version__,
+        },
         "notes": "BlipImageProcessor resolves to BlipImageProcessorPil (no torchvision). " + notes,
     }
     (case_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")

@@ -8,12 +8,20 @@ from pathlib import Path
 import numpy as np
 
 TEXTS = [
-    "a picture of", "A Woman sitting on the BEACH with her dog.", "",
-    "Café crème brûlée, naïve façade — Ångström", "北京欢迎你 东京 서울", "emoji 🙂🐶 and ♥ symbols",
-    "Hello, world! It's a don't-stop (really?) \"quoted\" [bracketed] {braced} #hash @at 50% off...",
-    "numbers 3.14159 1,000,000 2024-11-22 0x1F 1e-9", "whitespace\truns\n\nand   spaces   ",
-    "control\x00chars\x07 and\u200bzero width", "supercalifragilisticexpialidocious unbelievably",
-    "[CLS] literal [SEP] specials [DEC] [ENC] [PAD]", "x" * 120,
+    "a picture of",
+    "A Woman sitting on the BEACH with her dog.",
+    "",
+    "Café crème brûlée, naïve façade — Ångström",
+    "北京欢迎你 东京 서울",
+    "emoji 🙂🐶 and ♥ symbols",
+    "Hello, world! It's a don't-stop (really?) \"quoted\" [bracketed] {braced} "
+    "#hash @at 50% off...",
+    "numbers 3.14159 1,000,000 2024-11-22 0x1F 1e-9",
+    "whitespace\truns\n\nand   spaces   ",
+    "control\x00chars\x07 and\u200bzero width",
+    "supercalifragilisticexpialidocious unbelievably",
+    "[CLS] literal [SEP] specials [DEC] [ENC] [PAD]",
+    "x" * 120,
 ]
 LONG = " ".join(["the dog runs on the beach"] * 120)  # 720 words: longer than the 512 table
 
@@ -52,18 +60,51 @@ def build(root: Path):
         enc = tok(TEXTS[:6], **kw)
         cases.append({"call": name, "kwargs": kw, "text": TEXTS[:6], "expected": dict(enc)})
     enc = tok([LONG, "short"], padding=True, truncation=True, return_tensors="np")
-    cases.append({"call": "long_batch_np", "kwargs": {"padding": True, "truncation": True, "return_tensors": "np"},
-                  "text": [LONG, "short"], "expected": {k: np.asarray(v).tolist() for k, v in enc.items()}})
+    cases.append(
+        {
+            "call": "long_batch_np",
+            "kwargs": {"padding": True, "truncation": True, "return_tensors": "np"},
+            "text": [LONG, "short"],
+            "expected": {k: np.asarray(v).tolist() for k, v in enc.items()},
+        }
+    )
     decodes = []
     for ids in DECODE + [tok(t).input_ids for t in TEXTS]:
         for skip in (False, True):
-            decodes.append({"ids": ids, "skip_special_tokens": skip,
-                            "expected": tok.decode(ids, skip_special_tokens=skip)})
-    props = {k: getattr(tok, k) for k in ("bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
-                                          "pad_token_id", "unk_token_id", "mask_token_id", "vocab_size",
-                                          "model_max_length", "padding_side", "truncation_side")}
+            decodes.append(
+                {
+                    "ids": ids,
+                    "skip_special_tokens": skip,
+                    "expected": tok.decode(ids, skip_special_tokens=skip),
+                }
+            )
+    props = {
+        k: getattr(tok, k)
+        for k in (
+            "bos_token_id",
+            "eos_token_id",
+            "sep_token_id",
+            "cls_token_id",
+            "pad_token_id",
+            "unk_token_id",
+            "mask_token_id",
+            "vocab_size",
+            "model_max_length",
+            "padding_side",
+            "truncation_side",
+        )
+    }
     props["len"] = len(tok)
-    props["tokens_of_special_ids"] = tok.convert_ids_to_tokens([0, 100, 101, 102, 103, 30522, 30523])
-    out = {"versions": {"transformers": transformers.__version__}, "class": type(tok).__name__,
-           "encode": cases, "decode": decodes, "properties": props}
-    (root / "tokenizer" / "cases.json").write_text(json.dumps(out, ensure_ascii=False, indent=0) + "\n")
+    props["tokens_of_special_ids"] = tok.convert_ids_to_tokens(
+        [0, 100, 101, 102, 103, 30522, 30523]
+    )
+    out = {
+        "versions": {"transformers": transformers.__version__},
+        "class": type(tok).__name__,
+        "encode": cases,
+        "decode": decodes,
+        "properties": props,
+    }
+    (root / "tokenizer" / "cases.json").write_text(
+        json.dumps(out, ensure_ascii=False, indent=0) + "\n"
+    )

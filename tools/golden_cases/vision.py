@@ -12,6 +12,7 @@ ignored or hard-coded eps visible well above float32 noise.
 from pathlib import Path
 
 import golden_common as gc
+
 from minblip.testing import random_pixels as pixels
 
 TINY = dict(

@@ -139,7 +139,11 @@ def as_pixel_values(pixel_values, dtype, name="pixel_values"):
         )
     if x.shape[0] == 0:
         raise InputError(f"{name} has an empty batch")
-    return x.astype(dtype, copy=False)
+    x = x.astype(dtype, copy=False)
+    if not np.isfinite(x).all():  # transformers would run and return ids computed from nan
+        bad = np.argwhere(~np.isfinite(x))[0].tolist()
+        raise InputError(f"{name} holds nan or inf (first at index {bad}, value {x[tuple(bad)]})")
+    return x
 
 
 def select_hidden_states(hidden_states, output_hidden_states):

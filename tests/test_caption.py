@@ -227,6 +227,10 @@ def test_bad_inputs():
         model(pixel_values=px)
     with pytest.raises(minblip.InputError, match="channels-last"):
         model(pixel_values=px.transpose(0, 2, 3, 1), input_ids=ids)
+    broken = px.copy()
+    broken[1, 2, 3, 4] = np.nan
+    with pytest.raises(minblip.InputError, match=r"nan or inf \(first at index \[1, 2, 3, 4\]"):
+        model.generate(pixel_values=broken)  # transformers would caption the nan
     with pytest.raises(minblip.InputError, match="at least 2 tokens"):
         model.generate(pixel_values=px, input_ids=ids[:, :1])
     with pytest.raises(minblip.InputError, match="one per image"):

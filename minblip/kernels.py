@@ -5,60 +5,15 @@ reference. Each twin is tested against its reference in tests/test_kernels.py (a
 NUMBA_DISABLE_JIT=1) and stays only while tools/bench_kernels.py shows it winning on real shapes.
 Kernels that were tried and lost, and the numbers behind every decision, are in docs/kernels.md.
 
-Every twin is single-threaded on purpose. On the 2-core machine they were measured on, a second
-thread pool (Numba's, next to OpenBLAS's) or a thread hand-off for a tiny product cost far more
-than it saved whenever the cores were busy; see docs/kernels.md.
+Every twin is single-threaded on purpose: a second thread pool next to OpenBLAS's costs more than
+it saves on 2 cores (docs/kernels.md). Matrix products stay with BLAS, the decode step's
+matrix-vector products included: a Numba twin for those lost 1.9x end to end (docs/kernels.md).
 """
 
 import math
 
 import numba
 import numpy as np
-
-# ----------------------------------------------------------------------------- linear
-
-SMALL_ROWS = 8  # the twin takes x with at most this many rows: decoding (1 token per beam)
-
-
-@numba.njit(cache=True, fastmath={"reassoc"})
-def _linear_rows(x, W, b, out, zero):
-    M, K = x.shape
-    for o in range(W.shape[0]):  # each weight row is read once, for all rows of x
-        w = W[o]
-        for m in range(M):
-            xm = x[m]
-            # "reassoc" lets LLVM keep several partial sums in SIMD lanes: a different summation
-            # order from BLAS's (which has its own), nothing else (no nnan / ninf / contraction)
-            s = zero
-            for i in range(K):
-                s += w[i] * xm[i]
-            out[m, o] = s + b[o]
-
-
-def linear(x, p):
-    """Numba twin of ops.linear for a few rows (decode steps); tested in tests/test_kernels.py.
-
-    Why: x @ W.T with 1..8 rows is a matrix-vector product bound by reading W. OpenBLAS splits
-    it over its 2 threads, and the hand-off alone cost 8-16 ms a call on a busy 2-core machine
-    (0.2 ms when idle); this loop reads W once on the calling thread. Results differ from the
-    reference by summation order only (a few float32 ulps)."""
-    W = p["weight"]
-    if x.dtype not in (np.float32, np.float64) or x.ndim == 0 or W.dtype != x.dtype:
-        return NotImplemented
-    if W.ndim != 2 or x.shape[-1] != W.shape[1] or not W.flags.c_contiguous:
-        return NotImplemented
-    K, Dout = W.shape[1], W.shape[0]
-    rows = x.size // K if K else 0
-    if rows == 0 or rows > SMALL_ROWS or Dout == 0:
-        return NotImplemented
-    b = p["bias"] if "bias" in p else np.zeros(Dout, x.dtype)
-    if b.dtype != x.dtype or b.shape != (Dout,):
-        return NotImplemented
-    x2 = np.ascontiguousarray(x).reshape(rows, K)  # (..., K) -> (rows, K)
-    out = np.empty((rows, Dout), x.dtype)
-    _linear_rows(x2, W, b, out, x.dtype.type(0))
-    return out.reshape(*x.shape[:-1], Dout)
-
 
 # ----------------------------------------------------------------------------- gelu
 

@@ -77,7 +77,6 @@ def _kernel(name):
 # ----------------------------------------------------------------------------- primitives
 
 
-@has_kernel("linear")
 def linear(x, p):
     """PyTorch Linear: x @ W.T + b.  x (..., Din), W (Dout, Din), b (Dout,) -> (..., Dout)."""
     y = x @ p["weight"].T

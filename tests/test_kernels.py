@@ -24,62 +24,6 @@ def maybe_strided(data, x):
     return x
 
 
-# ----------------------------------------------------------------------------- linear
-
-
-@pytest.mark.parametrize("dtype, rtol", [(np.float32, 2e-6), (np.float64, 1e-14)])
-@given(data=st.data())
-def test_linear_twin_matches_reference(dtype, rtol, data):
-    rows = data.draw(st.integers(1, kernels.SMALL_ROWS))
-    lead = data.draw(st.sampled_from([(rows,), (1, rows), (rows, 1)]))
-    K, Dout = data.draw(st.integers(1, 40)), data.draw(st.integers(1, 24))
-    floats = st.floats(-4, 4, width=32)
-    x = maybe_strided(data, data.draw(arrays(dtype, lead + (K,), elements=floats)))
-    p = {"weight": data.draw(arrays(dtype, (Dout, K), elements=floats))}
-    if data.draw(st.booleans()):
-        p["bias"] = data.draw(arrays(dtype, (Dout,), elements=floats))
-    got, want = kernels.linear(x, p), ops.linear.reference(x, p)
-    assert got.shape == want.shape and got.dtype == want.dtype
-    # only the summation order differs: bound the error by the size of the terms summed
-    scale = np.abs(x) @ np.abs(p["weight"]).T + np.abs(p.get("bias", 0))
-    np.testing.assert_array_less(np.abs(got - want), rtol * K * scale + np.finfo(dtype).tiny)
-
-
-def test_linear_twin_at_decode_shapes_is_within_the_bar():
-    """At the decoder's real widths (768 -> 3072, outputs ~4) the twin stays inside the 1e-5
-    per-module bar, whichever summation order it runs (SIMD lanes, or plain Python without JIT)."""
-    rng = np.random.default_rng(0)
-    p = {
-        "weight": rng.standard_normal((3072, 768)).astype(np.float32) * 0.03,
-        "bias": rng.standard_normal(3072).astype(np.float32),
-    }
-    x = rng.standard_normal((3, 1, 768)).astype(np.float32)
-    exact = x.astype(np.float64) @ p["weight"].T.astype(np.float64) + p["bias"]
-    assert np.abs(kernels.linear(x, p) - exact).max() < 1e-5
-
-
-def test_linear_twin_declines_what_it_does_not_take():
-    W = np.ones((4, 3), np.float32)
-    p = {"weight": W, "bias": np.zeros(4, np.float32)}
-    too_many = np.ones((kernels.SMALL_ROWS + 1, 3), np.float32)
-    for x, q in [
-        (too_many, p),  # many rows: BLAS's job
-        (np.ones((2, 3), np.float64), p),  # mixed dtypes
-        (np.ones((2, 3), np.float16), p),
-        (np.ones((2, 5), np.float32), p),  # wrong width: the reference raises
-        (np.ones((0, 3), np.float32), p),
-        (np.ones((2, 3), np.float32), {"weight": np.asfortranarray(W)}),
-        (np.ones((2, 3), np.float32), {"weight": W, "bias": np.zeros(4, np.float64)}),
-    ]:
-        assert kernels.linear(x, q) is NotImplemented
-
-
-def test_linear_backend_switch_gives_reference_errors():
-    ops.set_backend("numba")
-    with pytest.raises(ValueError):
-        ops.linear(np.ones((1, 5), np.float32), {"weight": np.ones((4, 3), np.float32)})
-
-
 # ----------------------------------------------------------------------------- gelu
 
 

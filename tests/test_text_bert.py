@@ -66,7 +66,7 @@ def test_batch_rows_are_independent():
     """forward(stack([a, b])) == stack([forward(a), forward(b)]) (catches mask bugs).
 
     In float64: in float32 a batch of 2 and a batch of 1 take different GEMM paths (BLAS blocking,
-    the decode-row kernel for <= 8 rows) whose rounding differs by ~4e-6 on these logits, which
+    matrix-vector products for single rows) whose rounding differs by ~4e-6 on these logits, which
     would hide a small leak; in float64 any leak between rows stands far above 1e-10."""
     ids, mask = INPUTS["input_ids"], INPUTS["attention_mask"]
     both = MODEL64(pixel_values=INPUTS["pixel_values"], input_ids=ids, attention_mask=mask).logits

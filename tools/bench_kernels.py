@@ -116,8 +116,6 @@ def attention_batched(q, k, v, scale):  # ops.attention before: all heads at onc
     return probs @ v, probs
 
 
-
-
 @numba.njit(cache=True, fastmath={"reassoc"})
 def _linear_rows(x, W, b, out, zero):  # the decode-step twin of 2026-11-22, dropped 2026-11-30
     M, K = x.shape

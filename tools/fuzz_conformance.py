@@ -9,7 +9,9 @@ generation options, builds each model with transformers' own classes and random 
 (golden_common.fill_random), saves it with save_pretrained, loads the folder into minblip, and
 compares every output field. float64 (default) holds both to 1e-10, so any logic difference
 shows; --dtype float32 checks the fp32 bars (1e-5 features, 1e-4 logits). Generated ids must be
-identical. Needs tools/requirements-golden.txt; never run by the tests (they never import torch).
+identical. In float32, a field past its bar still passes when it is ill-conditioned: within 8x of
+the distance between transformers' own float32 and float64 results (printed). Needs
+tools/requirements-golden.txt; never run by the tests (they never import torch).
 """
 
 import argparse
@@ -238,9 +240,7 @@ def one(rng, i, dtype, tmp):
                 {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)},
                 torch_dtype,
             )
-        except (
-            Exception
-        ) as e:  # transformers refuses (or crashes on) the input: minblip must refuse clearly
+        except Exception as e:  # transformers refuses or crashes: minblip must refuse clearly
             try:
                 call(**kw)
             except minblip.MinblipError as ours_e:
@@ -260,8 +260,39 @@ def one(rng, i, dtype, tmp):
             tol = lambda key: 1e-10  # noqa: E731
         else:
             tol = lambda key: 1e-4 if ("logits" in key or "loss" in key) else 1e-5  # noqa: E731
-        problems += [f"{method}: {p}" for p in compare(cls, mine, theirs, tol)]
+        bad = compare(cls, mine, theirs, tol)
+        if bad and dtype == "float32" and method == "forward":
+            bad = ill_conditioned(model, method, kw, mine, theirs, bad)
+        problems += [f"{method}: {p}" for p in bad]
     return cls, cfg, calls, problems
+
+
+def ill_conditioned(model, method, kw, mine, theirs, bad):
+    """A float32 field past its bar passes if transformers' own float32 result is as far from
+    its float64 one: a config that amplifies rounding (a LayerNorm over 2 features whose
+    variance is near eps) separates any two float32 implementations, and which of the two lands
+    closer to float64 scatters from module to module (seen: 0.1x to 5x in one such case). Kept:
+    minblip within 8x of transformers' own float32 error, both measured from float64."""
+    arrays = {k: v for k, v in kw.items() if isinstance(v, np.ndarray)}
+    flags = {k: v for k, v in kw.items() if not isinstance(v, np.ndarray)}
+    exact_out, _ = gc.run(model.to(torch.float64), method, arrays, flags, torch.float64)
+    model.to(torch.float32)
+    exact = gc.flatten_output(exact_out)
+    still = []
+    for line in bad:
+        key = line.split(":")[0]
+        if key in exact and key in mine and exact[key].dtype.kind == "f":
+            ours_err = float(np.max(np.abs(np.asarray(mine[key]) - exact[key])))
+            theirs_err = float(np.max(np.abs(theirs[key] - exact[key])))
+            if ours_err <= 8 * theirs_err:
+                print(
+                    f"      {key}: ill-conditioned, passes: from float64, minblip {ours_err:.1e}, "
+                    f"transformers' own float32 {theirs_err:.1e}",
+                    file=sys.__stdout__,
+                )
+                continue
+        still.append(line)
+    return still
 
 
 def main():

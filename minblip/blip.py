@@ -87,6 +87,18 @@ def _mask_like(attention_mask, ids, name="attention_mask"):
     return mask.astype(np.int64)
 
 
+def paired_batch(n_text, n_image, what="texts"):
+    """The batch of texts read against images through cross-attention. transformers passes the
+    two batches to torch as they are, and torch broadcasts them: equal, or either one is 1 (one
+    image for every text, one text for every image). Anything else is refused."""
+    if n_text == n_image or 1 in (n_text, n_image):
+        return max(n_text, n_image)
+    raise InputError(
+        f"{n_text} {what} for {n_image} images: pass one per image, one image for all of them, "
+        f"or one for all images"
+    )
+
+
 def _check_lm_head(p, tied, where=""):
     """The tensors the LM head needs are in the file, or tied to ones that are."""
     pp = p["cls"]["predictions"]
@@ -180,10 +192,7 @@ class BlipForConditionalGeneration(PreTrainedModel):
             else output_attentions
         )
         image_embeds, _, hidden, attn = self._vision(pixel_values, interpolate_pos_encoding, want_a)
-        if ids.shape[0] != image_embeds.shape[0]:
-            raise InputError(
-                f"{ids.shape[0]} texts for {image_embeds.shape[0]} images: pass one per image"
-            )
+        paired_batch(ids.shape[0], image_embeds.shape[0])  # one image may serve many texts
         with scope("text_decoder"):
             logits, _ = lm_forward(
                 ids,
@@ -195,8 +204,12 @@ class BlipForConditionalGeneration(PreTrainedModel):
         loss = None
         if labels is not None:
             labels = np.asarray(labels)
-            if labels.shape != ids.shape:
-                raise InputError(f"labels have shape {labels.shape}, input_ids have {ids.shape}")
+            if labels.shape != logits.shape[:2]:
+                raise InputError(
+                    f"labels have shape {labels.shape}, the logits {logits.shape[:2]} "
+                    f"(texts x tokens, after pairing {ids.shape[0]} texts with "
+                    f"{image_embeds.shape[0]} images)"
+                )
             loss = lm_loss(logits, labels, tcfg.label_smoothing)
         tap("text_decoder", logits if loss is None else loss)  # its output's first field
         out = ModelOutput(
@@ -228,7 +241,14 @@ class BlipForConditionalGeneration(PreTrainedModel):
             raise InputError("generate needs pixel_values")
         tcfg = self.config.text_config
         image_embeds = self._vision(pixel_values, interpolate_pos_encoding)[0]
-        prompt, mask = self.decoder_prompt(input_ids, attention_mask, image_embeds.shape[0])
+        # transformers copies prompts and images alike for beams / returned sequences: one image
+        # then serves several prompts only without copies, as torch broadcasts it
+        copies = max(
+            generate_kwargs.get("num_beams") or 1, generate_kwargs.get("num_return_sequences") or 1
+        )
+        prompt, mask = self.decoder_prompt(
+            input_ids, attention_mask, image_embeds.shape[0], one_image_serves_all=copies == 1
+        )
         p = self.params["text_decoder"]
         context = {"encoder_kv": cross_kv(image_embeds, p["bert"], tcfg)}  # once per call
 
@@ -258,7 +278,7 @@ class BlipForConditionalGeneration(PreTrainedModel):
             **generate_kwargs,
         )
 
-    def decoder_prompt(self, input_ids, attention_mask, batch):
+    def decoder_prompt(self, input_ids, attention_mask, batch, one_image_serves_all=False):
         """transformers' prompt handling: the first token is replaced by [DEC] (bos) and the last
         column ([SEP] of a processor output) is dropped, the mask sliced alike; without input_ids
         the prompt is [DEC] alone. Returns (prompt (B, P), mask (B, P) or None), both copies."""
@@ -268,9 +288,11 @@ class BlipForConditionalGeneration(PreTrainedModel):
         else:
             ids = _token_ids(input_ids, tcfg.vocab_size)
         mask = _mask_like(attention_mask, ids)
-        if ids.shape[0] != batch:
+        if ids.shape[0] != batch and not (batch == 1 and one_image_serves_all):
             raise InputError(
-                f"input_ids has {ids.shape[0]} prompts for {batch} images: pass one per image"
+                f"input_ids has {ids.shape[0]} prompts for {batch} images: pass one per image "
+                "(one image serves several prompts only in greedy or sampled generation with "
+                "num_return_sequences=1, as in transformers)"
             )
         if ids.shape[1] < 2:
             raise InputError(
@@ -291,7 +313,10 @@ class BlipForConditionalGeneration(PreTrainedModel):
 # ----------------------------------------------------------------------------- text tower alone
 
 
-def _text_inputs(model, input_ids, attention_mask, encoder_hidden_states):
+def _text_inputs(model, input_ids, attention_mask, encoder_hidden_states, generating=False):
+    """ids, mask and encoder states, checked. The two batches pair as torch broadcasts them
+    (paired_batch); in generate only equal batches, or one image with no copies (no beams,
+    num_return_sequences 1), as transformers copies both for those and then cannot broadcast."""
     cfg = model.config
     if input_ids is None:
         raise InputError(f"{type(model).__name__} needs input_ids")
@@ -299,10 +324,18 @@ def _text_inputs(model, input_ids, attention_mask, encoder_hidden_states):
     enc = None
     if encoder_hidden_states is not None:
         enc = np.asarray(encoder_hidden_states).astype(model.dtype, copy=False)
-        if enc.ndim != 3 or enc.shape[0] != ids.shape[0] or enc.shape[2] != cfg.encoder_hidden_size:
+        if enc.ndim != 3 or enc.shape[2] != cfg.encoder_hidden_size:
             raise InputError(
-                f"encoder_hidden_states must be (batch {ids.shape[0]}, tokens, encoder_hidden_size "
+                f"encoder_hidden_states must be (batch, tokens, encoder_hidden_size "
                 f"{cfg.encoder_hidden_size}), got {enc.shape}"
+            )
+        if generating is False:
+            paired_batch(ids.shape[0], enc.shape[0], "texts")
+        elif enc.shape[0] != ids.shape[0] and not (enc.shape[0] == 1 and generating == "no copies"):
+            raise InputError(
+                f"{ids.shape[0]} prompts for encoder_hidden_states of batch {enc.shape[0]}: pass "
+                "one per prompt (one serves several prompts only in greedy or sampled generation "
+                "with num_return_sequences=1, as in transformers)"
             )
     return ids, _mask_like(attention_mask, ids), enc
 
@@ -423,8 +456,11 @@ class BlipTextLMHeadModel(PreTrainedModel):
         loss = None
         if labels is not None:
             labels = np.asarray(labels)
-            if labels.shape != ids.shape:
-                raise InputError(f"labels have shape {labels.shape}, input_ids have {ids.shape}")
+            if labels.shape != logits.shape[:2]:
+                raise InputError(
+                    f"labels have shape {labels.shape}, the logits {logits.shape[:2]} "
+                    f"(texts x tokens, after pairing with encoder_hidden_states)"
+                )
             loss = lm_loss(logits, labels, self.config.label_smoothing, reduction)
         head = {"loss": loss, "logits": logits}
         return _text_output(
@@ -446,7 +482,16 @@ class BlipTextLMHeadModel(PreTrainedModel):
         """transformers' GenerationMixin.generate for this decoder: continue input_ids, attending
         to encoder_hidden_states. eos / pad default to the config's (eos_token_id, pad_token_id).
         encoder_attention_mask is accepted and, as in transformers 5.23, has no effect."""
-        ids, mask, enc = _text_inputs(self, input_ids, attention_mask, encoder_hidden_states)
+        copies = max(
+            generate_kwargs.get("num_beams") or 1, generate_kwargs.get("num_return_sequences") or 1
+        )
+        ids, mask, enc = _text_inputs(
+            self,
+            input_ids,
+            attention_mask,
+            encoder_hidden_states,
+            generating="no copies" if copies == 1 else "copies",
+        )
         cfg, p = self.config, self.params
         context = {"encoder_kv": None if enc is None else cross_kv(enc, p["bert"], cfg)}
 

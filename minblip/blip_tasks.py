@@ -10,7 +10,7 @@ and visual question answering, composed from the vision tower and the BERT text 
 
 import numpy as np
 
-from .blip import BlipForConditionalGeneration, _mask_like, _token_ids
+from .blip import BlipForConditionalGeneration, _mask_like, _token_ids, paired_batch
 from .config import BlipConfig
 from .errors import ConfigError, InputError
 from .generate import generate
@@ -146,6 +146,9 @@ class BlipModel(_BlipTask):
     ):
         """Text encoded against the image (all image tokens visible), pooled, projected: (B, P)."""
         image_embeds = self._vision(pixel_values, interpolate_pos_encoding)[0]
+        if input_ids is None:
+            raise InputError("get_multimodal_features needs input_ids and pixel_values")
+        paired_batch(np.shape(input_ids)[0], image_embeds.shape[0])
         out = self._text(
             "text_model", input_ids, attention_mask, pooler=True, encoder_hidden_states=image_embeds
         )
@@ -243,12 +246,9 @@ class BlipForImageTextRetrieval(_BlipTask):
         want_h, want_a = self._flags(output_hidden_states, output_attentions)
         image_embeds, _, hidden, attn = self._vision(pixel_values, interpolate_pos_encoding, want_a)
         if use_itm_head:
-            if np.shape(input_ids)[0] != image_embeds.shape[0]:
-                raise InputError(
-                    f"ITM reads text b against image b: got {np.shape(input_ids)[0]} texts for "
-                    f"{image_embeds.shape[0]} images (one text per image), "
-                    "or use use_itm_head=False"
-                )
+            # text b against image b, or one image against every text (one text against every
+            # image): torch broadcasts the batches, as transformers passes them
+            paired_batch(np.shape(input_ids)[0], image_embeds.shape[0])
             # every image token visible: transformers' image mask is all ones
             text = self._text(
                 "text_encoder", input_ids, attention_mask, encoder_hidden_states=image_embeds
@@ -311,11 +311,7 @@ class BlipForQuestionAnswering(_BlipTask):
         self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, want_a=False
     ):
         vision = self._vision(pixel_values, interpolate_pos_encoding, want_a)
-        if np.shape(input_ids)[0] != vision[0].shape[0]:
-            raise InputError(
-                f"{np.shape(input_ids)[0]} questions for {vision[0].shape[0]} images: "
-                "pass one per image"
-            )
+        paired_batch(np.shape(input_ids)[0], vision[0].shape[0], "questions")
         q = self._text("text_encoder", input_ids, attention_mask, encoder_hidden_states=vision[0])
         return vision, q["last_hidden_state"]
 
@@ -355,7 +351,16 @@ class BlipForQuestionAnswering(_BlipTask):
                 encoder_hidden_states=question,
                 encoder_attention_mask=attention_mask,  # the question's mask (generate: ones)
             )
-        loss = None if labels is None else lm_loss(logits, labels, tcfg.label_smoothing)
+        loss = None
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != logits.shape[:2]:  # the decoder pairs answers with questions
+                raise InputError(
+                    f"labels have shape {labels.shape}, the answer logits {logits.shape[:2]} "
+                    f"(answers x tokens, after pairing {ids.shape[0]} answers with "
+                    f"{question.shape[0]} encoded questions)"
+                )
+            loss = lm_loss(logits, labels, tcfg.label_smoothing)
         tap("text_decoder", logits if loss is None else loss)
         out = ModelOutput(
             loss=loss,

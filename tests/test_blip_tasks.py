@@ -71,16 +71,32 @@ def _keys(node, prefix=""):
             yield from _keys(v, f"{prefix}{i}.")
 
 
-def test_itm_needs_one_text_per_image():
+def test_text_and_image_batches_that_torch_cannot_broadcast_are_refused():
+    """Equal batches, or one of them 1, pair (golden cases *_one_image_* / *_two_images_one_*);
+    2 texts against 3 images make torch fail inside transformers, and minblip refuse."""
     case = next(c for c in CASES if c.name == "itm_head")
     meta, inputs, _ = load_case(case)
     model = minblip.BlipForImageTextRetrieval.from_pretrained(model_dir(case))
-    with pytest.raises(minblip.InputError, match="one text per image"):
-        model(
-            input_ids=inputs["input_ids"][:1],
-            pixel_values=inputs["pixel_values"],
-            use_itm_head=True,
-        )
+    px = inputs["pixel_values"]
+    three = np.concatenate([px, px[:1]])
+    with pytest.raises(minblip.InputError, match="2 texts for 3 images: pass one per image"):
+        model(input_ids=inputs["input_ids"], pixel_values=three, use_itm_head=True)
+    assert model(
+        input_ids=inputs["input_ids"], pixel_values=three, use_itm_head=False
+    ).itm_score.shape == (3, 2)
+    bm = minblip.BlipModel.from_pretrained(
+        model_dir(next(c for c in CASES if c.name == "model_forward_loss"))
+    )
+    with pytest.raises(minblip.InputError, match="2 texts for 3 images"):
+        bm.get_multimodal_features(input_ids=inputs["input_ids"], pixel_values=three)
+    vqa_case = next(c for c in CASES if c.name == "vqa_forward_labels")
+    _, vin, _ = load_case(vqa_case)
+    vqa = minblip.BlipForQuestionAnswering.from_pretrained(model_dir(vqa_case))
+    vthree = np.concatenate([vin["pixel_values"], vin["pixel_values"][:1]])
+    with pytest.raises(minblip.InputError, match="2 questions for 3 images"):
+        vqa.generate(input_ids=vin["input_ids"], pixel_values=vthree)
+    with pytest.raises(minblip.InputError, match="labels have shape"):  # 1 answer, 2 questions
+        vqa(input_ids=vin["input_ids"], pixel_values=vin["pixel_values"], labels=vin["labels"][:1])
 
 
 def test_vqa_refuses_unequal_vision_and_text_widths():

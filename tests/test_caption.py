@@ -217,8 +217,13 @@ def test_bad_inputs():
         model(pixel_values=px, input_ids=ids + 200)
     with pytest.raises(minblip.InputError, match="integer"):
         model(pixel_values=px, input_ids=ids.astype(np.float32))
-    with pytest.raises(minblip.InputError, match="one per image"):
-        model(pixel_values=px[:1], input_ids=ids)
+    three = np.concatenate([px, px[:1]])
+    with pytest.raises(minblip.InputError, match="2 texts for 3 images: pass one per image"):
+        model(pixel_values=three, input_ids=ids)  # torch cannot broadcast 2 against 3 either
+    with pytest.raises(
+        minblip.InputError, match=r"labels have shape \(1, 7\), the logits \(2, 7\)"
+    ):
+        model(pixel_values=px, input_ids=ids[:1], labels=ids[:1])  # 1 text read against 2 images
     with pytest.raises(minblip.InputError, match="attention_mask"):
         model(pixel_values=px, input_ids=ids, attention_mask=inputs["attention_mask"][:, :3])
     with pytest.raises(minblip.InputError, match="labels"):
@@ -233,8 +238,13 @@ def test_bad_inputs():
         model.generate(pixel_values=broken)  # transformers would caption the nan
     with pytest.raises(minblip.InputError, match="at least 2 tokens"):
         model.generate(pixel_values=px, input_ids=ids[:, :1])
+    # one image serves several prompts only without copies; several images never share a prompt
     with pytest.raises(minblip.InputError, match="one per image"):
-        model.generate(pixel_values=px[:1], input_ids=ids)
+        model.generate(pixel_values=px[:1], input_ids=ids, num_beams=2)
+    with pytest.raises(minblip.InputError, match="one per image"):
+        model.generate(pixel_values=px[:1], input_ids=ids, do_sample=True, num_return_sequences=2)
+    with pytest.raises(minblip.InputError, match="one per image"):
+        model.generate(pixel_values=px, input_ids=ids[:1])
 
 
 def test_untied_head_without_decoder_weight_is_refused(tmp_path):

@@ -256,6 +256,76 @@ def cases():
             ),
         ),
     ]
+    # --- one image for several texts, one text for several images: torch broadcasts the batches
+    # of the cross-attention as transformers passes them; outputs only (size budget)
+    ans3, _ = texts(15, [4, 3, 5], cls=30)
+    out += [
+        (
+            "itm_one_image_three_texts",
+            dict(
+                cls=ret,
+                config=TINY,
+                record=(),
+                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
+                kwargs={"use_itm_head": True},
+                notes="3 padded texts scored against one image: itm_score (3, 2)",
+            ),
+        ),
+        (
+            "itm_two_images_one_text",
+            dict(
+                cls=ret,
+                config=TINY,
+                record=(),
+                inputs={"input_ids": ids2[:1], "attention_mask": mask2[:1], "pixel_values": px2},
+                kwargs={"use_itm_head": True},
+            ),
+        ),
+        (
+            "multimodal_one_image_three_texts",
+            dict(
+                cls="BlipModel",
+                config=TINY,
+                record=(),
+                method="get_multimodal_features",
+                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
+            ),
+        ),
+        (
+            "vqa_forward_one_image_three_questions",
+            dict(
+                cls=vqa,
+                config=VQA_TINY,
+                record=(),
+                inputs={
+                    "input_ids": ids3,
+                    "attention_mask": mask3,
+                    "pixel_values": px1,
+                    "labels": ans3,
+                },
+            ),
+        ),
+        (
+            "vqa_generate_one_image_three_questions_beams2",
+            dict(
+                cls=vqa,
+                config=VQA_TINY,
+                method="generate",
+                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
+                kwargs={"num_beams": 2, "max_new_tokens": 6},
+            ),
+        ),
+        (
+            "vqa_generate_two_images_one_question",
+            dict(
+                cls=vqa,
+                config=VQA_TINY,
+                method="generate",
+                inputs={"input_ids": ids2[:1], "attention_mask": mask2[:1], "pixel_values": px2},
+                kwargs={"max_new_tokens": 6},
+            ),
+        ),
+    ]
     # --- full size: weights regenerated from the seed; few modules recorded (size budget)
     bid, bmask = texts(14, [9], vocab=30522, cls=101, sep=102, low=1000)
     bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)

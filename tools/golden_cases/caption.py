@@ -452,6 +452,67 @@ def cases():
         )
         for mode, extra in (("greedy", {}), ("beams", {"num_beams": 2, "length_penalty": 0.8}))
     ]
+    # --- one image for several texts, one text for several images: torch broadcasts the batches
+    # of the cross-attention as transformers passes them; outputs only (size budget)
+    ids3, mask3 = texts(57, [6, 4, 5])
+    out += [
+        (
+            "forward_one_image_three_texts",
+            dict(
+                config=TINY,
+                record=(),
+                inputs={
+                    "pixel_values": px1,
+                    "input_ids": ids3,
+                    "attention_mask": mask3,
+                    "labels": labels_of(ids3, mask3),
+                },
+                notes="logits (3, T, V) against one image; loss over the 3 texts",
+            ),
+        ),
+        (
+            "forward_two_images_one_text",
+            dict(
+                config=TINY,
+                record=(),
+                inputs={"pixel_values": px2, "input_ids": ids2[:1], "attention_mask": mask2[:1]},
+            ),
+        ),
+        (
+            "generate_one_image_three_prompts",
+            dict(
+                config=TINY,
+                method=gen,
+                inputs={"pixel_values": px1, "input_ids": prompt3, "attention_mask": pmask3},
+                kwargs={"max_new_tokens": 6},
+                notes="greedy only: beams or returned copies would copy prompts and image apart",
+            ),
+        ),
+        (
+            "text_model_two_states_one_text",
+            {
+                "cls": "BlipTextModel",
+                "config": text_cfg,
+                "record": (),
+                "inputs": {
+                    "input_ids": ids2[:1],
+                    "attention_mask": mask2[:1],
+                    "encoder_hidden_states": enc,
+                },
+                "kwargs": {"is_decoder": True},
+            },
+        ),
+        (
+            "text_lm_generate_one_state_three_prompts",
+            {
+                "cls": "BlipTextLMHeadModel",
+                "config": dict(text_cfg, label_smoothing=0.05),
+                "method": gen,
+                "inputs": {"input_ids": np.full((3, 1), 30, np.int64), "encoder_hidden_states": enc[:1]},
+                "kwargs": {"max_new_tokens": 7, "eos_token_id": 3},
+            },
+        ),
+    ]
     # --- full size: weights regenerated from the seed; no modules recorded (size budget)
     bid, bmask = texts(55, [8], vocab=30522, cls=101, sep=102, low=1000)
     bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)

@@ -117,11 +117,11 @@ def match(image, texts, model=DEFAULT_ITM_MODEL):
     itm, processor = load_task_model("BlipForImageTextRetrieval", str(model))
     text = processor(text=list(texts), padding=True)
     pixels = processor(images=image)["pixel_values"]
-    # ITM pairs text b with image b: repeat the image once per text
+    # ITM reads each text against the one image (the batches broadcast): one vision forward
     logits = itm(
         input_ids=text["input_ids"],
         attention_mask=text["attention_mask"],
-        pixel_values=np.repeat(pixels, len(texts), axis=0),
+        pixel_values=pixels,
         use_itm_head=True,
     ).itm_score
     e = np.exp(logits - logits.max(-1, keepdims=True))

@@ -98,6 +98,8 @@ def draw_inputs(rng, cfg, cls):
         n = int(rng.integers(2, T))  # one right-padded row
         ids[0, n:], mask[0, n:] = t["pad_token_id"], 0
         ids[0, n - 1] = t["sep_token_id"]
+    if B > 1 and rng.random() < 0.25:  # one image for every text: the batches broadcast
+        px = px[:1]
     return dict(pixel_values=px, input_ids=ids, attention_mask=mask), dict(
         interpolate_pos_encoding=interp
     )

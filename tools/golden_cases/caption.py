@@ -508,7 +508,10 @@ def cases():
                 "cls": "BlipTextLMHeadModel",
                 "config": dict(text_cfg, label_smoothing=0.05),
                 "method": gen,
-                "inputs": {"input_ids": np.full((3, 1), 30, np.int64), "encoder_hidden_states": enc[:1]},
+                "inputs": {
+                    "input_ids": np.full((3, 1), 30, np.int64),
+                    "encoder_hidden_states": enc[:1],
+                },
                 "kwargs": {"max_new_tokens": 7, "eos_token_id": 3},
             },
         ),

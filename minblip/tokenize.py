@@ -98,10 +98,16 @@ class BertTokenizer:
         return_attention_mask=True,
         return_token_type_ids=True,
         pad_to_multiple_of=None,
+        return_special_tokens_mask=False,
+        return_offsets_mapping=False,
+        return_length=False,
+        verbose=True,
         **kwargs,
     ):
         """Encode a string or a list of strings -> BatchFeature(input_ids, token_type_ids,
-        attention_mask): lists, or int64 arrays with return_tensors="np"."""
+        attention_mask, and on request special_tokens_mask, offset_mapping (character spans),
+        length (tokens per row, padding included)): lists, or int64 arrays with
+        return_tensors="np". verbose is accepted, as transformers': it only gates warnings."""
         if kwargs:
             raise InputError(f"tokenizer: unknown argument(s) {sorted(kwargs)}")
         single = isinstance(text, str)
@@ -127,15 +133,26 @@ class BertTokenizer:
             data["token_type_ids"] = [e.type_ids for e in encodings]
         if return_attention_mask:
             data["attention_mask"] = [e.attention_mask for e in encodings]
+        if return_special_tokens_mask:
+            data["special_tokens_mask"] = [e.special_tokens_mask for e in encodings]
+        if return_offsets_mapping:
+            data["offset_mapping"] = [[list(span) for span in e.offsets] for e in encodings]
+        if return_length:
+            data["length"] = [len(e.ids) for e in encodings]
         if return_tensors == "np":
             lengths = {len(ids) for ids in data["input_ids"]}
             if len(lengths) > 1:
                 raise InputError(
                     "texts of different lengths cannot form one array: pass padding=True"
                 )
-            data = {k: np.array(v, dtype=np.int64).reshape(len(texts), -1) for k, v in data.items()}
-        elif single:
-            data = {k: v[0] for k, v in data.items()}
+            data = {
+                k: np.array(v, dtype=np.int64).reshape(len(texts), *([] if k == "length" else [-1]))
+                for k, v in data.items()
+            }
+            if "offset_mapping" in data:  # (B, T, 2): a (start, end) span per token
+                data["offset_mapping"] = data["offset_mapping"].reshape(len(texts), -1, 2)
+        elif single:  # one text: its row itself, but "length" stays a list (as transformers')
+            data = {k: v if k == "length" else v[0] for k, v in data.items()}
         return BatchFeature(**data)
 
     def _encode(self, texts, pairs, padding, truncation, max_length, add_special_tokens, multiple):

@@ -30,11 +30,25 @@ CALLS = [
     ("no_specials", {"add_special_tokens": False}),
     ("truncate_8", {"truncation": True, "max_length": 8}),
     ("max_length_only", {"max_length": 6}),
+    (
+        "extras",
+        {"return_length": True, "return_offsets_mapping": True, "return_special_tokens_mask": True},
+    ),
 ]
 BATCH_CALLS = [
     ("pad_longest", {"padding": True}),
     ("pad_max_length", {"padding": "max_length", "max_length": 24, "truncation": True}),
     ("pad_multiple_8", {"padding": True, "pad_to_multiple_of": 8}),
+    (
+        "pad_extras",
+        {
+            "padding": True,
+            "return_length": True,
+            "return_offsets_mapping": True,
+            "return_special_tokens_mask": True,
+            "verbose": False,
+        },
+    ),
 ]
 DECODE = [
     [30522, 1037, 3861, 1997, 1037, 3899, 102, 0, 0],

@@ -14,7 +14,9 @@ Why each step is done the way it is:
   a = -0.5 cubic whose support widens with the downscale factor (antialiasing), with the
   intermediate pass stored as uint8; calling Pillow is the simplest way to be bit-exact. Ports
   that resized bilinearly (clip.cpp) or cropped first (candle) did not match the reference.
-* No crop, no kept aspect ratio: the original BLIP pipeline is `Resize((S, S), BICUBIC)`.
+* No crop, no kept aspect ratio: the original BLIP pipeline is `Resize((S, S), BICUBIC)`. (A
+  `size` of {"shortest_edge"}, {"shortest_edge", "longest_edge"} or {"max_height", "max_width"}
+  keeps the aspect ratio, as transformers' PIL backend does; no BLIP checkpoint asks for it.)
 * Rescale in float64 then float32: transformers upcasts before multiplying so that the result
   does not depend on NumPy's type-promotion rules; multiplying in float32 instead differs in the
   last bit for 126 of the 256 uint8 levels.
@@ -26,6 +28,7 @@ Why each step is done the way it is:
 
 import json
 import pathlib
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -139,8 +142,14 @@ class BlipImageProcessor:
         for flag in ("do_center_crop", "do_pad"):
             if merged[flag]:
                 raise error(f"{where}: {flag}=True is not part of BLIP preprocessing")
-        if merged["data_format"] not in (None, "channels_first"):
-            raise error(f"{where}: data_format={merged['data_format']!r}; output is channels_first")
+        if merged["data_format"] not in (None, "channels_first", "channels_last"):
+            raise error(f"{where}: data_format={merged['data_format']!r}")
+        if merged["data_format"] == "channels_last":  # transformers' PIL backend ignores it too
+            warnings.warn(
+                "data_format='channels_last' is ignored, as transformers 5.23's PIL image "
+                "processor ignores it: pixel_values stay (B, 3, H, W)",
+                stacklevel=4,
+            )
         if merged["input_data_format"] not in (None, "channels_first", "channels_last"):
             raise error(f"{where}: input_data_format={merged['input_data_format']!r}")
         if merged["resample"] not in RESAMPLE_FILTERS:
@@ -153,7 +162,7 @@ class BlipImageProcessor:
         """One image -> (3, H, W): transformers' PIL-backend steps, in the same order."""
         x = _to_channels_first(image, self.do_convert_rgb, self.input_data_format)
         if self.do_resize:
-            x = _resize(x, self.size["height"], self.size["width"], self.resample)
+            x = _resize(x, *_target_size(x.shape[1], x.shape[2], self.size), self.resample)
         if self.do_rescale:
             # float64 first, then float32: transformers' rescale, independent of NumPy promotion.
             x = (x.astype(np.float64) * self.rescale_factor).astype(np.float32)
@@ -162,26 +171,54 @@ class BlipImageProcessor:
         return x
 
 
+SIZE_FORMS = (
+    {"height", "width"},  # BLIP's own: exactly H x W
+    {"shortest_edge"},  # the forms below keep the aspect ratio (transformers' PIL backend)
+    {"shortest_edge", "longest_edge"},
+    {"max_height", "max_width"},
+)
+
+
 def _size_dict(size, default_to_square, error, where):
-    """Old configs say `size: 384`; new ones {"height": 384, "width": 384}; lists are (h, w)."""
+    """Old configs say `size: 384`; new ones {"height": 384, "width": 384}; lists are (h, w).
+    An int with default_to_square=False means {"shortest_edge": size}, as in transformers."""
     if isinstance(size, dict):
-        if set(size) != {"height", "width"}:
-            raise error(f"{where}: size={size}; BLIP resizes to a fixed {{'height', 'width'}}")
-        h, w = size["height"], size["width"]
+        if set(size) not in SIZE_FORMS:
+            forms = ", ".join(str(sorted(f)) for f in SIZE_FORMS)
+            raise error(f"{where}: size={size}; expected the keys of one of {forms}")
+        out = dict(size)
     elif isinstance(size, int) and not isinstance(size, bool):
-        if not default_to_square:
-            raise error(
-                f"{where}: size={size} with default_to_square=False means shortest_edge, "
-                "which BLIP checkpoints do not use"
-            )
-        h = w = size
+        out = {"height": size, "width": size} if default_to_square else {"shortest_edge": size}
     elif isinstance(size, (list, tuple)) and len(size) == 2:
-        h, w = size
+        out = {"height": size[0], "width": size[1]}
     else:
         raise error(f"{where}: size={size!r}; expected an int, [height, width] or a dict")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
-        raise error(f"{where}: size={size!r}; height and width must be positive integers")
-    return {"height": h, "width": w}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in out.values()):
+        raise error(f"{where}: size={size!r}; sizes must be positive integers")
+    return out
+
+
+def _target_size(h, w, size):
+    """(height, width) an (h, w) image is resized to. Mirrors PilBackend.resize's choice."""
+    if "height" in size:
+        return size["height"], size["width"]
+    if "max_height" in size:  # the largest (h, w) * scale that fits, truncated
+        scale = min(size["max_height"] / h, size["max_width"] / w)
+        return int(h * scale), int(w * scale)
+    short, long = (w, h) if w <= h else (h, w)
+    if "longest_edge" in size:  # get_size_with_aspect_ratio(max_size=longest_edge)
+        s, raw = size["shortest_edge"], None
+        if long / short * s > size["longest_edge"]:
+            raw = size["longest_edge"] * short / long
+            s = int(round(raw))
+        if (h <= w and h == s) or (w <= h and w == s):
+            return h, w
+        if w < h:
+            return (int(raw * h / w) if raw is not None else int(s * h / w)), s
+        return s, (int(raw * w / h) if raw is not None else int(s * w / h))
+    s = size["shortest_edge"]  # get_resize_output_image_size(default_to_square=False)
+    new_long = int(s * long / short)
+    return (new_long, s) if w <= h else (s, new_long)
 
 
 def _flat_list(images):

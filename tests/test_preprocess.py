@@ -103,7 +103,7 @@ def test_settings_match_transformers(case):
         "do_normalize",
     ):
         assert getattr(ours, key) == hf[key], key
-    assert ours.size == {"height": hf["size"]["height"], "width": hf["size"]["width"]}
+    assert ours.size == {k: v for k, v in hf["size"].items() if v is not None}
     assert list(ours.image_mean) == hf["image_mean"]
     assert list(ours.image_std) == hf["image_std"]
 
@@ -261,10 +261,11 @@ def test_torch_tensors_are_refused():
     "config, field",
     [
         ("{not json", "JSON"),
-        ('{"size": {"shortest_edge": 224}}', "size"),
+        ('{"size": {"longest_edge": 224}}', "size"),  # transformers fails at call time
+        ('{"size": {"shortest_edge": 224, "height": 9}}', "size"),
         ('{"size": 0}', "size"),
         ('{"do_center_crop": true, "crop_size": 224}', "do_center_crop"),
-        ('{"size": 224, "default_to_square": false}', "shortest_edge"),
+        ('{"size": {"max_height": 224}}', "size"),
         ('{"resample": "bicubic"}', "resample"),
         ("[384]", "JSON object"),
     ],
@@ -358,3 +359,17 @@ def test_opaque_rgba_equals_rgb(x):
     want = p(x).pixel_values
     np.testing.assert_array_equal(p(rgba).pixel_values, want)
     np.testing.assert_array_equal(p(Image.fromarray(rgba, "RGBA")).pixel_values, want)
+
+
+def test_int_size_without_default_to_square_means_shortest_edge(tmp_path):
+    (tmp_path / "preprocessor_config.json").write_text('{"size": 24, "default_to_square": false}')
+    p = BlipImageProcessor.from_pretrained(tmp_path)
+    assert p.size == {"shortest_edge": 24}
+    assert p(np.zeros((30, 60, 3), np.uint8)).pixel_values.shape == (1, 3, 24, 48)
+
+
+def test_channels_last_output_is_ignored_with_a_warning():
+    x = np.zeros((30, 60, 3), np.uint8)
+    with pytest.warns(UserWarning, match="ignored"):
+        out = _processor()(x, data_format="channels_last").pixel_values
+    assert out.shape[1] == 3  # as transformers 5.23: still (B, 3, H, W)

@@ -401,6 +401,21 @@ def _cases(root, photos, variants):
         [pil(variants["coffee"]["rgba"][0])],
         {"size": {"height": 100, "width": 72}},
     )
+    # the PIL backend's aspect-keeping size forms (the coffee photo is 64 x 96, landscape)
+    coffee = [pil(variants["coffee"]["rgb"][0])]
+    case("size_shortest_edge", coffee, {"size": {"shortest_edge": 40}})
+    case("size_shortest_longest_edge", coffee, {"size": {"shortest_edge": 40, "longest_edge": 50}})
+    case("size_max_height_width", coffee, {"size": {"max_height": 30, "max_width": 70}})
+    case(
+        "size_shortest_edge_exif_portrait",
+        [path(exif)],
+        {"size": {"shortest_edge": 36}},
+    )
+    case(
+        "data_format_channels_last_ignored",
+        coffee,
+        {"size": {"height": 20, "width": 20}, "data_format": "channels_last"},
+    )
     return cases
 
 

@@ -44,7 +44,37 @@ _KNOWN = {
     "output_scores",
     "output_logits",
     "return_dict_in_generate",
+    *(
+        "sequence_bias",
+        "bad_words_ids",
+        "forced_bos_token_id",
+        "forced_eos_token_id",
+        "remove_invalid_values",
+        "exponential_decay_length_penalty",
+        "suppress_tokens",
+        "begin_suppress_tokens",
+        "min_p",
+        "typical_p",
+        "epsilon_cutoff",
+        "eta_cutoff",
+        "renormalize_logits",
+    ),
 }
+EXTRA = (  # processors passed through to logits_process.processors under these names
+    ("sequence_bias", "sequence_bias_"),
+    ("bad_words_ids", "bad_words_ids"),
+    ("forced_bos_token_id", "forced_bos_token_id"),
+    ("forced_eos_token_id", "forced_eos_token_id"),
+    ("remove_invalid_values", "remove_invalid_values"),
+    ("exponential_decay_length_penalty", "exponential_decay_length_penalty"),
+    ("suppress_tokens", "suppress_tokens"),
+    ("begin_suppress_tokens", "begin_suppress_tokens"),
+    ("min_p", "min_p_"),
+    ("typical_p", "typical_p_"),
+    ("epsilon_cutoff", "epsilon_cutoff_"),
+    ("eta_cutoff", "eta_cutoff_"),
+    ("renormalize_logits", "renormalize_logits"),
+)
 
 
 def generate(
@@ -70,7 +100,10 @@ def generate(
     kwargs: max_length / max_new_tokens (default 20 new, capped at max_position_embeddings),
     min_length / min_new_tokens, num_beams, num_return_sequences, length_penalty,
     early_stopping (True / False / "never"), repetition_penalty, no_repeat_ngram_size,
-    do_sample with temperature / top_k (default 50) / top_p.
+    do_sample with temperature / top_k (default 50) / top_p / min_p / typical_p /
+    epsilon_cutoff / eta_cutoff, sequence_bias, bad_words_ids, suppress_tokens,
+    begin_suppress_tokens, forced_bos_token_id, forced_eos_token_id, remove_invalid_values,
+    exponential_decay_length_penalty, renormalize_logits (logits_process.processors).
     Sampling draws from numpy: `generator` (a np.random.Generator) or `seed` (an int) -- a
     minblip addition; transformers draws from torch's global RNG, so the distributions match
     and the draws do not.
@@ -101,6 +134,8 @@ def generate(
         top_p_=cfg["top_p"],
         num_beams=cfg["num_beams"],
         ignore_before=None if mask is None else np.argmax(mask != 0, axis=1),
+        max_length=cfg["max_length"],
+        **{ours: kwargs[name] for name, ours in EXTRA if kwargs.get(name) is not None},
     )
     rng = None
     if cfg["do_sample"]:
@@ -161,8 +196,10 @@ def settings(
     output_scores=False,
     output_logits=False,
     return_dict_in_generate=False,
+    **processor_options,
 ):
-    """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length."""
+    """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length.
+    processor_options (sequence_bias, bad_words_ids, min_p, ...) go to logits_process."""
     if early_stopping not in (True, False, "never"):
         raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
     if not isinstance(num_beams, int) or num_beams < 1:

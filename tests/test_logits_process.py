@@ -38,6 +38,49 @@ OURS = {
     "top_p_0.9": lambda i, s: lp.top_p(s, 0.9),
     "top_p_0.3": lambda i, s: lp.top_p(s, 0.3),
     "top_p_0.0_keep_2": lambda i, s: lp.top_p(s, 0.0, min_keep=2),
+    "min_p_0.2": lambda i, s: lp.min_p(s, 0.2),
+    "min_p_0.9_keep_3": lambda i, s: lp.min_p(s, 0.9, min_keep=3),
+    "typical_p_0.6": lambda i, s: lp.typical_p(s, 0.6),
+    "typical_p_0.2_keep_2": lambda i, s: lp.typical_p(s, 0.2, min_keep=2),
+    "epsilon_0.02": lambda i, s: lp.epsilon_cutoff(s, 0.02),
+    "epsilon_0.5_keep_2": lambda i, s: lp.epsilon_cutoff(s, 0.5, min_keep=2),
+    "eta_0.02": lambda i, s: lp.eta_cutoff(s, 0.02),
+    "eta_0.3_keep_3": lambda i, s: lp.eta_cutoff(s, 0.3, min_keep=3),
+    "sequence_bias": lambda i, s: lp.apply(
+        lp.processors(
+            eos_ids=EOS,
+            prompt_len=P,
+            sequence_bias_={(3,): 2.5, (5, 8): -1.5, (11,): -4.0, (26, 5, 9): 1.25},
+        ),
+        i,
+        s,
+    ),
+    "bad_words": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, bad_words_ids=[[7], [12], [30, 21], [1, 2, 3]]),
+        i,
+        s,
+    ),
+    "forced_eos_now": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, max_length=13, forced_eos_token_id=EOS), i, s
+    ),
+    "forced_eos_later": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, max_length=20, forced_eos_token_id=EOS), i, s
+    ),
+    "exponential_decay": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, exponential_decay_length_penalty=(3, 1.7)), i, s
+    ),
+    "suppress_tokens": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, suppress_tokens=[0, 5, 49]), i, s
+    ),
+    "begin_suppress_now": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=12, begin_suppress_tokens=[1, 2]), i, s
+    ),
+    "begin_suppress_later": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=4, begin_suppress_tokens=[1, 2]), i, s
+    ),
+    "renormalize": lambda i, s: lp.apply(
+        lp.processors(eos_ids=EOS, prompt_len=P, renormalize_logits=True), i, s
+    ),
     "chain_sampling": lambda i, s: lp.apply(
         lp.processors(
             eos_ids=EOS,
@@ -89,8 +132,21 @@ def test_sampling_follows_the_distribution_and_the_seed():
         ({"top_p_": 1.5}, "top_p"),
         ({"top_k_": -1}, "top_k"),
         ({"repetition_penalty_": 0.0}, "repetition"),
+        ({"min_p_": 1.5}, "min_p"),
+        ({"typical_p_": 0.0}, "typical_p"),
+        ({"epsilon_cutoff_": 1.0}, "epsilon_cutoff"),
+        ({"bad_words_ids": []}, "bad_words_ids"),
+        ({"bad_words_ids": [[1, -2]]}, "bad_words_ids"),
+        ({"sequence_bias_": {(): 1.0}}, "sequence_bias"),
+        ({"exponential_decay_length_penalty": 3}, "exponential_decay"),
     ],
 )
 def test_bad_options_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         lp.processors(eos_ids=EOS, prompt_len=P, do_sample=True, **kwargs)
+
+
+def test_biases_beyond_the_vocabulary_are_refused():
+    steps = lp.processors(eos_ids=EOS, prompt_len=P, sequence_bias_={(3, 99): 1.0})
+    with pytest.raises(ValueError, match=r"ids \[99\] beyond the vocabulary \(50\)"):
+        lp.apply(steps, CASES["ids"], CASES["scores"])

@@ -7,7 +7,7 @@ checkpoint) and the folder it came from; calling it runs a pure function of the 
 import numpy as np
 
 from .config import load_config
-from .errors import ConfigError, InputError
+from .errors import CheckpointError, ConfigError, InputError
 from .hub import resolve
 from .weights import check_params, is_buffer, load_flat, to_tree
 
@@ -51,23 +51,35 @@ class PreTrainedModel:
         revision=None,
         cache_dir=None,
         local_files_only=False,
+        subfolder="",
         **kwargs,
     ):
         """Load a checkpoint folder or a cached hub id, as transformers' from_pretrained does.
 
         dtype: "float32" (default; the weights' own f16/bf16 are widened to it) or "float64".
+        subfolder: a folder inside the checkpoint or repo that holds the files. Accepted and
+        without effect here: use_safetensors, trust_remote_code, low_cpu_mem_usage, device_map,
+        attn_implementation (every attention implementation computes the same function), token.
         """
         unknown = set(kwargs) - {
             "use_safetensors",
             "trust_remote_code",
             "low_cpu_mem_usage",
             "device_map",
+            "attn_implementation",
+            "token",
         }
         if unknown:
             raise InputError(
                 f"{cls.__name__}.from_pretrained: unknown argument(s) {sorted(unknown)}"
             )
         folder = resolve(pretrained_model_name_or_path, revision, cache_dir, local_files_only)
+        if subfolder:
+            folder = folder / subfolder
+            if not folder.is_dir():
+                raise CheckpointError(
+                    f"{folder}: no such subfolder in {pretrained_model_name_or_path}"
+                )
         config = cls.sub_config(load_config(folder), folder)
         flat = load_flat(folder, compute_dtype(dtype if dtype is not None else torch_dtype))
         flat = cls.select_weights(flat)

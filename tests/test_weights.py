@@ -265,3 +265,17 @@ def test_output_hidden_states_selects_by_index(tiny_vision_dir):
     one = model(x, output_hidden_states=-1).hidden_states
     assert one[0] is None and np.array_equal(one[1], every[1])
     assert model(x).hidden_states is None
+
+
+def test_subfolder_and_attn_implementation(tmp_path):
+    """from_pretrained(..., subfolder=...) reads the files there; attn_implementation is accepted
+    (every implementation computes the same function); a missing subfolder is named."""
+    write_checkpoint(tmp_path / "inner", TINY_VISION, tiny_vision_tensors())
+    model = minblip.BlipVisionModel.from_pretrained(
+        tmp_path, subfolder="inner", attn_implementation="eager"
+    )
+    direct = minblip.BlipVisionModel.from_pretrained(tmp_path / "inner")
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_array_equal(model(x).last_hidden_state, direct(x).last_hidden_state)
+    with pytest.raises(CheckpointError, match="no such subfolder"):
+        minblip.BlipVisionModel.from_pretrained(tmp_path, subfolder="nope")

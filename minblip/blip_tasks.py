@@ -197,8 +197,9 @@ class BlipModel(_BlipTask):
             logits_per_text=logits_per_text,
             text_embeds=text_embeds,
             image_embeds=image_embeds,
-            text_model_output=text_out,
-            vision_model_output=vision_out,
+            # return_dict=False: the towers' outputs are tuples too, as transformers builds them
+            text_model_output=text_out if return_dict else text_out.to_tuple(),
+            vision_model_output=vision_out if return_dict else vision_out.to_tuple(),
         )
         return out if return_dict else out.to_tuple()
 

@@ -112,3 +112,15 @@ def test_vqa_forward_needs_labels_or_decoder_ids():
     inputs.pop("labels")
     with pytest.raises(minblip.InputError, match="labels"):
         model(**inputs)
+
+
+def test_blip_model_return_dict_false_nests_tuples():
+    """As transformers: with return_dict=False the towers' outputs come back as tuples too."""
+    case = next(c for c in CASES if c.name == "model_forward_loss")
+    _, inputs, _ = load_case(case)
+    model = minblip.BlipModel.from_pretrained(model_dir(case))
+    as_dict = model(**inputs, return_loss=True)
+    as_tuple = model(**inputs, return_loss=True, return_dict=False)
+    assert isinstance(as_tuple[-1], tuple) and isinstance(as_tuple[-2], tuple)
+    np.testing.assert_array_equal(as_tuple[-2][0], as_dict.text_model_output.last_hidden_state)
+    np.testing.assert_array_equal(as_tuple[-1][0], as_dict.vision_model_output.last_hidden_state)

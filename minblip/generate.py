@@ -16,6 +16,8 @@ do_sample=False, _beam_search) and its logits processors (minblip.logits_process
 cases in golden/caption pin them.
 """
 
+import time
+
 import numpy as np
 
 from . import logits_process as lp
@@ -44,6 +46,7 @@ _KNOWN = {
     "output_scores",
     "output_logits",
     "return_dict_in_generate",
+    "max_time",
     *(
         "sequence_bias",
         "bad_words_ids",
@@ -103,7 +106,8 @@ def generate(
     do_sample with temperature / top_k (default 50) / top_p / min_p / typical_p /
     epsilon_cutoff / eta_cutoff, sequence_bias, bad_words_ids, suppress_tokens,
     begin_suppress_tokens, forced_bos_token_id, forced_eos_token_id, remove_invalid_values,
-    exponential_decay_length_penalty, renormalize_logits (logits_process.processors).
+    exponential_decay_length_penalty, renormalize_logits (logits_process.processors); max_time
+    (seconds of decoding, then every row stops, as MaxTimeCriteria).
     Sampling draws from numpy: `generator` (a np.random.Generator) or `seed` (an int) -- a
     minblip addition; transformers draws from torch's global RNG, so the distributions match
     and the draws do not.
@@ -145,6 +149,9 @@ def generate(
         "logits": [] if cfg["output_logits"] else None,
     }
     extra = {}
+    # max_time: like transformers' MaxTimeCriteria, every row stops once this much wall time has
+    # passed since decoding began (checked after each step; max_time=0 gives one new token)
+    timer = None if cfg["max_time"] is None else (time.perf_counter(), cfg["max_time"])
     if cfg["num_beams"] == 1:
         n = cfg["num_return_sequences"]  # > 1 only when sampling: each copy drawn on its own
         if n > 1:
@@ -154,10 +161,10 @@ def generate(
                 None if mask is None else mask[rows],
                 take_rows(context, rows),
             )
-        seqs = greedy(step, ids, mask, context, procs, eos, pad, cfg["max_length"], rng, rec)
+        seqs = greedy(step, ids, mask, context, procs, eos, pad, cfg["max_length"], rng, rec, timer)
     else:
         seqs, seq_scores, beam_indices = beam_search(
-            step, ids, mask, context, procs, eos, pad, cfg, rng, rec
+            step, ids, mask, context, procs, eos, pad, cfg, rng, rec, timer
         )
         extra = {
             "sequences_scores": seq_scores if cfg["output_scores"] else None,
@@ -196,6 +203,7 @@ def settings(
     output_scores=False,
     output_logits=False,
     return_dict_in_generate=False,
+    max_time=None,
     **processor_options,
 ):
     """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length.
@@ -241,6 +249,7 @@ def settings(
         "output_scores": output_scores,
         "output_logits": output_logits,
         "return_dict_in_generate": return_dict_in_generate,
+        "max_time": None if max_time is None else float(max_time),
     }
 
 
@@ -251,7 +260,11 @@ def first_positions(mask, P, N):
     return np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1)
 
 
-def greedy(step, ids, mask, context, procs, eos, pad, max_length, rng=None, rec=None):
+def timed_out(timer):
+    return timer is not None and time.perf_counter() - timer[0] > timer[1]
+
+
+def greedy(step, ids, mask, context, procs, eos, pad, max_length, rng=None, rec=None, timer=None):
     """argmax decoding, or sampling when rng is given; finished rows emit pad.
 
     ids (B, P) -> (B, L <= max_length). rec: {"scores": list or None, "logits": list or None}
@@ -272,14 +285,14 @@ def greedy(step, ids, mask, context, procs, eos, pad, max_length, rng=None, rec=
         if eos:
             tok = np.where(unfinished, tok, pad)
         ids = np.concatenate([ids, tok[:, None]], axis=1)
-        unfinished &= ~(np.isin(tok, eos) | (ids.shape[1] >= max_length))
+        unfinished &= ~(np.isin(tok, eos) | (ids.shape[1] >= max_length) | timed_out(timer))
         if not unfinished.any():
             return ids
         feed, pos = tok[:, None], pos[:, -1:] + 1
         mask = None if mask is None else np.concatenate([mask, np.ones((B, 1), np.int64)], axis=1)
 
 
-def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=None):
+def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=None, timer=None):
     """5.23's vectorised beam search (generation.md §2.8), or beam sampling when rng is given.
 
     ids (B, P) -> (ids (B * n_return, L), sequences_scores (B * n_return,), beam_indices
@@ -327,7 +340,7 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=No
         cand = select({"ids": run["ids"], "parent": run["parent"]}, beam)  # b c ...
         cand["ids"][:, :, cur] = tok
         cand["parent"][:, :, cur - P] = beam + np.arange(B)[:, None] * K
-        hits = np.isin(tok, eos) | (cur + 1 >= max_length)
+        hits = np.isin(tok, eos) | (cur + 1 >= max_length) | timed_out(timer)
         alive = top_scores + hits.astype(np.float32) * NEG  # the K best that did not end go on
         run = select({**cand, "scores": alive}, topk(alive, K))
         # of the top K, those that ended enter the finished store, length-normalised

@@ -134,6 +134,20 @@ def cases():
             },
         ),
         (
+            "greedy_max_time_zero",  # MaxTimeCriteria: every row stops after its first token
+            cap,
+            TINY,
+            {"pixel_values": px2},
+            {"max_time": 0.0, "max_new_tokens": 5},
+        ),
+        (
+            "beam2_max_time_zero",
+            cap,
+            TINY,
+            {"pixel_values": px2},
+            {**DICT, "num_beams": 2, "max_time": 0.0, "max_new_tokens": 5},
+        ),
+        (
             "vqa_beam2_scores",
             vqa,
             VQA_TINY,

@@ -22,10 +22,19 @@ def load_captioner(model=DEFAULT_MODEL, dtype="float32"):
     from .blip import BlipForConditionalGeneration
     from .processing import BlipProcessor
 
-    return (
-        BlipForConditionalGeneration.from_pretrained(model, dtype=dtype),
-        BlipProcessor.from_pretrained(model),
-    )
+    loaded = BlipForConditionalGeneration.from_pretrained(model, dtype=dtype)
+    return loaded, _sized_processor(BlipProcessor.from_pretrained(model), loaded)
+
+
+def _sized_processor(processor, model):
+    """A folder without preprocessor_config.json gets the class defaults (384 px), which fit
+    BLIP-base but not every checkpoint: size the images to the model's own image_size then."""
+    from .hub import resolve
+
+    if not (resolve(model.name_or_path) / "preprocessor_config.json").is_file():
+        side = model.config.vision_config.image_size
+        processor.image_processor.size = {"height": side, "width": side}
+    return processor
 
 
 def caption_one(image, model, processor, prompt=None, **generate_kwargs):
@@ -92,10 +101,8 @@ def load_task_model(class_name, model, dtype="float32"):
     from . import blip_tasks
     from .processing import BlipProcessor
 
-    return (
-        getattr(blip_tasks, class_name).from_pretrained(model, dtype=dtype),
-        BlipProcessor.from_pretrained(model),
-    )
+    loaded = getattr(blip_tasks, class_name).from_pretrained(model, dtype=dtype)
+    return loaded, _sized_processor(BlipProcessor.from_pretrained(model), loaded)
 
 
 def answer(image, question, model=DEFAULT_VQA_MODEL, **generate_kwargs):

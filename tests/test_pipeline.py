@@ -105,3 +105,19 @@ def test_ask_and_match_cli(capsys):
     np.testing.assert_allclose(
         sorted((r["itm_probability"] for r in rows), reverse=True), np.sort(p)[::-1], atol=1e-5
     )
+
+
+def test_folder_without_preprocessor_config_uses_the_models_image_size(tmp_path):
+    """The class default is 384 px; a 32-px tiny model would refuse such pixels, so the one-call
+    API and the CLI size images to the checkpoint's own vision_config.image_size instead."""
+    src = GOLDEN / "caption" / "forward_labels" / "model"
+    folder = tmp_path / "tiny"
+    shutil.copytree(src, folder)
+    for f in (GOLDEN / "tokenizer" / "blip").iterdir():
+        if f.is_file():
+            shutil.copy(f, folder / f.name)
+    assert not (folder / "preprocessor_config.json").exists()
+    text = minblip.caption(str(GOLDEN / "images" / "coffee.png"), model=folder)
+    assert isinstance(text, str)
+    model, processor = minblip.pipeline.load_captioner(str(folder))
+    assert processor.image_processor.size == {"height": 32, "width": 32}

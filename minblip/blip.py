@@ -265,7 +265,7 @@ class BlipForConditionalGeneration(PreTrainedModel):
                     encoder_kv=context["encoder_kv"],
                 )
             tap("text_decoder", logits)
-            return logits[:, -1], out["cache"]
+            return logits[:, -1], out  # out: the text model's dict (cache, hidden states, ...)
 
         return generate(
             step,
@@ -506,7 +506,7 @@ class BlipTextLMHeadModel(PreTrainedModel):
                 cache=past,
                 encoder_kv=context["encoder_kv"],
             )
-            return logits[:, -1], out["cache"]
+            return logits[:, -1], out  # out: the text model's dict (cache, hidden states, ...)
 
         return generate(
             step,

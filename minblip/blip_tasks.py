@@ -406,7 +406,7 @@ class BlipForQuestionAnswering(_BlipTask):
                     cache=past,
                     encoder_kv=context["encoder_kv"],
                 )
-            return logits[:, -1], out["cache"]
+            return logits[:, -1], out  # out: the text model's dict (cache, hidden states, ...)
 
         return generate(
             step,

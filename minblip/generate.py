@@ -46,6 +46,8 @@ _KNOWN = {
     "output_scores",
     "output_logits",
     "return_dict_in_generate",
+    "output_attentions",
+    "output_hidden_states",
     "max_time",
     *(
         "sequence_bias",
@@ -107,7 +109,9 @@ def generate(
     epsilon_cutoff / eta_cutoff, sequence_bias, bad_words_ids, suppress_tokens,
     begin_suppress_tokens, forced_bos_token_id, forced_eos_token_id, remove_invalid_values,
     exponential_decay_length_penalty, renormalize_logits (logits_process.processors); max_time
-    (seconds of decoding, then every row stops, as MaxTimeCriteria).
+    (seconds of decoding, then every row stops, as MaxTimeCriteria); output_attentions /
+    output_hidden_states (with return_dict_in_generate: per step, the decoder's self-attention
+    probabilities and hidden states for that step's tokens, every row).
     Sampling draws from numpy: `generator` (a np.random.Generator) or `seed` (an int) -- a
     minblip addition; transformers draws from torch's global RNG, so the distributions match
     and the draws do not.
@@ -147,6 +151,8 @@ def generate(
     rec = {
         "scores": [] if cfg["output_scores"] else None,
         "logits": [] if cfg["output_logits"] else None,
+        "attentions": [] if cfg["output_attentions"] else None,
+        "hidden_states": [] if cfg["output_hidden_states"] else None,
     }
     extra = {}
     # max_time: like transformers' MaxTimeCriteria, every row stops once this much wall time has
@@ -179,6 +185,8 @@ def generate(
         scores=as_tuple(rec["scores"]),
         logits=as_tuple(rec["logits"]),
         **extra,
+        attentions=as_tuple(rec["attentions"]),
+        hidden_states=as_tuple(rec["hidden_states"]),
     )
 
 
@@ -203,6 +211,8 @@ def settings(
     output_scores=False,
     output_logits=False,
     return_dict_in_generate=False,
+    output_attentions=False,
+    output_hidden_states=False,
     max_time=None,
     **processor_options,
 ):
@@ -249,6 +259,8 @@ def settings(
         "output_scores": output_scores,
         "output_logits": output_logits,
         "return_dict_in_generate": return_dict_in_generate,
+        "output_attentions": bool(output_attentions),
+        "output_hidden_states": bool(output_hidden_states),
         "max_time": None if max_time is None else float(max_time),
     }
 
@@ -274,10 +286,11 @@ def greedy(step, ids, mask, context, procs, eos, pad, max_length, rng=None, rec=
     unfinished = np.ones(B, bool)
     feed, pos, past = ids, first_positions(mask, ids.shape[1], B), None
     while True:
-        logits, past = step(feed, pos, mask, past, context)
+        logits, out = step(feed, pos, mask, past, context)
+        past = out["cache"] if isinstance(out, dict) else out
         logits = logits.astype(np.float32)  # transformers scores in float32
         scores = lp.apply(procs, ids, logits)
-        _record(rec, scores, logits)
+        _record(rec, scores, logits, out)
         if rng is None:
             tok = np.argmax(scores, axis=-1)  # ties -> lowest id, as torch.argmax
         else:
@@ -326,10 +339,11 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=No
     improvable = np.ones((B, 1), bool)
     feed, pos, past, cur = ids, first_positions(mask, P, N), None, P
     while True:
-        logits, past = step(feed, pos, mask, past, context)
+        logits, out = step(feed, pos, mask, past, context)
+        past = out["cache"] if isinstance(out, dict) else out
         logits = logits.astype(np.float32)
         logp = lp.apply(procs, run["ids"][:, :, :cur].reshape(N, cur), log_softmax(logits))
-        _record(rec, logp, logits)
+        _record(rec, logp, logits, out)
         V = logp.shape[-1]
         acc = (logp.reshape(B, K, V) + run["scores"][:, :, None]).reshape(B, K * V)  # b (k v)
         if rng is None:
@@ -368,11 +382,19 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=No
     return out[:, : P + longest], done["scores"][:, :n].reshape(B * n), parents[:, :longest]
 
 
-def _record(rec, scores, logits):
-    if rec is not None and rec["scores"] is not None:
+def _record(rec, scores, logits, out=None):
+    """Per step: processed scores, raw logits, and the decoder's self-attention probabilities
+    and hidden states (embeddings + each layer) for this step's tokens, all rows (beams too)."""
+    if rec is None:
+        return
+    if rec["scores"] is not None:
         rec["scores"].append(scores)
-    if rec is not None and rec["logits"] is not None:
+    if rec["logits"] is not None:
         rec["logits"].append(logits)
+    if rec.get("attentions") is not None and isinstance(out, dict):
+        rec["attentions"].append(tuple(out["attentions"]))
+    if rec.get("hidden_states") is not None and isinstance(out, dict):
+        rec["hidden_states"].append(tuple(out["hidden_states"]))
 
 
 def _probs(acc_row):

@@ -148,6 +148,26 @@ def cases():
             {**DICT, "num_beams": 2, "max_time": 0.0, "max_new_tokens": 5},
         ),
         (
+            "greedy_attentions_hidden_states",
+            cap,
+            TINY,
+            {"pixel_values": px2, "input_ids": prompt},
+            {**DICT, "output_attentions": True, "output_hidden_states": True, "max_new_tokens": 3},
+        ),
+        (
+            "vqa_beam2_attentions_hidden_states",
+            vqa,
+            VQA_TINY,
+            {"pixel_values": px2, "input_ids": q_ids, "attention_mask": q_mask},
+            {
+                **DICT,
+                "num_beams": 2,
+                "output_attentions": True,
+                "output_hidden_states": True,
+                "max_new_tokens": 3,
+            },
+        ),
+        (
             "vqa_beam2_scores",
             vqa,
             VQA_TINY,

@@ -41,18 +41,25 @@ def caption_one(image, model, processor, prompt=None, **generate_kwargs):
     """Caption one image (path, PIL image or array). Returns (caption, token_ids, mean_logprob).
 
     mean_logprob is the mean log-probability of the generated tokens (prompt excluded, the
-    closing [SEP] included), from one teacher-forced pass over the generated sequence.
+    closing [SEP] included) under the model's raw logits at each step: generate records them
+    (output_logits), with beam_indices naming the beam each token came from, so no second
+    forward pass is needed.
     """
     inputs = processor(images=image, text=prompt)
-    ids = model.generate(**inputs, **generate_kwargs)[0]
+    out = model.generate(
+        **inputs, **generate_kwargs, return_dict_in_generate=True, output_logits=True
+    )
+    ids = out.sequences[0]
     text = processor.decode(ids, skip_special_tokens=True).strip()
     n_prompt = 1 if prompt is None else inputs["input_ids"].shape[1] - 1  # [DEC] + prompt words
     ids = _trim(ids, n_prompt, model)
-    logits = model(pixel_values=inputs["pixel_values"], input_ids=ids[None]).logits[0]
-    logp = logits - logits.max(-1, keepdims=True)
-    logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
-    chosen = logp[np.arange(n_prompt - 1, len(ids) - 1), ids[n_prompt:]]
-    return text, [int(t) for t in ids], float(chosen.mean()) if chosen.size else float("nan")
+    beams = out.get("beam_indices")  # (1, steps): the row of logits[step] each token came from
+    chosen = []
+    for step, token in enumerate(ids[n_prompt:]):
+        row = out.logits[step][0 if beams is None else beams[0, step]]  # (V,)
+        shifted = row - row.max()
+        chosen.append(shifted[token] - np.log(np.exp(shifted).sum()))
+    return text, [int(t) for t in ids], float(np.mean(chosen)) if chosen else float("nan")
 
 
 def _trim(ids, n_prompt, model):

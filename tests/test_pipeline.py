@@ -121,3 +121,25 @@ def test_folder_without_preprocessor_config_uses_the_models_image_size(tmp_path)
     assert isinstance(text, str)
     model, processor = minblip.pipeline.load_captioner(str(folder))
     assert processor.image_processor.size == {"height": 32, "width": 32}
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_mean_logprob_equals_a_teacher_forced_pass(num_beams):
+    """caption_one reads the log-probabilities off generate's own logits (no second forward);
+    they are those of one teacher-forced pass over the caption, to float32 rounding."""
+    from minblip.pipeline import caption_one
+
+    case = GOLDEN / "caption" / "forward_labels"
+    model = minblip.BlipForConditionalGeneration.from_pretrained(model_dir(case))
+    processor = minblip.BlipProcessor(
+        minblip.BlipImageProcessor(size=32),
+        minblip.BlipProcessor.from_pretrained(GOLDEN / "tokenizer" / "blip").tokenizer,
+    )
+    image = np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    _, ids, mean_logprob = caption_one(image, model, processor, num_beams=num_beams)
+    pixels = processor(images=image)["pixel_values"]
+    logits = model(pixel_values=pixels, input_ids=np.array([ids])).logits[0].astype(np.float64)
+    logp = logits - logits.max(-1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+    teacher = logp[np.arange(len(ids) - 1), ids[1:]].mean()
+    np.testing.assert_allclose(mean_logprob, teacher, atol=1e-5)

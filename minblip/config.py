@@ -36,6 +36,30 @@ class BlipVisionConfig:
 
 
 @dataclass(frozen=True)
+class Blip2VisionConfig:
+    """transformers.Blip2VisionConfig (model_type "blip_2_vision_model"): EVA ViT-g/14.
+
+    The computation is BlipVisionModel's; the defaults differ, and qkv_bias=False drops the qkv
+    bias (when present it is stored combined, [q | k | v], its k third trained from 0)."""
+
+    hidden_size: int = 1408
+    intermediate_size: int = 6144
+    num_hidden_layers: int = 39
+    num_attention_heads: int = 16
+    image_size: int = 224
+    patch_size: int = 14
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-6  # blocks and post_layernorm (LAVIS' ln_vision used 1e-5)
+    attention_dropout: float = 0.0
+    initializer_range: float = 1e-10
+    qkv_bias: bool = True
+    num_channels: int = 3
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    model_type: str = "blip_2_vision_model"
+
+
+@dataclass(frozen=True)
 class BlipTextConfig:
     """transformers.BlipTextConfig (model_type "blip_text_model")."""
 
@@ -160,6 +184,7 @@ def blip_config_from_dict(d, where="config.json"):
 PARSERS = {
     "blip": blip_config_from_dict,
     "blip_vision_model": lambda d, where: _parse(BlipVisionConfig, d, where),
+    "blip_2_vision_model": lambda d, where: _parse(Blip2VisionConfig, d, where),
     "blip_text_model": lambda d, where: _parse(BlipTextConfig, d, where),
 }
 

@@ -101,7 +101,8 @@ def vision_model(pixel_values, p, cfg, interpolate_pos_encoding=False, output_at
 
 
 def vision_shapes(cfg):
-    """{key: shape} of every parameter of BlipVisionModel for this config (checkpoint names)."""
+    """{key: shape} of every parameter of BlipVisionModel (or Blip2VisionModel) for this config,
+    under the checkpoint's names. Blip2VisionConfig(qkv_bias=False) has no qkv bias."""
     D, F, P = cfg.hidden_size, cfg.intermediate_size, cfg.patch_size
     shapes = {
         "embeddings.class_embedding": (1, 1, D),
@@ -126,5 +127,7 @@ def vision_shapes(cfg):
             "layer_norm2.weight": (D,),
             "layer_norm2.bias": (D,),
         }
+        if not getattr(cfg, "qkv_bias", True):
+            del layer["self_attn.qkv.bias"]
         shapes.update({f"encoder.layers.{i}.{k}": s for k, s in layer.items()})
     return shapes

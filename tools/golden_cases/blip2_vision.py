@@ -1,0 +1,90 @@
+"""golden/blip2_vision/: Blip2VisionModel (EVA ViT-g/14 layout) cases, tiny configs.
+
+The computation is BlipVisionModel's with BLIP-2's defaults (layer_norm_eps 1e-6, patch 14) and
+an optional qkv bias. Head widths that are not powers of two (8 of 40, 11 of 44) take the
+attention path that scales the scores rather than the queries; qkv_bias=False drops the bias;
+the minimal config leaves eps, patch size and activation to Blip2VisionConfig's defaults. The
+full-size EVA ViT-g (1B parameters) is not a golden case: its tiny relatives pin every formula.
+"""
+
+from pathlib import Path
+
+import golden_common as gc
+
+from minblip.testing import random_pixels as pixels
+
+TINY = dict(
+    hidden_size=40,
+    intermediate_size=70,
+    num_hidden_layers=2,
+    num_attention_heads=5,
+    image_size=28,
+    patch_size=7,
+)
+
+
+def cases():
+    return [
+        ("tiny_b2", dict(config=TINY, inputs={"pixel_values": pixels(101, 2, 28, 28)})),
+        (
+            "no_qkv_bias",
+            dict(
+                config=dict(TINY, qkv_bias=False, layer_norm_eps=1e-3),
+                inputs={"pixel_values": pixels(102, 1, 28, 28)},
+                notes="qkv without bias; eps 1e-3 so an ignored eps shows",
+            ),
+        ),
+        (
+            "head_dim_11_interpolate",
+            dict(
+                config=dict(TINY, hidden_size=44, num_attention_heads=4),
+                inputs={"pixel_values": pixels(103, 2, 35, 21)},
+                kwargs={"interpolate_pos_encoding": True},
+                notes="4 heads of 11 (scale 11^-0.5); 4x4 position grid resized to 5x3",
+            ),
+        ),
+        (
+            "hidden_attn",
+            dict(
+                config=TINY,
+                inputs={"pixel_values": pixels(104, 2, 28, 28)},
+                kwargs={"output_hidden_states": True, "output_attentions": True},
+            ),
+        ),
+        (
+            "float64",
+            dict(config=TINY, inputs={"pixel_values": pixels(105, 2, 28, 28)}, dtype="float64"),
+        ),
+        (
+            "minimal_config",
+            dict(
+                config=dict(
+                    hidden_size=36,
+                    intermediate_size=48,
+                    num_hidden_layers=2,
+                    num_attention_heads=3,
+                    image_size=28,
+                ),
+                saved_config={
+                    "model_type": "blip_2_vision_model",
+                    "hidden_size": 36,
+                    "intermediate_size": 48,
+                    "num_hidden_layers": 2,
+                    "num_attention_heads": 3,
+                    "image_size": 28,
+                },
+                inputs={"pixel_values": pixels(106, 1, 28, 28)},
+                notes="patch_size 14, layer_norm_eps 1e-6, qkv_bias True, gelu from the defaults",
+            ),
+        ),
+    ]
+
+
+def build(root: Path):
+    out = Path(root) / "blip2_vision"
+    with gc.quiet():
+        for seed, (name, spec) in enumerate(cases()):
+            spec = dict(spec)
+            config = spec.pop("config")
+            gc.write_case(out / name, "Blip2VisionModel", config, seed=200 + seed, **spec)
+            print(f"  {name}: {gc.dir_size(out / name) / 1e3:.0f} kB", flush=True)

@@ -6,7 +6,7 @@ from .blip import (
     BlipTextModel,
     BlipVisionModel,
 )
-from .blip2 import Blip2VisionModel
+from .blip2 import Blip2QFormerModel, Blip2VisionModel
 from .blip_tasks import BlipForImageTextRetrieval, BlipForQuestionAnswering, BlipModel
 from .errors import (
     CheckpointError,
@@ -22,6 +22,7 @@ from .preprocess import BlipImageProcessor
 from .processing import BlipProcessor
 
 __all__ = [
+    "Blip2QFormerModel",
     "Blip2VisionModel",
     "BlipForConditionalGeneration",
     "BlipForImageTextRetrieval",

@@ -60,6 +60,31 @@ class Blip2VisionConfig:
 
 
 @dataclass(frozen=True)
+class Blip2QFormerConfig:
+    """transformers.Blip2QFormerConfig (model_type "blip_2_qformer"): the BERT-like Q-Former.
+
+    Layer i cross-attends to the image iff i % cross_attention_frequency == 0; the text FFN
+    (intermediate / output) exists only with use_qformer_text_input."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: object = 0
+    cross_attention_frequency: int = 2
+    encoder_hidden_size: int = 1408  # Blip2Config overwrites it with vision_config.hidden_size
+    use_qformer_text_input: bool = False
+    model_type: str = "blip_2_qformer"
+
+
+@dataclass(frozen=True)
 class BlipTextConfig:
     """transformers.BlipTextConfig (model_type "blip_text_model")."""
 
@@ -122,6 +147,7 @@ _POSITIVE = {
     "projection_dim",
     "image_text_hidden_size",
     "num_channels",
+    "cross_attention_frequency",
 }
 
 
@@ -185,6 +211,7 @@ PARSERS = {
     "blip": blip_config_from_dict,
     "blip_vision_model": lambda d, where: _parse(BlipVisionConfig, d, where),
     "blip_2_vision_model": lambda d, where: _parse(Blip2VisionConfig, d, where),
+    "blip_2_qformer": lambda d, where: _parse(Blip2QFormerConfig, d, where),
     "blip_text_model": lambda d, where: _parse(BlipTextConfig, d, where),
 }
 

@@ -1,6 +1,6 @@
 """Max error against transformers per module kind, over every golden case (no torch needed).
 
-    python tools/conformance.py                  # every group: vision ... blip2_vision
+    python tools/conformance.py                  # every group: vision ... blip2_qformer
     python tools/conformance.py vision caption   # some groups only
 
 Runs each case as the tests do and groups the absolute errors by module kind: the module path
@@ -80,4 +80,7 @@ def main(groups):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or ["vision", "caption", "blip_tasks", "generation", "blip2_vision"])
+    main(
+        sys.argv[1:]
+        or ["vision", "caption", "blip_tasks", "generation", "blip2_vision", "blip2_qformer"]
+    )

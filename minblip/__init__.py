@@ -6,7 +6,13 @@ from .blip import (
     BlipTextModel,
     BlipVisionModel,
 )
-from .blip2 import Blip2QFormerModel, Blip2VisionModel
+from .blip2 import (
+    Blip2ForImageTextRetrieval,
+    Blip2QFormerModel,
+    Blip2TextModelWithProjection,
+    Blip2VisionModel,
+    Blip2VisionModelWithProjection,
+)
 from .blip_tasks import BlipForImageTextRetrieval, BlipForQuestionAnswering, BlipModel
 from .errors import (
     CheckpointError,
@@ -22,8 +28,11 @@ from .preprocess import BlipImageProcessor
 from .processing import BlipProcessor
 
 __all__ = [
+    "Blip2ForImageTextRetrieval",
     "Blip2QFormerModel",
+    "Blip2TextModelWithProjection",
     "Blip2VisionModel",
+    "Blip2VisionModelWithProjection",
     "BlipForConditionalGeneration",
     "BlipForImageTextRetrieval",
     "BlipForQuestionAnswering",

@@ -10,13 +10,14 @@ stored (../shared/spec/blip2.md §2.2).
 
 import numpy as np
 
-from .blip import BlipVisionModel
-from .config import Blip2QFormerConfig, Blip2VisionConfig
+from .blip import BlipVisionModel, _mask_like, _token_ids
+from .config import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig
 from .errors import InputError
-from .modeling import PreTrainedModel
+from .modeling import PreTrainedModel, as_pixel_values
 from .ops import ACT2FN, layer_norm, linear, merge_heads, softmax, split_heads
 from .outputs import ModelOutput
 from .trace import scope, tap
+from .vision import vision_model, vision_shapes
 
 
 class Blip2VisionModel(BlipVisionModel):
@@ -82,6 +83,20 @@ def qformer_layer(x, image, self_mask, image_mask, Q, p, cfg):
         yt = qformer_ffn(a[:, Q:], p, ("intermediate", "output"), cfg)
         y = np.concatenate([y, yt], axis=1)  # b (q t) d
     return y
+
+
+def qformer_forward(x, Q, image, self_mask, image_mask, p, cfg):
+    """LayerNorm, then the layers. Mirrors Blip2QFormerModel.forward's computation.
+
+    Shapes: x (B, L, Dq) with its first Q positions queries, image (B, S, De) or None, masks
+    additive (B, 1, 1, L|S) or None -> last_hidden_state (B, L, Dq).
+    """
+    x = tap("layernorm", layer_norm(x, p["layernorm"], cfg.layer_norm_eps))
+    for i, lp in enumerate(p["encoder"]["layer"]):
+        with scope(f"encoder.layer.{i}"):
+            x = qformer_layer(x, image, self_mask, image_mask, Q, lp, cfg)
+        tap(f"encoder.layer.{i}", x)
+    return tap("encoder", x)
 
 
 def padding_mask(mask, dtype):
@@ -192,13 +207,8 @@ class Blip2QFormerModel(PreTrainedModel):
                 _checked_mask(encoder_attention_mask, image.shape[:2], "encoder_attention_mask"),
                 x.dtype,
             )
-        p = self.params
-        x = tap("layernorm", layer_norm(x, p["layernorm"], cfg.layer_norm_eps))
-        for i, lp in enumerate(p["encoder"]["layer"]):
-            with scope(f"encoder.layer.{i}"):
-                x = qformer_layer(x, image, self_mask, image_mask, Q, lp, cfg)
-            tap(f"encoder.layer.{i}", x)
-        out = ModelOutput(last_hidden_state=tap("encoder", x), pooler_output=x[:, 0])
+        x = qformer_forward(x, Q, image, self_mask, image_mask, self.params, cfg)
+        out = ModelOutput(last_hidden_state=x, pooler_output=x[:, 0])
         return out if return_dict else out.to_tuple()
 
     forward = __call__
@@ -211,3 +221,246 @@ def _checked_mask(mask, shape, name):
     if m.shape != tuple(shape):
         raise InputError(f"{name} has shape {m.shape}, expected {tuple(shape)}")
     return m
+
+
+# ----------------------------------------------------------------------------- retrieval (ITM, ITC)
+
+
+def qformer_text_embeddings(ids, p, cfg, position_ids=None):
+    """word + position embeddings, no LayerNorm (the Q-Former's own comes next). Mirrors
+    Blip2TextEmbeddings.  ids (B, T) -> (B, T, Dq)."""
+    T = ids.shape[1]
+    pos = np.arange(T)[None] if position_ids is None else np.asarray(position_ids)
+    if pos.size and int(pos.max()) >= cfg.max_position_embeddings:
+        raise InputError(
+            f"text position {int(pos.max())} is outside the position table of "
+            f"max_position_embeddings={cfg.max_position_embeddings} rows"
+        )
+    return p["word_embeddings"]["weight"][ids] + p["position_embeddings"]["weight"][pos]
+
+
+def normalize(x):
+    """x / max(||x||, 1e-12) along the last axis (torch.nn.functional.normalize)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+class _Blip2Retrieval(PreTrainedModel):
+    """Shared by the blip2-itm-vit-g classes: the vision tower, the learned queries, the
+    Q-Former (with its text embeddings) and the projections, under the checkpoint's names."""
+
+    config_types = (Blip2Config,)
+
+    parts = ("vision_model", "embeddings", "vision_projection", "text_projection", "itm_head")
+
+    @classmethod
+    def expected_shapes(cls, config):
+        """The checkpoint's keys for the parts this class has (query_tokens and qformer always)."""
+        q, D = config.qformer_config, config.qformer_config.hidden_size
+        E = config.image_text_hidden_size
+        shapes = {"query_tokens": (1, config.num_query_tokens, D)}
+        shapes.update({f"qformer.{k}": s for k, s in qformer_shapes(q).items()})
+        if "vision_model" in cls.parts:
+            vision = vision_shapes(config.vision_config)
+            shapes.update({f"vision_model.{k}": s for k, s in vision.items()})
+        if "embeddings" in cls.parts:
+            shapes["embeddings.word_embeddings.weight"] = (q.vocab_size, D)
+            shapes["embeddings.position_embeddings.weight"] = (q.max_position_embeddings, D)
+        for name, out in (("vision_projection", E), ("text_projection", E), ("itm_head", 2)):
+            if name in cls.parts:
+                shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (out, D), (out,)
+        return shapes
+
+    def _image(self, pixel_values, interpolate_pos_encoding=False, want_a=False):
+        """The vision tower's outputs: (last (B, 257, Dv), pooled, hidden, attentions)."""
+        x = as_pixel_values(pixel_values, self.dtype)
+        with scope("vision_model"):
+            out = vision_model(
+                x,
+                self.params["vision_model"],
+                self.config.vision_config,
+                interpolate_pos_encoding,
+                want_a,
+            )
+        tap("vision_model", out[0])
+        return out
+
+    def _queries_read(self, image):
+        """The learned queries through the Q-Former, reading the image.  -> (B, Qn, Dq)."""
+        B, Qn = image.shape[0], self.config.num_query_tokens
+        queries = np.broadcast_to(
+            self.params["query_tokens"], (B, Qn, self.params["query_tokens"].shape[-1])
+        )
+        with scope("qformer"):
+            h = qformer_forward(
+                queries, Qn, image, None, None, self.params["qformer"], self.config.qformer_config
+            )
+        return tap("qformer", h)
+
+    def _text_only(self, ids, mask, position_ids=None):
+        """Text alone through the Q-Former (query_length 0).  -> (B, T, Dq)."""
+        q = self.config.qformer_config
+        x = tap(
+            "embeddings", qformer_text_embeddings(ids, self.params["embeddings"], q, position_ids)
+        )
+        with scope("qformer"):
+            h = qformer_forward(
+                x, 0, None, padding_mask(mask, x.dtype), None, self.params["qformer"], q
+            )
+        return tap("qformer", h)
+
+    def _ids(self, input_ids, attention_mask, strip_placeholders):
+        q = self.config.qformer_config
+        ids = _token_ids(
+            input_ids, q.vocab_size if not strip_placeholders else np.iinfo(np.int64).max
+        )
+        mask = None if attention_mask is None else _mask_like(attention_mask, ids)
+        if strip_placeholders:  # the processor put num_query_tokens image placeholders first
+            n = self.config.num_query_tokens
+            ids = ids[:, n:]
+            if ids.size and (ids.min() < 0 or ids.max() >= q.vocab_size):
+                raise InputError(
+                    f"input_ids holds ids outside the Q-Former vocabulary [0, {q.vocab_size})"
+                )
+        return ids, mask
+
+
+class Blip2ForImageTextRetrieval(_Blip2Retrieval):
+    """transformers.Blip2ForImageTextRetrieval (blip2-itm-vit-g).
+
+    use_image_text_matching_head=True (ITM): the queries and the text go through the Q-Former
+    together, reading image b; the itm_head on the query outputs, averaged over the queries,
+    gives (B, 2) logits (column 1 = match). False (ITC, the default): the image's query outputs
+    and the text's [CLS] output are projected and normalised; a text's score with an image is
+    the best cosine over the image's queries -> logits_per_image (Bi, Bt). As in transformers
+    5.23, these BLIP-2 classes take no interpolate_pos_encoding: images must fit the table.
+    """
+
+    def __call__(
+        self,
+        pixel_values=None,
+        input_ids=None,
+        attention_mask=None,
+        use_image_text_matching_head=False,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+    ):
+        if pixel_values is None or input_ids is None:
+            raise InputError("Blip2ForImageTextRetrieval needs pixel_values and input_ids")
+        want_a, want_h = bool(output_attentions), bool(output_hidden_states)
+        image, pooled, hidden, attn = self._image(pixel_values, False, want_a)
+        vision_out = ModelOutput(
+            last_hidden_state=image,
+            pooler_output=pooled,
+            hidden_states=tuple(hidden) if want_h else None,
+            attentions=tuple(attn) if want_a else None,
+        )
+        placeholders = self.config.image_token_index is not None
+        q, Qn = self.config.qformer_config, self.config.num_query_tokens
+        if use_image_text_matching_head:
+            ids, mask = self._ids(input_ids, attention_mask, placeholders)
+            if ids.shape[0] != image.shape[0]:
+                raise InputError(
+                    f"ITM reads text b against image b: {ids.shape[0]} texts for "
+                    f"{image.shape[0]} images"
+                )
+            if not placeholders:
+                if mask is None:  # transformers concatenates ones with the mask given
+                    raise InputError(
+                        "ITM needs attention_mask (the queries' ones go in front of it)"
+                    )
+                mask = np.concatenate([np.ones((ids.shape[0], Qn), np.int64), mask], axis=1)
+            if mask is not None and mask.shape[1] != Qn + ids.shape[1]:
+                raise InputError(
+                    f"attention_mask covers {mask.shape[1]} positions; the queries and the text "
+                    f"are {Qn + ids.shape[1]}"
+                )
+            text = qformer_text_embeddings(ids, self.params["embeddings"], q)
+            queries = np.broadcast_to(
+                self.params["query_tokens"], (ids.shape[0], Qn, q.hidden_size)
+            )
+            # Blip2TextEmbeddings puts the queries in front of the text: b (q t) d
+            x = tap("embeddings", np.concatenate([queries.astype(text.dtype), text], axis=1))
+            with scope("qformer"):
+                h = qformer_forward(
+                    x, Qn, image, padding_mask(mask, x.dtype), None, self.params["qformer"], q
+                )
+            tap("qformer", h)
+            logits_per_image = linear(h[:, :Qn], self.params["itm_head"]).mean(axis=1)  # (B, 2)
+            text_embeds, image_embeds = h, image
+            text_out = ModelOutput(last_hidden_state=h, pooler_output=h[:, 0])
+        else:
+            read = self._queries_read(image)  # (Bi, Qn, Dq)
+            ids, mask = self._ids(input_ids, attention_mask, placeholders)
+            if placeholders and mask is not None:  # ITC drops the placeholders' mask too
+                mask = mask[:, Qn:]
+            ht = self._text_only(ids, mask)
+            image_embeds = normalize(linear(read, self.params["vision_projection"]))  # (Bi, Qn, E)
+            text_embeds = normalize(linear(ht[:, 0], self.params["text_projection"]))  # (Bt, E)
+            logits_per_image = (image_embeds @ text_embeds.T).max(axis=1)  # bi q bt -> bi bt
+            text_out = ModelOutput(last_hidden_state=ht, pooler_output=ht[:, 0])
+        out = ModelOutput(
+            logits_per_image=logits_per_image,
+            logits_per_text=logits_per_image.T,
+            text_embeds=text_embeds,
+            image_embeds=image_embeds,
+            text_model_output=text_out if return_dict else text_out.to_tuple(),
+            vision_model_output=vision_out if return_dict else vision_out.to_tuple(),
+        )
+        return out if return_dict else out.to_tuple()
+
+    forward = __call__
+
+
+class Blip2TextModelWithProjection(_Blip2Retrieval):
+    """transformers.Blip2TextModelWithProjection: text alone through the Q-Former, every position
+    projected and normalised -> text_embeds (B, T, E), last_hidden_state (B, T, Dq).
+
+    Its checkpoint also holds query_tokens and the Q-Former's cross-attention and query FFN,
+    which text alone never uses (nor does transformers)."""
+
+    parts = ("embeddings", "text_projection")
+
+    def __call__(self, input_ids=None, attention_mask=None, position_ids=None, return_dict=True):
+        if input_ids is None:
+            raise InputError("Blip2TextModelWithProjection needs input_ids")
+        ids, mask = self._ids(input_ids, attention_mask, False)
+        ht = self._text_only(ids, mask, position_ids)
+        out = ModelOutput(
+            text_embeds=normalize(linear(ht, self.params["text_projection"])), last_hidden_state=ht
+        )
+        return out if return_dict else out.to_tuple()
+
+    forward = __call__
+
+
+class Blip2VisionModelWithProjection(_Blip2Retrieval):
+    """transformers.Blip2VisionModelWithProjection: the queries read the image; each projected and
+    normalised -> image_embeds (B, Qn, E); last_hidden_state is the vision tower's (B, N, Dv), as
+    transformers returns it (hidden_states / attentions too, on request).
+
+    A Q-Former with a text FFN (use_qformer_text_input) keeps it unused here, as transformers."""
+
+    parts = ("vision_model", "vision_projection")
+
+    def __call__(
+        self,
+        pixel_values=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+    ):
+        if pixel_values is None:
+            raise InputError("Blip2VisionModelWithProjection needs pixel_values")
+        want_a, want_h = bool(output_attentions), bool(output_hidden_states)
+        image, _, hidden, attn = self._image(pixel_values, False, want_a)
+        read = self._queries_read(image)
+        out = ModelOutput(
+            image_embeds=normalize(linear(read, self.params["vision_projection"])),
+            last_hidden_state=image,
+            hidden_states=tuple(hidden) if want_h else None,
+            attentions=tuple(attn) if want_a else None,
+        )
+        return out if return_dict else out.to_tuple()
+
+    forward = __call__

@@ -133,6 +133,23 @@ class BlipConfig:
     model_type: str = "blip"
 
 
+@dataclass(frozen=True)
+class Blip2Config:
+    """transformers.Blip2Config (model_type "blip-2"): vision tower, Q-Former, and (not built in
+    minblip yet) a language model whose text_config is kept as the file's dict."""
+
+    vision_config: Blip2VisionConfig = field(default_factory=Blip2VisionConfig)
+    qformer_config: Blip2QFormerConfig = field(default_factory=Blip2QFormerConfig)
+    text_config: object = None
+    num_query_tokens: int = 32
+    image_text_hidden_size: int = 256
+    image_token_index: object = None
+    initializer_factor: float = 1.0
+    initializer_range: float = 0.02
+    architectures: object = None
+    model_type: str = "blip-2"
+
+
 # fields that must be positive integers wherever they appear
 _POSITIVE = {
     "hidden_size",
@@ -148,6 +165,7 @@ _POSITIVE = {
     "image_text_hidden_size",
     "num_channels",
     "cross_attention_frequency",
+    "num_query_tokens",
 }
 
 
@@ -207,11 +225,37 @@ def blip_config_from_dict(d, where="config.json"):
     return _parse(BlipConfig, top, where, text_config=text, vision_config=vision)
 
 
+def blip2_config_from_dict(d, where="config.json"):
+    """A Blip2Config; the Q-Former cross-attends to vision features of the vision tower's width."""
+    vision = _parse(Blip2VisionConfig, d.get("vision_config") or {}, f"{where}: vision_config")
+    # transformers forces qformer_config.encoder_hidden_size = vision_config.hidden_size
+    qformer = _parse(
+        Blip2QFormerConfig,
+        d.get("qformer_config") or {},
+        f"{where}: qformer_config",
+        encoder_hidden_size=vision.hidden_size,
+    )
+    top = {
+        k: v for k, v in d.items() if k not in ("vision_config", "qformer_config", "text_config")
+    }
+    if "image_token_id" in top and "image_token_index" not in top:  # 5.x alias
+        top["image_token_index"] = top["image_token_id"]
+    return _parse(
+        Blip2Config,
+        top,
+        where,
+        vision_config=vision,
+        qformer_config=qformer,
+        text_config=d.get("text_config"),
+    )
+
+
 PARSERS = {
     "blip": blip_config_from_dict,
     "blip_vision_model": lambda d, where: _parse(BlipVisionConfig, d, where),
     "blip_2_vision_model": lambda d, where: _parse(Blip2VisionConfig, d, where),
     "blip_2_qformer": lambda d, where: _parse(Blip2QFormerConfig, d, where),
+    "blip-2": blip2_config_from_dict,
     "blip_text_model": lambda d, where: _parse(BlipTextConfig, d, where),
 }
 

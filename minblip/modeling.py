@@ -92,7 +92,7 @@ class PreTrainedModel:
     def sub_config(cls, config, folder):
         if isinstance(config, cls.config_types):
             return config
-        for name in ("vision_config", "text_config"):
+        for name in ("vision_config", "text_config", "qformer_config"):
             sub = getattr(config, name, None)
             if isinstance(sub, cls.config_types):
                 return sub

@@ -82,5 +82,13 @@ def main(groups):
 if __name__ == "__main__":
     main(
         sys.argv[1:]
-        or ["vision", "caption", "blip_tasks", "generation", "blip2_vision", "blip2_qformer"]
+        or [
+            "vision",
+            "caption",
+            "blip_tasks",
+            "generation",
+            "blip2_vision",
+            "blip2_qformer",
+            "blip2_tasks",
+        ]
     )

@@ -1,0 +1,152 @@
+"""golden/blip2_tasks/: Blip2ForImageTextRetrieval (ITM and ITC), Blip2TextModelWithProjection,
+Blip2VisionModelWithProjection (the blip2-itm-vit-g classes), tiny configs.
+
+The Q-Former has the text FFN (use_qformer_text_input) and a 99-word vocabulary; 4 learned
+queries read a 28-px image. ITM with and without image-placeholder ids in front of the text
+(config.image_token_index set or not: transformers slices them off, or puts the queries' ones in
+front of the mask); ITC for 2 images x 3 padded texts; float64.
+"""
+
+from pathlib import Path
+
+import golden_common as gc
+import numpy as np
+
+from minblip.testing import random_pixels as pixels
+
+VISION = dict(
+    hidden_size=40,
+    intermediate_size=70,
+    num_hidden_layers=2,
+    num_attention_heads=5,
+    image_size=28,
+    patch_size=7,
+)
+QFORMER = dict(
+    vocab_size=99,
+    hidden_size=36,
+    intermediate_size=50,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    max_position_embeddings=40,
+    use_qformer_text_input=True,
+    cross_attention_frequency=2,
+)
+TINY = dict(
+    vision_config=VISION, qformer_config=QFORMER, num_query_tokens=4, image_text_hidden_size=12
+)
+PLACEHOLDER = dict(TINY, image_token_index=98)
+
+
+def _texts(seed, lengths):
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((len(lengths), max(lengths)), np.int64)
+    mask = np.zeros_like(ids)
+    for b, n in enumerate(lengths):
+        ids[b, :n] = [1, *rng.integers(4, 90, n - 2), 3]
+        mask[b, :n] = 1
+    return ids, mask
+
+
+def cases():
+    ids2, mask2 = _texts(1, [6, 4])
+    ids3, mask3 = _texts(2, [5, 7, 3])
+    px2 = pixels(401, 2, 28, 28)
+    ph = np.full((2, 4), 98, np.int64)  # the processor's image placeholders, then the text
+    ret = "Blip2ForImageTextRetrieval"
+    return [
+        (
+            "itm",
+            dict(
+                cls=ret,
+                config=TINY,
+                inputs={"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
+                kwargs={"use_image_text_matching_head": True},
+            ),
+        ),
+        (
+            "itm_placeholders",
+            dict(
+                cls=ret,
+                config=PLACEHOLDER,
+                inputs={
+                    "pixel_values": px2,
+                    "input_ids": np.concatenate([ph, ids2], 1),
+                    "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
+                },
+                kwargs={"use_image_text_matching_head": True},
+                notes="image_token_index set: ids lose the 4 placeholders, the mask keeps them",
+            ),
+        ),
+        (
+            "itc_2x3",
+            dict(
+                cls=ret,
+                config=TINY,
+                inputs={"pixel_values": px2, "input_ids": ids3, "attention_mask": mask3},
+                notes="logits_per_image (2, 3): the best cosine over each image's 4 queries",
+            ),
+        ),
+        (
+            "itc_placeholders",
+            dict(
+                cls=ret,
+                config=PLACEHOLDER,
+                inputs={
+                    "pixel_values": px2,
+                    "input_ids": np.concatenate([ph, ids2], 1),
+                    "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
+                },
+            ),
+        ),
+        (
+            "itm_float64",
+            dict(
+                cls=ret,
+                config=TINY,
+                dtype="float64",
+                inputs={"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
+                kwargs={"use_image_text_matching_head": True},
+            ),
+        ),
+        (
+            "text_with_projection",
+            dict(
+                cls="Blip2TextModelWithProjection",
+                config=TINY,
+                inputs={"input_ids": ids3, "attention_mask": mask3},
+            ),
+        ),
+        (
+            "vision_with_projection",
+            dict(cls="Blip2VisionModelWithProjection", config=TINY, inputs={"pixel_values": px2}),
+        ),
+    ]
+
+
+TRACED = ("itm", "itc_2x3")  # every module recorded; the others record outputs only (size)
+
+
+def build(root: Path):
+    import json
+    import shutil
+
+    out = Path(root) / "blip2_tasks"
+    if out.exists():
+        shutil.rmtree(out)
+    first = {}  # (class, config) -> the case whose model folder the later ones share
+    with gc.quiet():
+        for name, spec in cases():
+            spec = dict(spec)
+            cls, config = spec.pop("cls"), spec.pop("config")
+            if name not in TRACED:
+                spec["record"] = ()
+            key = (cls, json.dumps(config, sort_keys=True))
+            gc.write_case(out / name, cls, config, seed=500, **spec)
+            if key in first:
+                meta = json.loads((out / name / "meta.json").read_text())
+                shutil.rmtree(out / name / "model")
+                meta["model_dir"] = f"../{first[key]}/model"
+                (out / name / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+            first.setdefault(key, name)
+            print(f"  {name}: {gc.dir_size(out / name) / 1e3:.0f} kB", flush=True)

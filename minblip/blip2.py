@@ -35,8 +35,8 @@ class Blip2VisionModel(BlipVisionModel):
 def qformer_attention(x, memory, mask, p, cfg):
     """Multi-head attention + dense + LayerNorm(x + .). Mirrors Blip2QFormerAttention.
 
-    Shapes: x (B, L, Dq) attends to memory (B, S, Dq | De) -> (B, L, Dq); mask additive,
-    broadcastable to (B, H, L, S), or None. Weights: attention.{query,key,value}, output.dense,
+    Shapes: x (B, Q+T, Dq) attends to memory (B, Tk, Dq | Dv) -> (B, Q+T, Dq); mask additive,
+    broadcastable to (B, H, Q+T, Tk), or None. Weights: attention.{query,key,value}, output.dense,
     output.LayerNorm.
     """
     H = cfg.num_attention_heads
@@ -65,9 +65,9 @@ def qformer_ffn(x, p, names, cfg):
 
 
 def qformer_layer(x, image, self_mask, image_mask, Q, p, cfg):
-    """Mirrors Blip2QFormerLayer: self-attention over all L positions; the first Q (the queries)
+    """Mirrors Blip2QFormerLayer: self-attention over all Q+T positions; the first Q (queries)
     then cross-attend to the image (in layers that have it) and take the query FFN; the rest
-    (text) take the text FFN.  x (B, L, Dq), image (B, S, De) -> (B, L, Dq)."""
+    (text) take the text FFN.  x (B, Q+T, Dq), image (B, N, Dv) -> (B, Q+T, Dq)."""
     with scope("attention"):
         a = qformer_attention(x, x, self_mask, p["attention"], cfg)
     tap("attention", a)
@@ -88,8 +88,8 @@ def qformer_layer(x, image, self_mask, image_mask, Q, p, cfg):
 def qformer_forward(x, Q, image, self_mask, image_mask, p, cfg):
     """LayerNorm, then the layers. Mirrors Blip2QFormerModel.forward's computation.
 
-    Shapes: x (B, L, Dq) with its first Q positions queries, image (B, S, De) or None, masks
-    additive (B, 1, 1, L|S) or None -> last_hidden_state (B, L, Dq).
+    Shapes: x (B, Q+T, Dq), its first Q positions queries; image (B, N, Dv) or None; masks
+    additive (B, 1, 1, Q+T|N) or None -> last_hidden_state (B, Q+T, Dq).
     """
     x = tap("layernorm", layer_norm(x, p["layernorm"], cfg.layer_norm_eps))
     for i, lp in enumerate(p["encoder"]["layer"]):
@@ -100,7 +100,7 @@ def qformer_forward(x, Q, image, self_mask, image_mask, p, cfg):
 
 
 def padding_mask(mask, dtype):
-    """(B, S) of 1 keep / 0 pad -> additive (B, 1, 1, S): 0 or finfo.min, or None for no mask."""
+    """(B, Tk) of 1 keep / 0 pad -> additive (B, 1, 1, Tk): 0 or finfo.min, or None for no mask."""
     if mask is None:
         return None
     m = np.asarray(mask)
@@ -150,10 +150,10 @@ def qformer_shapes(cfg):
 class Blip2QFormerModel(PreTrainedModel):
     """transformers.Blip2QFormerModel: query (and text) embeddings read the image features.
 
-    Loads a blip_2_qformer checkpoint folder. forward(query_embeds (B, L, Dq), query_length=None
-    (the first Q of the L positions are queries; default L), attention_mask (B, L),
-    encoder_hidden_states (B, S, De), encoder_attention_mask (B, S)) -> last_hidden_state
-    (B, L, Dq), pooler_output (B, Dq) = last_hidden_state[:, 0] (no dense, no tanh).
+    Loads a blip_2_qformer checkpoint folder. forward(query_embeds (B, Q+T, Dq), query_length=None
+    (the first Q positions are queries; default all), attention_mask (B, Q+T),
+    encoder_hidden_states (B, N, Dv), encoder_attention_mask (B, N)) -> last_hidden_state
+    (B, Q+T, Dq), pooler_output (B, Dq) = last_hidden_state[:, 0] (no dense, no tanh).
     """
 
     config_types = (Blip2QFormerConfig,)
@@ -174,7 +174,7 @@ class Blip2QFormerModel(PreTrainedModel):
     ):
         cfg = self.config
         if query_embeds is None:
-            raise InputError("Blip2QFormerModel needs query_embeds (B, L, hidden_size)")
+            raise InputError("Blip2QFormerModel needs query_embeds (B, Q+T, hidden_size)")
         x = np.asarray(query_embeds).astype(self.dtype, copy=False)
         if x.ndim != 3 or x.shape[2] != cfg.hidden_size:
             raise InputError(

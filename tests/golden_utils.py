@@ -126,3 +126,44 @@ def assert_trace_close(expected, actual, order, atol, rtol, what=""):
         problem = compare(key, expected[key], actual[key], atol, rtol)
         if problem:
             raise AssertionError(f"{label}first divergence (#{i} of {len(order)}) at {problem}")
+
+
+def flat_keys(node, prefix=""):
+    """The dotted checkpoint keys of a nested params tree (dicts, and lists for numbered layers)."""
+    if isinstance(node, np.ndarray):
+        yield prefix[:-1]
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            yield from flat_keys(v, f"{prefix}{k}.")
+    else:
+        for i, v in enumerate(node):
+            yield from flat_keys(v, f"{prefix}{i}.")
+
+
+def unread_tensors(model, run):
+    """The checkpoint keys that run(model) never reads (model.params is tracked meanwhile)."""
+    from minblip.weights import KeyTracker
+
+    tracked = KeyTracker(model.params)
+    model.params = tracked
+    run(model)
+    return set(flat_keys(tracked._node)) - tracked.reads
+
+
+def check_against_transformers(case, **call_kwargs):
+    """Load the case's class (meta "class") in its dtype, call it on the case's inputs with the
+    module trace on, and compare every recorded module and output with transformers'."""
+    from tolerances import for_case
+
+    import minblip
+    from minblip import trace
+
+    meta, inputs, expected = load_case(case)
+    model = getattr(minblip, meta["class"]).from_pretrained(model_dir(case), dtype=meta["dtype"])
+    with trace.record() as acts:
+        out = model(**inputs, **meta["kwargs"], **call_kwargs)
+    acts.update(output_arrays(out))
+    full = (case / "weights.json").exists()
+    assert_trace_close(
+        expected, acts, meta["order"] + meta["outputs"], what=case.name, **for_case(meta, full)
+    )

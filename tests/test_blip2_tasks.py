@@ -1,51 +1,30 @@
 """Blip2ForImageTextRetrieval (ITM, ITC) and the projection models against transformers
 (golden/blip2_tasks), per module where the case records them."""
 
-import numpy as np
 import pytest
-from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
-from tolerances import for_case
+from golden_utils import case_dirs, check_against_transformers, load_case, model_dir, unread_tensors
 
 import minblip
-from minblip import trace
-from minblip.weights import KeyTracker
 
 CASES = case_dirs("blip2_tasks")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_matches_transformers(case):
-    meta, inputs, expected = load_case(case)
-    model = getattr(minblip, meta["class"]).from_pretrained(model_dir(case), dtype=meta["dtype"])
-    with trace.record() as acts:
-        out = model(**inputs, **meta["kwargs"])
-    acts.update(output_arrays(out))
-    assert_trace_close(
-        expected, acts, meta["order"] + meta["outputs"], what=case.name, **for_case(meta, False)
-    )
+    check_against_transformers(case)
 
 
 def test_itm_and_itc_together_read_every_checkpoint_tensor():
     itm, itc = (next(c for c in CASES if c.name == n) for n in ("itm", "itc_2x3"))
     model = minblip.Blip2ForImageTextRetrieval.from_pretrained(model_dir(itm))
-    tracked = KeyTracker(model.params)
-    model.params = tracked
-    for case in (itm, itc):
-        meta, inputs, _ = load_case(case)
-        model(**inputs, **meta["kwargs"])
-    every = set(_flat_keys(tracked._node))
-    assert every - tracked.reads == set(), f"never read: {sorted(every - tracked.reads)}"
 
+    def both(m):
+        for case in (itm, itc):
+            meta, inputs, _ = load_case(case)
+            m(**inputs, **meta["kwargs"])
 
-def _flat_keys(node, prefix=""):
-    if isinstance(node, np.ndarray):
-        yield prefix[:-1]
-    elif isinstance(node, dict):
-        for k, v in node.items():
-            yield from _flat_keys(v, f"{prefix}{k}.")
-    else:
-        for i, v in enumerate(node):
-            yield from _flat_keys(v, f"{prefix}{i}.")
+    unread = unread_tensors(model, both)
+    assert unread == set(), f"never read: {sorted(unread)}"
 
 
 def test_itm_refuses_what_transformers_cannot_run():

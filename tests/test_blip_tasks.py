@@ -4,7 +4,14 @@ exactly; key coverage for each class; the errors these classes raise."""
 
 import numpy as np
 import pytest
-from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
+from golden_utils import (
+    assert_trace_close,
+    case_dirs,
+    flat_keys,
+    load_case,
+    model_dir,
+    output_arrays,
+)
 from tolerances import for_case
 
 import minblip
@@ -56,19 +63,8 @@ def test_every_checkpoint_tensor_is_read(name):
         model(**inputs, use_itm_head=False)
     if name == "itc_2x3":
         model(**{k: v[:2] for k, v in inputs.items()}, use_itm_head=True)
-    unread = set(_keys(tracked._node)) - tracked.reads
+    unread = set(flat_keys(tracked._node)) - tracked.reads
     assert not unread, f"{meta['class']} never reads {sorted(unread)}"
-
-
-def _keys(node, prefix=""):
-    if isinstance(node, np.ndarray):
-        yield prefix[:-1]
-    elif isinstance(node, dict):
-        for k, v in node.items():
-            yield from _keys(v, f"{prefix}{k}.")
-    else:
-        for i, v in enumerate(node):
-            yield from _keys(v, f"{prefix}{i}.")
 
 
 def test_text_and_image_batches_that_torch_cannot_broadcast_are_refused():

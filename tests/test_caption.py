@@ -4,7 +4,14 @@ coverage; the errors it raises; the KV cache against full recomputation."""
 
 import numpy as np
 import pytest
-from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
+from golden_utils import (
+    assert_trace_close,
+    case_dirs,
+    flat_keys,
+    load_case,
+    model_dir,
+    output_arrays,
+)
 from tolerances import for_case
 
 import minblip
@@ -69,17 +76,6 @@ def test_golden_tokens_are_not_near_ties(case):
     assert min(min(row) for row in margins) > 1e-3
 
 
-def _every_key(node, prefix=""):
-    if isinstance(node, np.ndarray):
-        yield prefix[:-1]
-    elif isinstance(node, dict):
-        for k, v in node.items():
-            yield from _every_key(v, f"{prefix}{k}.")
-    else:
-        for i, v in enumerate(node):
-            yield from _every_key(v, f"{prefix}{i}.")
-
-
 @pytest.mark.parametrize(
     "cases",
     [
@@ -102,7 +98,7 @@ def test_every_checkpoint_tensor_is_read(cases):
     for name in cases:
         meta, inputs, _ = load_case(_case(name))
         (model if meta["method"] == "forward" else model.generate)(**inputs, **meta["kwargs"])
-    unread = set(_every_key(tracked._node)) - tracked.reads
+    unread = set(flat_keys(tracked._node)) - tracked.reads
     assert not unread, f"{cases} never read {sorted(unread)}"
 
 

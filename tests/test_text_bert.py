@@ -3,7 +3,7 @@ tied LM head and the loss. (Conformance with transformers is in test_caption.py.
 
 import numpy as np
 import pytest
-from golden_utils import case_dirs, load_case, model_dir
+from golden_utils import case_dirs, flat_keys, load_case, model_dir
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -140,19 +140,8 @@ def test_loss_matches_naive_formula():
 
 def test_shapes_list_every_checkpoint_key():
     shapes, optional = tb.lm_shapes(CFG)
-    saved = {k for k in _keys(P64)}
+    saved = {k for k in flat_keys(P64)}
     assert saved <= set(shapes) and set(shapes) - saved <= set(optional)
-
-
-def _keys(node, prefix=""):
-    if isinstance(node, np.ndarray):
-        yield prefix[:-1]
-    elif isinstance(node, dict):
-        for k, v in node.items():
-            yield from _keys(v, f"{prefix}{k}.")
-    else:
-        for i, v in enumerate(node):
-            yield from _keys(v, f"{prefix}{i}.")
 
 
 def test_position_overflow_is_an_input_error():

@@ -1,8 +1,14 @@
 """BlipVisionModel against transformers' golden outputs, module by module (golden/vision)."""
 
-import numpy as np
 import pytest
-from golden_utils import assert_trace_close, case_dirs, load_case, model_dir, output_arrays
+from golden_utils import (
+    assert_trace_close,
+    case_dirs,
+    flat_keys,
+    load_case,
+    model_dir,
+    output_arrays,
+)
 from tolerances import for_case
 
 import minblip
@@ -42,19 +48,8 @@ def test_forward_reads_every_checkpoint_tensor():
     tracked = KeyTracker(model.params)
     model.params = tracked
     model(**inputs)
-    every = set(_flat_keys(tracked._node))
+    every = set(flat_keys(tracked._node))
     assert every - tracked.reads == set(), f"never read: {sorted(every - tracked.reads)}"
-
-
-def _flat_keys(node, prefix=""):
-    if isinstance(node, np.ndarray):
-        yield prefix[:-1]
-    elif isinstance(node, dict):
-        for k, v in node.items():
-            yield from _flat_keys(v, f"{prefix}{k}.")
-    else:
-        for i, v in enumerate(node):
-            yield from _flat_keys(v, f"{prefix}{i}.")
 
 
 def test_vision_part_of_a_full_blip_checkpoint_loads():

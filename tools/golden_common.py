@@ -364,3 +364,26 @@ def dir_size(path):
 
 def scratch_dir():
     return Path(tempfile.mkdtemp(prefix="golden-"))
+
+
+def build_shared_group(out, cases, class_name, seed):
+    """Write a group of cases (name, write_case kwargs with "config" and optionally "cls") into
+    out, wiped first. Cases of one class and config share the first one's model folder (same
+    seed, so the same weights): the later ones drop theirs and point meta["model_dir"] at it."""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    first = {}  # (class, config) -> the case whose model folder later ones share
+    with quiet():
+        for name, spec in cases:
+            spec = dict(spec)
+            cls, config = spec.pop("cls", class_name), spec.pop("config")
+            write_case(out / name, cls, config, seed=seed, **spec)
+            key = (cls, json.dumps(config, sort_keys=True))
+            if key in first:
+                meta = json.loads((out / name / "meta.json").read_text())
+                shutil.rmtree(out / name / "model")
+                meta["model_dir"] = f"../{first[key]}/model"
+                (out / name / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+            first.setdefault(key, name)
+            print(f"  {name}: {dir_size(out / name) / 1e3:.0f} kB", flush=True)

@@ -102,23 +102,4 @@ def cases():
 
 
 def build(root: Path):
-    import json
-    import shutil
-
-    out = Path(root) / "blip2_qformer"
-    if out.exists():
-        shutil.rmtree(out)
-    first = {}  # config -> the case whose model folder later cases with that config share
-    with gc.quiet():
-        for name, spec in cases():
-            spec = dict(spec)
-            config = spec.pop("config")
-            gc.write_case(out / name, "Blip2QFormerModel", config, seed=300, **spec)
-            key = json.dumps(config, sort_keys=True)
-            if key in first:
-                meta = json.loads((out / name / "meta.json").read_text())
-                shutil.rmtree(out / name / "model")
-                meta["model_dir"] = f"../{first[key]}/model"
-                (out / name / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-            first.setdefault(key, name)
-            print(f"  {name}: {gc.dir_size(out / name) / 1e3:.0f} kB", flush=True)
+    gc.build_shared_group(Path(root) / "blip2_qformer", cases(), "Blip2QFormerModel", seed=300)

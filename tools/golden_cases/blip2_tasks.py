@@ -12,6 +12,7 @@ from pathlib import Path
 import golden_common as gc
 import numpy as np
 
+from golden_cases.blip_tasks import texts
 from minblip.testing import random_pixels as pixels
 
 VISION = dict(
@@ -38,19 +39,9 @@ TINY = dict(
 PLACEHOLDER = dict(TINY, image_token_index=98)
 
 
-def _texts(seed, lengths):
-    rng = np.random.default_rng(seed)
-    ids = np.zeros((len(lengths), max(lengths)), np.int64)
-    mask = np.zeros_like(ids)
-    for b, n in enumerate(lengths):
-        ids[b, :n] = [1, *rng.integers(4, 90, n - 2), 3]
-        mask[b, :n] = 1
-    return ids, mask
-
-
 def cases():
-    ids2, mask2 = _texts(1, [6, 4])
-    ids3, mask3 = _texts(2, [5, 7, 3])
+    ids2, mask2 = texts(1, [6, 4], vocab=90)  # ids below the placeholder id 98
+    ids3, mask3 = texts(2, [5, 7, 3], vocab=90)
     px2 = pixels(401, 2, 28, 28)
     ph = np.full((2, 4), 98, np.int64)  # the processor's image placeholders, then the text
     ret = "Blip2ForImageTextRetrieval"
@@ -128,25 +119,5 @@ TRACED = ("itm", "itc_2x3")  # every module recorded; the others record outputs 
 
 
 def build(root: Path):
-    import json
-    import shutil
-
-    out = Path(root) / "blip2_tasks"
-    if out.exists():
-        shutil.rmtree(out)
-    first = {}  # (class, config) -> the case whose model folder the later ones share
-    with gc.quiet():
-        for name, spec in cases():
-            spec = dict(spec)
-            cls, config = spec.pop("cls"), spec.pop("config")
-            if name not in TRACED:
-                spec["record"] = ()
-            key = (cls, json.dumps(config, sort_keys=True))
-            gc.write_case(out / name, cls, config, seed=500, **spec)
-            if key in first:
-                meta = json.loads((out / name / "meta.json").read_text())
-                shutil.rmtree(out / name / "model")
-                meta["model_dir"] = f"../{first[key]}/model"
-                (out / name / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-            first.setdefault(key, name)
-            print(f"  {name}: {gc.dir_size(out / name) / 1e3:.0f} kB", flush=True)
+    group = [(name, spec if name in TRACED else {**spec, "record": ()}) for name, spec in cases()]
+    gc.build_shared_group(Path(root) / "blip2_tasks", group, None, seed=500)

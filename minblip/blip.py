@@ -78,12 +78,14 @@ def _token_ids(input_ids, vocab_size, name="input_ids"):
     return ids.astype(np.int64)
 
 
-def _mask_like(attention_mask, ids, name="attention_mask"):
+def _mask_like(attention_mask, like, name="attention_mask", like_name="input_ids"):
+    """attention_mask as int64, checked to have the shape of `like` (an array or a shape)."""
     if attention_mask is None:
         return None
     mask = np.asarray(attention_mask)
-    if mask.shape != ids.shape:
-        raise InputError(f"{name} has shape {mask.shape}, input_ids has {ids.shape}")
+    shape = tuple(getattr(like, "shape", like))
+    if mask.shape != shape:
+        raise InputError(f"{name} has shape {mask.shape}, {like_name} has {shape}")
     return mask.astype(np.int64)
 
 
@@ -97,6 +99,22 @@ def paired_batch(n_text, n_image, what="texts"):
         f"{n_text} {what} for {n_image} images: pass one per image, one image for all of them, "
         f"or one for all images"
     )
+
+
+def generate_pairing(n_prompts, n_images, generate_kwargs, images="images"):
+    """generate's rule for prompt and image batches: transformers copies both for beams and
+    returned sequences, after which torch can no longer broadcast them, so one image serves
+    several prompts only when nothing is copied (greedy, or sampling with one sequence each);
+    otherwise there is one prompt per image."""
+    copies = max(
+        generate_kwargs.get("num_beams") or 1, generate_kwargs.get("num_return_sequences") or 1
+    )
+    if n_prompts != n_images and not (n_images == 1 and copies == 1):
+        raise InputError(
+            f"input_ids has {n_prompts} prompts for {n_images} {images}: pass one per image "
+            "(one image serves several prompts only in greedy or sampled generation with "
+            "num_return_sequences=1, as in transformers)"
+        )
 
 
 def _check_lm_head(p, tied, where=""):
@@ -241,14 +259,8 @@ class BlipForConditionalGeneration(PreTrainedModel):
             raise InputError("generate needs pixel_values")
         tcfg = self.config.text_config
         image_embeds = self._vision(pixel_values, interpolate_pos_encoding)[0]
-        # transformers copies prompts and images alike for beams / returned sequences: one image
-        # then serves several prompts only without copies, as torch broadcasts it
-        copies = max(
-            generate_kwargs.get("num_beams") or 1, generate_kwargs.get("num_return_sequences") or 1
-        )
-        prompt, mask = self.decoder_prompt(
-            input_ids, attention_mask, image_embeds.shape[0], one_image_serves_all=copies == 1
-        )
+        prompt, mask = self.decoder_prompt(input_ids, attention_mask, image_embeds.shape[0])
+        generate_pairing(prompt.shape[0], image_embeds.shape[0], generate_kwargs)
         p = self.params["text_decoder"]
         context = {"encoder_kv": cross_kv(image_embeds, p["bert"], tcfg)}  # once per call
 
@@ -278,22 +290,17 @@ class BlipForConditionalGeneration(PreTrainedModel):
             **generate_kwargs,
         )
 
-    def decoder_prompt(self, input_ids, attention_mask, batch, one_image_serves_all=False):
+    def decoder_prompt(self, input_ids, attention_mask, batch):
         """transformers' prompt handling: the first token is replaced by [DEC] (bos) and the last
         column ([SEP] of a processor output) is dropped, the mask sliced alike; without input_ids
-        the prompt is [DEC] alone. Returns (prompt (B, P), mask (B, P) or None), both copies."""
+        the prompt is [DEC] alone (one per image: batch of them). Returns (prompt (B, P), mask
+        (B, P) or None), both copies; how prompts pair with images is generate_pairing's."""
         tcfg = self.config.text_config
         if input_ids is None:  # transformers' placeholder [bos, eos]; its last column is dropped
             ids = np.tile(np.array([[tcfg.bos_token_id, tcfg.eos_token_id]], np.int64), (batch, 1))
         else:
             ids = _token_ids(input_ids, tcfg.vocab_size)
         mask = _mask_like(attention_mask, ids)
-        if ids.shape[0] != batch and not (batch == 1 and one_image_serves_all):
-            raise InputError(
-                f"input_ids has {ids.shape[0]} prompts for {batch} images: pass one per image "
-                "(one image serves several prompts only in greedy or sampled generation with "
-                "num_return_sequences=1, as in transformers)"
-            )
         if ids.shape[1] < 2:
             raise InputError(
                 "input_ids must hold at least 2 tokens ([CLS] ... [SEP]): the first becomes [DEC] "
@@ -313,10 +320,9 @@ class BlipForConditionalGeneration(PreTrainedModel):
 # ----------------------------------------------------------------------------- text tower alone
 
 
-def _text_inputs(model, input_ids, attention_mask, encoder_hidden_states, generating=False):
+def _text_inputs(model, input_ids, attention_mask, encoder_hidden_states, generate_kwargs=None):
     """ids, mask and encoder states, checked. The two batches pair as torch broadcasts them
-    (paired_batch); in generate only equal batches, or one image with no copies (no beams,
-    num_return_sequences 1), as transformers copies both for those and then cannot broadcast."""
+    (paired_batch), or in generate (generate_kwargs given) by generate_pairing's rule."""
     cfg = model.config
     if input_ids is None:
         raise InputError(f"{type(model).__name__} needs input_ids")
@@ -329,14 +335,10 @@ def _text_inputs(model, input_ids, attention_mask, encoder_hidden_states, genera
                 f"encoder_hidden_states must be (batch, tokens, encoder_hidden_size "
                 f"{cfg.encoder_hidden_size}), got {enc.shape}"
             )
-        if generating is False:
+        if generate_kwargs is None:
             paired_batch(ids.shape[0], enc.shape[0], "texts")
-        elif enc.shape[0] != ids.shape[0] and not (enc.shape[0] == 1 and generating == "no copies"):
-            raise InputError(
-                f"{ids.shape[0]} prompts for encoder_hidden_states of batch {enc.shape[0]}: pass "
-                "one per prompt (one serves several prompts only in greedy or sampled generation "
-                "with num_return_sequences=1, as in transformers)"
-            )
+        else:
+            generate_pairing(ids.shape[0], enc.shape[0], generate_kwargs, "encoder states")
     return ids, _mask_like(attention_mask, ids), enc
 
 
@@ -482,15 +484,8 @@ class BlipTextLMHeadModel(PreTrainedModel):
         """transformers' GenerationMixin.generate for this decoder: continue input_ids, attending
         to encoder_hidden_states. eos / pad default to the config's (eos_token_id, pad_token_id).
         encoder_attention_mask is accepted and, as in transformers 5.23, has no effect."""
-        copies = max(
-            generate_kwargs.get("num_beams") or 1, generate_kwargs.get("num_return_sequences") or 1
-        )
         ids, mask, enc = _text_inputs(
-            self,
-            input_ids,
-            attention_mask,
-            encoder_hidden_states,
-            generating="no copies" if copies == 1 else "copies",
+            self, input_ids, attention_mask, encoder_hidden_states, generate_kwargs
         )
         cfg, p = self.config, self.params
         context = {"encoder_kv": None if enc is None else cross_kv(enc, p["bert"], cfg)}

@@ -199,12 +199,14 @@ class Blip2QFormerModel(PreTrainedModel):
         elif Q > 0:
             raise InputError("encoder_hidden_states must be given for cross-attention layers")
         self_mask = padding_mask(
-            _checked_mask(attention_mask, x.shape[:2], "attention_mask"), x.dtype
+            _mask_like(attention_mask, x.shape[:2], like_name="query_embeds"), x.dtype
         )
         image_mask = None
         if image is not None:
             image_mask = padding_mask(
-                _checked_mask(encoder_attention_mask, image.shape[:2], "encoder_attention_mask"),
+                _mask_like(
+                    encoder_attention_mask, image.shape[:2], "encoder_attention_mask", "the image"
+                ),
                 x.dtype,
             )
         x = qformer_forward(x, Q, image, self_mask, image_mask, self.params, cfg)
@@ -212,15 +214,6 @@ class Blip2QFormerModel(PreTrainedModel):
         return out if return_dict else out.to_tuple()
 
     forward = __call__
-
-
-def _checked_mask(mask, shape, name):
-    if mask is None:
-        return None
-    m = np.asarray(mask)
-    if m.shape != tuple(shape):
-        raise InputError(f"{name} has shape {m.shape}, expected {tuple(shape)}")
-    return m
 
 
 # ----------------------------------------------------------------------------- retrieval (ITM, ITC)

@@ -14,7 +14,7 @@ from .blip import BlipVisionModel, _mask_like, _token_ids
 from .config import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig
 from .errors import InputError
 from .modeling import PreTrainedModel, as_pixel_values
-from .ops import ACT2FN, layer_norm, linear, merge_heads, softmax, split_heads
+from .ops import ACT2FN, layer_norm, linear, merge_heads, normalize, softmax, split_heads
 from .outputs import ModelOutput
 from .trace import scope, tap
 from .vision import vision_model, vision_shapes
@@ -230,11 +230,6 @@ def qformer_text_embeddings(ids, p, cfg, position_ids=None):
             f"max_position_embeddings={cfg.max_position_embeddings} rows"
         )
     return p["word_embeddings"]["weight"][ids] + p["position_embeddings"]["weight"][pos]
-
-
-def normalize(x):
-    """x / max(||x||, 1e-12) along the last axis (torch.nn.functional.normalize)."""
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 class _Blip2Retrieval(PreTrainedModel):

@@ -15,7 +15,7 @@ from .config import BlipConfig
 from .errors import ConfigError, InputError
 from .generate import generate
 from .modeling import PreTrainedModel, select_hidden_states
-from .ops import linear
+from .ops import linear, normalize
 from .outputs import ModelOutput
 from .text_bert import cross_kv, lm_forward, lm_loss, lm_shapes, text_model, text_shapes
 from .trace import scope, tap
@@ -55,11 +55,6 @@ class _BlipTask(PreTrainedModel):
 
 def _vision_keys(config):
     return {f"vision_model.{k}": s for k, s in vision_shapes(config.vision_config).items()}
-
-
-def _normalize(x, eps=1e-12):
-    """torch.nn.functional.normalize: x / max(||x||, eps)."""
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
 
 
 def _cross_entropy_diagonal(logits):
@@ -257,10 +252,10 @@ class BlipForImageTextRetrieval(_BlipTask):
             score = linear(text["last_hidden_state"][:, 0], self.params["itm_head"])  # (B, 2)
         else:
             text = self._text("text_encoder", input_ids, attention_mask)  # text only
-            image_feat = _normalize(
+            image_feat = normalize(
                 linear(image_embeds[:, 0], self.params["vision_proj"])
             )  # (Bi, E)
-            text_feat = _normalize(
+            text_feat = normalize(
                 linear(text["last_hidden_state"][:, 0], self.params["text_proj"])
             )  # (Bt, E)
             score = image_feat @ text_feat.T  # (Bi, Bt)

@@ -10,6 +10,7 @@ beam search to log-softmax scores (generation.md §2.6).
 import numpy as np
 
 from .errors import InputError
+from .ops import log_softmax, softmax
 
 NEG_INF = -np.inf
 
@@ -152,11 +153,6 @@ def suppress(scores, token_ids):
     return out
 
 
-def _softmax32(scores):
-    e = np.exp(scores - scores.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
-
-
 def _keep_top(remove, values, k):
     """Never remove the k highest values of a row (min_tokens_to_keep)."""
     k = min(k, values.shape[-1])
@@ -167,21 +163,20 @@ def _keep_top(remove, values, k):
 
 def min_p(scores, p, min_keep=1):
     """MinPLogitsWarper: drop tokens less likely than p times the most likely one."""
-    probs = _softmax32(scores)
+    probs = softmax.reference(scores)
     remove = probs < np.float32(p) * probs.max(-1, keepdims=True)
     return np.where(_keep_top(remove, probs, min_keep), NEG_INF, scores)
 
 
 def typical_p(scores, mass, min_keep=1):
     """TypicalLogitsWarper: keep the tokens whose surprise is closest to the entropy, up to mass."""
-    shifted = scores - scores.max(-1, keepdims=True)
-    normalized = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))  # log_softmax
+    normalized = log_softmax(scores)
     p = np.exp(normalized)
     ent = -np.nansum(normalized * p, -1, keepdims=True)
     dist = np.abs(-normalized - ent)
     order = np.argsort(dist, axis=-1, kind="stable")
     sorted_dist = np.take_along_axis(dist, order, -1)
-    probs = _softmax32(np.take_along_axis(scores, order, -1))
+    probs = softmax.reference(np.take_along_axis(scores, order, -1))
     cum = np.cumsum(probs.astype(np.float64), -1).astype(scores.dtype)  # torch: double accumulator
     last = np.minimum((cum < np.float32(mass)).sum(-1), scores.shape[-1] - 1)
     remove_sorted = sorted_dist > np.take_along_axis(sorted_dist, last[:, None], -1)
@@ -193,7 +188,7 @@ def typical_p(scores, mass, min_keep=1):
 
 def _cutoff(scores, threshold, min_keep):
     """Epsilon / eta sampling: drop probabilities below threshold, keeping the min_keep best."""
-    remove = _softmax32(scores) < threshold
+    remove = softmax.reference(scores) < threshold
     k = min(min_keep, scores.shape[-1])
     kth = -np.partition(-scores, k - 1, axis=-1)[:, k - 1 : k]  # the k-th largest score
     return np.where(remove & (scores < kth), NEG_INF, scores)
@@ -206,18 +201,11 @@ def epsilon_cutoff(scores, epsilon, min_keep=1):
 
 def eta_cutoff(scores, epsilon, min_keep=1):
     """EtaLogitsWarper: the threshold is min(eps, sqrt(eps) exp(-entropy)), per row."""
-    shifted = scores - scores.max(-1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    logp = log_softmax(scores)
     logp = np.maximum(logp, np.finfo(scores.dtype).min)  # torch clamps before p log p
     entropy = -(logp * np.exp(logp)).sum(-1, keepdims=True)
     eps = np.float32(epsilon)
     return _cutoff(scores, np.minimum(eps, np.sqrt(eps) * np.exp(-entropy)), min_keep)
-
-
-def log_softmax_rows(scores):
-    """LogitNormalization (renormalize_logits=True): the last processor."""
-    shifted = scores - scores.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
 
 
 def processors(
@@ -310,7 +298,7 @@ def processors(
         if eta_cutoff_ is not None and 0.0 < eta_cutoff_ < 1.0:
             steps.append(lambda ids, s: eta_cutoff(s, eta_cutoff_, keep))
     if renormalize_logits:  # always the last one
-        steps.append(lambda ids, s: log_softmax_rows(s))
+        steps.append(lambda ids, s: log_softmax(s))
     return steps
 
 

@@ -136,6 +136,11 @@ def softmax(x, axis=-1, out=None):
     return e
 
 
+def normalize(x, eps=1e-12):
+    """torch.nn.functional.normalize: x / max(||x||, eps) along the last axis."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
 def log_softmax(x, axis=-1):
     shifted = x - x.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))

@@ -11,6 +11,7 @@ import pathlib
 import numpy as np
 
 from .errors import InputError
+from .ops import log_softmax
 
 DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -57,8 +58,7 @@ def caption_one(image, model, processor, prompt=None, **generate_kwargs):
     chosen = []
     for step, token in enumerate(ids[n_prompt:]):
         row = out.logits[step][0 if beams is None else beams[0, step]]  # (V,)
-        shifted = row - row.max()
-        chosen.append(shifted[token] - np.log(np.exp(shifted).sum()))
+        chosen.append(log_softmax(row)[token])
     return text, [int(t) for t in ids], float(np.mean(chosen)) if chosen else float("nan")
 
 

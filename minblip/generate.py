@@ -27,6 +27,22 @@ from .outputs import ModelOutput
 
 NEG = np.float32(-1e9)  # transformers' "impossible" beam score (a float32 literal, not -inf)
 
+# processors passed through to logits_process.processors: generate's name -> processors' name
+EXTRA = {
+    "sequence_bias": "sequence_bias_",
+    "bad_words_ids": "bad_words_ids",
+    "forced_bos_token_id": "forced_bos_token_id",
+    "forced_eos_token_id": "forced_eos_token_id",
+    "remove_invalid_values": "remove_invalid_values",
+    "exponential_decay_length_penalty": "exponential_decay_length_penalty",
+    "suppress_tokens": "suppress_tokens",
+    "begin_suppress_tokens": "begin_suppress_tokens",
+    "min_p": "min_p_",
+    "typical_p": "typical_p_",
+    "epsilon_cutoff": "epsilon_cutoff_",
+    "eta_cutoff": "eta_cutoff_",
+    "renormalize_logits": "renormalize_logits",
+}
 _KNOWN = {
     "max_length",
     "max_new_tokens",
@@ -49,37 +65,8 @@ _KNOWN = {
     "output_attentions",
     "output_hidden_states",
     "max_time",
-    *(
-        "sequence_bias",
-        "bad_words_ids",
-        "forced_bos_token_id",
-        "forced_eos_token_id",
-        "remove_invalid_values",
-        "exponential_decay_length_penalty",
-        "suppress_tokens",
-        "begin_suppress_tokens",
-        "min_p",
-        "typical_p",
-        "epsilon_cutoff",
-        "eta_cutoff",
-        "renormalize_logits",
-    ),
+    *EXTRA,
 }
-EXTRA = (  # processors passed through to logits_process.processors under these names
-    ("sequence_bias", "sequence_bias_"),
-    ("bad_words_ids", "bad_words_ids"),
-    ("forced_bos_token_id", "forced_bos_token_id"),
-    ("forced_eos_token_id", "forced_eos_token_id"),
-    ("remove_invalid_values", "remove_invalid_values"),
-    ("exponential_decay_length_penalty", "exponential_decay_length_penalty"),
-    ("suppress_tokens", "suppress_tokens"),
-    ("begin_suppress_tokens", "begin_suppress_tokens"),
-    ("min_p", "min_p_"),
-    ("typical_p", "typical_p_"),
-    ("epsilon_cutoff", "epsilon_cutoff_"),
-    ("eta_cutoff", "eta_cutoff_"),
-    ("renormalize_logits", "renormalize_logits"),
-)
 
 
 def generate(
@@ -143,7 +130,7 @@ def generate(
         num_beams=cfg["num_beams"],
         ignore_before=None if mask is None else np.argmax(mask != 0, axis=1),
         max_length=cfg["max_length"],
-        **{ours: kwargs[name] for name, ours in EXTRA if kwargs.get(name) is not None},
+        **{ours: kwargs[name] for name, ours in EXTRA.items() if kwargs.get(name) is not None},
     )
     rng = None
     if cfg["do_sample"]:

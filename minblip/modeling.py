@@ -86,7 +86,9 @@ class PreTrainedModel:
         where = f"{folder} ({cls.__name__})"
         check_params(flat, cls.expected_shapes(config), where, cls.optional_keys(config), is_buffer)
         params = to_tree({k: v for k, v in flat.items() if not is_buffer(k)})
-        return cls(config, params, str(pretrained_model_name_or_path))
+        model = cls(config, params, str(pretrained_model_name_or_path))
+        model.folder = folder  # the resolved checkpoint folder (for files beside the weights)
+        return model
 
     @classmethod
     def sub_config(cls, config, folder):

@@ -30,9 +30,7 @@ def load_captioner(model=DEFAULT_MODEL, dtype="float32"):
 def _sized_processor(processor, model):
     """A folder without preprocessor_config.json gets the class defaults (384 px), which fit
     BLIP-base but not every checkpoint: size the images to the model's own image_size then."""
-    from .hub import resolve
-
-    if not (resolve(model.name_or_path) / "preprocessor_config.json").is_file():
+    if not (model.folder / "preprocessor_config.json").is_file():
         side = model.config.vision_config.image_size
         processor.image_processor.size = {"height": side, "width": side}
     return processor

@@ -120,7 +120,8 @@ def test_folder_without_preprocessor_config_uses_the_models_image_size(tmp_path)
     text = minblip.caption(str(GOLDEN / "images" / "coffee.png"), model=folder)
     assert isinstance(text, str)
     model, processor = minblip.pipeline.load_captioner(str(folder))
-    assert processor.image_processor.size == {"height": 32, "width": 32}
+    side = model.config.vision_config.image_size
+    assert side != 384 and processor.image_processor.size == {"height": side, "width": side}
 
 
 @pytest.mark.parametrize("num_beams", [1, 3])

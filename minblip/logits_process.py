@@ -172,7 +172,8 @@ def typical_p(scores, mass, min_keep=1):
     """TypicalLogitsWarper: keep the tokens whose surprise is closest to the entropy, up to mass."""
     normalized = log_softmax(scores)
     p = np.exp(normalized)
-    ent = -np.nansum(normalized * p, -1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # -inf * 0 for filtered tokens: nan, which nansum skips
+        ent = -np.nansum(normalized * p, -1, keepdims=True)
     dist = np.abs(-normalized - ent)
     order = np.argsort(dist, axis=-1, kind="stable")
     sorted_dist = np.take_along_axis(dist, order, -1)

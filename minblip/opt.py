@@ -28,13 +28,13 @@ EPS = 1e-5  # OPT builds nn.LayerNorm without eps: torch's default (the config h
 OFFSET = 2  # OPTLearnedPositionalEmbedding: row = position + 2 (fairseq's padding_idx legacy)
 
 
-def opt_norm(x, p, cfg):
-    """nn.LayerNorm(D, elementwise_affine=cfg.layer_norm_elementwise_affine): no weight or bias
-    is stored without the affine step, so it is applied as weight 1, bias 0 (exact)."""
-    if not cfg.layer_norm_elementwise_affine:
-        D = x.shape[-1]
-        p = {"weight": np.ones(D, x.dtype), "bias": np.zeros(D, x.dtype)}
-    return layer_norm(x, p, EPS)
+def opt_norm(x, owner, name, cfg):
+    """owner[name] as nn.LayerNorm(D, elementwise_affine=cfg.layer_norm_elementwise_affine).
+    Without the affine step no weight or bias is stored: weight 1, bias 0 (exact) stand in."""
+    if cfg.layer_norm_elementwise_affine:
+        return layer_norm(x, owner[name], EPS)
+    D = x.shape[-1]
+    return layer_norm(x, {"weight": np.ones(D, x.dtype), "bias": np.zeros(D, x.dtype)}, EPS)
 
 
 def embed_tokens(input_ids, p, cfg):
@@ -122,20 +122,20 @@ def opt_layer(x, p, cfg, mask, past, output_attentions):
     fc2 (Dl, F), final_layer_norm (the layer's FFN norm, not the decoder's).
     """
     pre = cfg.do_layer_norm_before
-    h = tap("self_attn_layer_norm", opt_norm(x, p["self_attn_layer_norm"], cfg)) if pre else x
+    h = tap("self_attn_layer_norm", opt_norm(x, p, "self_attn_layer_norm", cfg)) if pre else x
     with scope("self_attn"):
         h, probs, kv = opt_attention(h, p["self_attn"], cfg, mask, past, output_attentions)
     x = x + tap("self_attn", h)
     if not pre:
-        x = tap("self_attn_layer_norm", opt_norm(x, p["self_attn_layer_norm"], cfg))
+        x = tap("self_attn_layer_norm", opt_norm(x, p, "self_attn_layer_norm", cfg))
     h = x
     if pre:  # transformers flattens to (B*T, Dl) before the FFN: its recorded norm has that shape
-        h = opt_norm(x, p["final_layer_norm"], cfg)
+        h = opt_norm(x, p, "final_layer_norm", cfg)
         tap("final_layer_norm", h.reshape(-1, h.shape[-1]))  # b t d -> (b t) d
     h = linear(ACT2FN[cfg.activation_function](linear(h, p["fc1"])), p["fc2"])  # (B, T, F) inside
     x = x + h
     if not pre:
-        x = tap("final_layer_norm", opt_norm(x, p["final_layer_norm"], cfg))
+        x = tap("final_layer_norm", opt_norm(x, p, "final_layer_norm", cfg))
     return x, probs, kv
 
 
@@ -175,7 +175,7 @@ def opt_forward(
         attentions.append(probs)
         new_cache.append(kv)
     if cfg.do_layer_norm_before and not cfg._remove_final_layer_norm:
-        x = tap("model.decoder.final_layer_norm", opt_norm(x, d["final_layer_norm"], cfg))
+        x = tap("model.decoder.final_layer_norm", opt_norm(x, d, "final_layer_norm", cfg))
     if cfg.word_embed_proj_dim != cfg.hidden_size:
         x = linear(x, d["project_out"])  # (B, T, Dl) -> (B, T, Dw)
     x = tap("model", tap("model.decoder", x))

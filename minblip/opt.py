@@ -192,7 +192,8 @@ def opt_forward(
 
 def lm_head(h, p):
     """Vocabulary logits, no bias. lm_head.weight when the file stores it, else the tied
-    embed_tokens.weight (save_pretrained keeps only the latter). (B, T, Dw) -> (B, T, V)."""
+    embed_tokens.weight (save_pretrained keeps only the latter; a file holding both, different,
+    is loaded untied by 5.23: checked). (B, T, Dw) -> (B, T, V)."""
     if "lm_head" in p:
         return h @ p["lm_head"]["weight"].T
     return h @ p["model"]["decoder"]["embed_tokens"]["weight"].T
@@ -288,7 +289,8 @@ def opt_generate(p, cfg, input_ids=None, inputs_embeds=None, attention_mask=None
 
 class OPTForCausalLM(PreTrainedModel):
     """transformers.OPTForCausalLM from an "opt" checkpoint: causal LM forward (+ loss) and
-    generate. Calls take transformers' arguments in 5.23's order."""
+    generate. Calls take transformers' arguments in 5.23's order. past_key_values is a tuple of
+    (K, V) per layer, each (B, H, S, Dh) (transformers: a DynamicCache holding the same)."""
 
     config_types = (OPTConfig,)
     prefix = "language_model"  # a BLIP-2 checkpoint's OPT subtree

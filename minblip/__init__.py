@@ -23,6 +23,7 @@ from .errors import (
     TokenizerError,
 )
 from .ops import get_backend, set_backend
+from .opt import OPTForCausalLM
 from .pipeline import answer, caption, match
 from .preprocess import BlipImageProcessor
 from .processing import BlipProcessor
@@ -47,6 +48,7 @@ __all__ = [
     "ImageError",
     "InputError",
     "MinblipError",
+    "OPTForCausalLM",
     "TokenizerError",
     "answer",
     "caption",

@@ -150,6 +150,59 @@ class Blip2Config:
     model_type: str = "blip-2"
 
 
+@dataclass(frozen=True)
+class OPTConfig:
+    """transformers.OPTConfig (model_type "opt"): the decoder-only LM of BLIP-2 (opt-2.7b etc.).
+
+    word_embed_proj_dim defaults to hidden_size (opt_config_from_dict fills it in, as OPTConfig's
+    __post_init__ does); when it differs, project_in / project_out map between the two widths.
+    The final LayerNorm exists iff do_layer_norm_before and not _remove_final_layer_norm."""
+
+    vocab_size: int = 50272
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    ffn_dim: int = 3072
+    max_position_embeddings: int = 2048
+    do_layer_norm_before: bool = True  # pre-LN (every OPT but 350m)
+    _remove_final_layer_norm: bool = False  # only for checkpoints fine-tuned before 4.20.1
+    word_embed_proj_dim: object = None
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    num_attention_heads: int = 12
+    activation_function: str = "relu"
+    layerdrop: float = 0.0
+    init_std: float = 0.02
+    use_cache: bool = True
+    pad_token_id: object = 1
+    bos_token_id: object = 2
+    eos_token_id: object = 2
+    enable_bias: bool = True
+    layer_norm_elementwise_affine: bool = True
+    tie_word_embeddings: bool = True
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    model_type: str = "opt"
+
+
+def opt_config_from_dict(d, where="config.json"):
+    """An OPTConfig; word_embed_proj_dim None or absent means hidden_size (as 5.23)."""
+    from .ops import ACT2FN
+
+    hidden = d.get("hidden_size", OPTConfig.hidden_size) if isinstance(d, dict) else None
+    proj = d.get("word_embed_proj_dim") if isinstance(d, dict) else None
+    if proj is not None and (not isinstance(proj, int) or isinstance(proj, bool) or proj <= 0):
+        raise ConfigError(f"{where}: word_embed_proj_dim must be a positive int, got {proj!r}")
+    cfg = _parse(OPTConfig, d, where, word_embed_proj_dim=hidden if proj is None else proj)
+    if cfg.ffn_dim <= 0:
+        raise ConfigError(f"{where}: ffn_dim must be positive, got {cfg.ffn_dim!r}")
+    if cfg.activation_function not in ACT2FN:
+        raise ConfigError(
+            f"{where}: activation_function {cfg.activation_function!r} is not supported; "
+            f"known: {sorted(ACT2FN)}"
+        )
+    return cfg
+
+
 # fields that must be positive integers wherever they appear
 _POSITIVE = {
     "hidden_size",
@@ -257,6 +310,7 @@ PARSERS = {
     "blip_2_qformer": lambda d, where: _parse(Blip2QFormerConfig, d, where),
     "blip-2": blip2_config_from_dict,
     "blip_text_model": lambda d, where: _parse(BlipTextConfig, d, where),
+    "opt": opt_config_from_dict,
 }
 
 

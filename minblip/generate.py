@@ -80,6 +80,7 @@ def generate(
     max_position_embeddings=None,
     seed=None,
     generator=None,
+    inputs_embeds=None,
     **kwargs,
 ):
     """Greedy, sampling, beam-search or beam-sampling continuation of input_ids (B, P).
@@ -103,11 +104,22 @@ def generate(
     minblip addition; transformers draws from torch's global RNG, so the distributions match
     and the draws do not.
     eos_token_id: an id, a list of ids or None; pad_token_id None falls back to the first eos.
+    inputs_embeds (B, T, D): a decoder-only model's first step is fed these instead of input_ids
+    (step receives them as its first argument); input_ids is then empty (B, 0) -- only new ids
+    are returned, and a max_length / min_length counts the embedded positions too, as 5.23 --
+    or the ids of the same T positions. attention_mask then covers the T embedded positions.
     """
     unknown = set(kwargs) - _KNOWN
     if unknown:
         raise InputError(f"generate: unknown or unsupported argument(s) {sorted(unknown)}")
     ids = np.array(input_ids, dtype=np.int64)  # a copy: the caller's array stays as it was
+    embeds_only = inputs_embeds is not None and ids.shape[1] != inputs_embeds.shape[1]
+    if embeds_only:  # 5.23 counts max_length / min_length over the embedded positions too
+        T = inputs_embeds.shape[1]
+        if kwargs.get("max_new_tokens") is None and kwargs.get("max_length") is not None:
+            kwargs["max_length"] -= T
+        if kwargs.get("min_new_tokens") is None and kwargs.get("min_length") is not None:
+            kwargs["min_length"] = max(kwargs["min_length"] - T, 0)
     cfg = settings(ids.shape[1], max_position_embeddings, **kwargs)
     eos = [] if eos_token_id is None else list(np.atleast_1d(eos_token_id).astype(np.int64))
     pad = eos[0] if pad_token_id is None and eos else pad_token_id
@@ -128,7 +140,7 @@ def generate(
         top_k_=cfg["top_k"],
         top_p_=cfg["top_p"],
         num_beams=cfg["num_beams"],
-        ignore_before=None if mask is None else np.argmax(mask != 0, axis=1),
+        ignore_before=None if mask is None or embeds_only else np.argmax(mask != 0, axis=1),
         max_length=cfg["max_length"],
         **{ours: kwargs[name] for name, ours in EXTRA.items() if kwargs.get(name) is not None},
     )
@@ -149,15 +161,29 @@ def generate(
         n = cfg["num_return_sequences"]  # > 1 only when sampling: each copy drawn on its own
         if n > 1:
             rows = np.repeat(np.arange(ids.shape[0]), n)
-            ids, mask, context = (
+            ids, mask, context, inputs_embeds = (
                 ids[rows],
                 None if mask is None else mask[rows],
                 take_rows(context, rows),
+                take_rows(inputs_embeds, rows),
             )
-        seqs = greedy(step, ids, mask, context, procs, eos, pad, cfg["max_length"], rng, rec, timer)
+        seqs = greedy(
+            step,
+            ids,
+            mask,
+            context,
+            procs,
+            eos,
+            pad,
+            cfg["max_length"],
+            rng,
+            rec,
+            timer,
+            inputs_embeds,
+        )
     else:
         seqs, seq_scores, beam_indices = beam_search(
-            step, ids, mask, context, procs, eos, pad, cfg, rng, rec, timer
+            step, ids, mask, context, procs, eos, pad, cfg, rng, rec, timer, inputs_embeds
         )
         extra = {
             "sequences_scores": seq_scores if cfg["output_scores"] else None,
@@ -263,15 +289,30 @@ def timed_out(timer):
     return timer is not None and time.perf_counter() - timer[0] > timer[1]
 
 
-def greedy(step, ids, mask, context, procs, eos, pad, max_length, rng=None, rec=None, timer=None):
+def greedy(
+    step,
+    ids,
+    mask,
+    context,
+    procs,
+    eos,
+    pad,
+    max_length,
+    rng=None,
+    rec=None,
+    timer=None,
+    embeds=None,
+):
     """argmax decoding, or sampling when rng is given; finished rows emit pad.
 
     ids (B, P) -> (B, L <= max_length). rec: {"scores": list or None, "logits": list or None}
-    collects each step's processed scores / raw logits (B, V).
+    collects each step's processed scores / raw logits (B, V). embeds (B, T, D) or None: what
+    the first step is fed instead of ids.
     """
     B = ids.shape[0]
     unfinished = np.ones(B, bool)
-    feed, pos, past = ids, first_positions(mask, ids.shape[1], B), None
+    feed = ids if embeds is None else embeds
+    pos, past = first_positions(mask, feed.shape[1], B), None
     while True:
         logits, out = step(feed, pos, mask, past, context)
         past = out["cache"] if isinstance(out, dict) else out
@@ -292,7 +333,9 @@ def greedy(step, ids, mask, context, procs, eos, pad, max_length, rng=None, rec=
         mask = None if mask is None else np.concatenate([mask, np.ones((B, 1), np.int64)], axis=1)
 
 
-def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=None, timer=None):
+def beam_search(
+    step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=None, timer=None, embeds=None
+):
     """5.23's vectorised beam search (generation.md §2.8), or beam sampling when rng is given.
 
     ids (B, P) -> (ids (B * n_return, L), sequences_scores (B * n_return,), beam_indices
@@ -324,7 +367,8 @@ def beam_search(step, ids, mask, context, procs, eos, pad, cfg, rng=None, rec=No
         "finished": np.zeros((B, K), bool),
     }
     improvable = np.ones((B, 1), bool)
-    feed, pos, past, cur = ids, first_positions(mask, P, N), None, P
+    feed = ids if embeds is None else np.repeat(embeds, K, axis=0)  # embeds: the first step's feed
+    pos, past, cur = first_positions(mask, feed.shape[1], N), None, P
     while True:
         logits, out = step(feed, pos, mask, past, context)
         past = out["cache"] if isinstance(out, dict) else out

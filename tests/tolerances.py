@@ -25,3 +25,9 @@ def for_case(meta, full_size):
 # steps for beams. Values reach |20| and more, where a float32 ulp is ~2e-6, so the issues' logits
 # bar applies: 1e-4. Measured: <= 1.2e-5. Token ids are always compared exactly.
 FP32_LOGITS = dict(atol=1e-4, rtol=0.0)
+
+# OPT at OPT-2.7b's widths (golden/opt/full_width_generate): with random weights the tied
+# 2560-wide head gives logits up to |386|, where one float32 ulp is 3e-5. minblip in float64 is
+# 1.2e-4 from transformers' float32 logits there -- as far as minblip's float32 is -- so that
+# is the reference's own float32 rounding, and 1e-4 sits below it. Bar: 3e-4 (10 ulps at 386).
+FP32_WIDE_LOGITS = dict(atol=3e-4, rtol=0.0)

@@ -242,7 +242,10 @@ def write_case(
     flat = flatten_output(out)
 
     # The committed folder, reloaded by transformers itself, must give the very same outputs.
-    reloaded = getattr(transformers, class_name).from_pretrained(model_dir).eval().to(torch_dtype)
+    # attn_implementation is not saved in config.json: a case that chose one reloads with it
+    impl = {k: config[k] for k in ("attn_implementation",) if k in config}
+    reloaded = getattr(transformers, class_name).from_pretrained(model_dir, **impl)
+    reloaded = reloaded.eval().to(torch_dtype)
     out2, _ = run(reloaded, method, inputs, kwargs, torch_dtype, only=())
     for key, value in flatten_output(out2).items():
         # Not bit-exact: the reloaded weights sit at other addresses, and BLAS may then take a

@@ -7,7 +7,9 @@ from .blip import (
     BlipVisionModel,
 )
 from .blip2 import (
+    Blip2ForConditionalGeneration,
     Blip2ForImageTextRetrieval,
+    Blip2Model,
     Blip2QFormerModel,
     Blip2TextModelWithProjection,
     Blip2VisionModel,
@@ -29,7 +31,9 @@ from .preprocess import BlipImageProcessor
 from .processing import BlipProcessor
 
 __all__ = [
+    "Blip2ForConditionalGeneration",
     "Blip2ForImageTextRetrieval",
+    "Blip2Model",
     "Blip2QFormerModel",
     "Blip2TextModelWithProjection",
     "Blip2VisionModel",

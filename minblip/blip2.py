@@ -8,14 +8,17 @@ one combined `self_attn.qkv.bias` [q | k | v] whose k third was initialised to 0
 stored (../shared/spec/blip2.md §2.2).
 """
 
+import importlib
+
 import numpy as np
 
 from .blip import BlipVisionModel, _mask_like, _token_ids
-from .config import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig
-from .errors import InputError
-from .modeling import PreTrainedModel, as_pixel_values
+from .config import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig, is_decoder_only
+from .errors import ConfigError, InputError
+from .modeling import PreTrainedModel, as_pixel_values, select_hidden_states, submodel
 from .ops import ACT2FN, layer_norm, linear, merge_heads, normalize, softmax, split_heads
 from .outputs import ModelOutput
+from .text_bert import lm_loss
 from .trace import scope, tap
 from .vision import vision_model, vision_shapes
 
@@ -452,3 +455,374 @@ class Blip2VisionModelWithProjection(_Blip2Retrieval):
         return out if return_dict else out.to_tuple()
 
     forward = __call__
+
+
+# ------------------------------------------------------------------------ image -> language model
+
+
+def scatter_prefix(embeds, placeholders, prefix):
+    """torch's masked_scatter as 5.23 uses it: the placeholder rows of embeds, taken in row-major
+    (batch, position) order, receive the prefix vectors one after another.
+
+    Shapes: embeds (B, L, Dl), placeholders (B, L) bool, prefix (B, Q, Dl) -> (B, L, Dl).
+    transformers scatters silently whatever the count (too few placeholders: the first vectors
+    only; none: the image is ignored); minblip asks for exactly Q per image (docs/deviations.md).
+    """
+    B, Q, D = prefix.shape
+    counts = placeholders.sum(axis=1)
+    if embeds.shape[0] != B or np.any(counts != Q):
+        raise InputError(
+            f"each prompt must hold exactly num_query_tokens={Q} image placeholder tokens (one per "
+            f"query, as Blip2Processor inserts them) for {B} image(s); found {counts.tolist()} in "
+            f"{embeds.shape[0]} prompt(s)"
+        )
+    if embeds.shape[2] != D:
+        raise InputError(
+            f"the language model's input embeddings are {embeds.shape[2]} wide but "
+            f"language_projection gives {D}"
+        )
+    out = embeds.copy()
+    out[placeholders] = prefix.reshape(B * Q, D)  # b q d -> (b q) d, row-major as masked_scatter
+    return out
+
+
+def lm_width(text_config):
+    """The language model's hidden width: OPT's hidden_size, T5's d_model."""
+    return getattr(text_config, "hidden_size", None) or text_config.d_model
+
+
+def language_module(config):
+    """minblip.opt or minblip.t5: the file holding config's language model."""
+    return importlib.import_module(language_model_class(config).__module__)
+
+
+def language_model_class(config):
+    """OPTForCausalLM or T5ForConditionalGeneration for config.text_config; others refused."""
+    from .config import LANGUAGE_MODELS
+
+    kind = getattr(config.text_config, "model_type", None)
+    if kind == "opt":
+        from .opt import OPTForCausalLM
+
+        return OPTForCausalLM
+    if kind == "t5":
+        from .t5 import T5ForConditionalGeneration
+
+        return T5ForConditionalGeneration
+    if isinstance(config.text_config, dict):
+        kind = config.text_config.get("model_type")
+    raise ConfigError(
+        f"BLIP-2 language model of type {kind!r} is not supported: minblip runs BLIP-2 with "
+        f"{', '.join(LANGUAGE_MODELS)} language models"
+    )
+
+
+class _Blip2LanguageModel(_Blip2Retrieval):
+    """Shared by Blip2Model and Blip2ForConditionalGeneration: vision tower, learned queries,
+    Q-Former, language_projection and the language model (OPT or T5), under the checkpoint's
+    names (language_model.* keyed as the OPTForCausalLM / T5ForConditionalGeneration inside)."""
+
+    parts = ("vision_model",)
+
+    @classmethod
+    def expected_shapes(cls, config):
+        lm = language_model_class(config)
+        shapes = super().expected_shapes(config)
+        Dq, Dl = config.qformer_config.hidden_size, lm_width(config.text_config)
+        shapes["language_projection.weight"] = (Dl, Dq)
+        shapes["language_projection.bias"] = (Dl,)
+        for k, s in lm.expected_shapes(config.text_config).items():
+            shapes[f"language_model.{k}"] = s
+        return shapes
+
+    @classmethod
+    def optional_keys(cls, config):
+        lm = language_model_class(config)
+        return [f"language_model.{k}" for k in lm.optional_keys(config.text_config)]
+
+    @property
+    def language_model(self):
+        """The language model over this checkpoint's language_model subtree (no copy)."""
+        cls, cfg = language_model_class(self.config), self.config.text_config
+        return submodel(cls, cfg, self.params["language_model"], self.dtype, self.name_or_path)
+
+    def embed(self, ids):
+        """The language model's input embeddings of ids (OPT embed_tokens, T5 shared)."""
+        module = language_module(self.config)
+        return module.embed_tokens(ids, self.params["language_model"], self.config.text_config)
+
+    def image_prefix(self, image):
+        """Queries read the image; language_projection maps them to the language model's width.
+        Mirrors get_image_features' steps 2-3.  image (B, N, Dv) -> ((B, Q, Dq), (B, Q, Dl))."""
+        query_output = self._queries_read(image)
+        return query_output, linear(query_output, self.params["language_projection"])
+
+    def language_inputs(self, input_ids, inputs_embeds, attention_mask, prefix):
+        """The prompt's embeddings with the prefix scattered into its image placeholders.
+
+        Mirrors 5.23's generate/forward: with neither ids nor embeddings the prompt is Q
+        placeholders + the language model's bos; placeholders are found in input_ids, or (ids
+        absent) as rows equal to the placeholder's embedding. -> (ids or None, (B, L, Dl), mask).
+        """
+        cfg = self.config
+        token = cfg.image_token_index
+        if token is None:
+            raise ConfigError(
+                f"{self.name_or_path}: config.json has no image_token_index; transformers 5.23 "
+                "places the image through placeholder tokens and cannot run without it"
+            )
+        if inputs_embeds is None:
+            if input_ids is None:
+                start = [token] * cfg.num_query_tokens + [cfg.text_config.bos_token_id]
+                input_ids = np.tile(np.array([start], np.int64), (prefix.shape[0], 1))
+            ids = _token_ids(input_ids, cfg.text_config.vocab_size)
+            embeds = self.embed(ids)
+        else:
+            ids = None if input_ids is None else _token_ids(input_ids, cfg.text_config.vocab_size)
+            embeds = np.asarray(inputs_embeds).astype(self.dtype, copy=False)
+            if embeds.ndim != 3:
+                raise InputError(
+                    f"inputs_embeds must be (batch, length, width), got {embeds.shape}"
+                )
+        if ids is not None:
+            placeholders = ids == token
+        else:  # as 5.23: rows equal to the placeholder's own embedding, in every feature
+            row = self.embed(np.array([[token]], np.int64))[0, 0]
+            placeholders = np.all(embeds == row, axis=-1)
+        mask = _mask_like(attention_mask, embeds.shape[:2], like_name="the prompt")
+        if mask is None:
+            mask = np.ones(embeds.shape[:2], np.int64)  # 5.23: ones_like(input_ids)
+        return ids, scatter_prefix(embeds, placeholders, prefix.astype(embeds.dtype)), mask
+
+    def run_language_model(
+        self, embeds, mask, labels, decoder_input_ids, decoder_attention_mask, **options
+    ):
+        """The language model on the prefixed prompt -> (loss, logits, its outputs). Mirrors the
+        last step of Blip2ForConditionalGeneration.forward: OPT gets the embeddings and the mask,
+        and with labels its logits are cut to the labels' length before the causal-LM loss (as
+        5.23 does, in float32); T5's encoder gets them, its decoder decoder_input_ids (or
+        labels shifted right) and it computes its own loss."""
+        with scope("language_model"):
+            if is_decoder_only(self.config):
+                out = self.language_model(inputs_embeds=embeds, attention_mask=mask, **options)
+            else:
+                out = self.language_model(
+                    inputs_embeds=embeds,
+                    attention_mask=mask,
+                    decoder_input_ids=decoder_input_ids,
+                    decoder_attention_mask=decoder_attention_mask,
+                    labels=labels,
+                    **options,
+                )
+        tap("language_model", out.logits)
+        logits, loss = out.logits, out.loss
+        if is_decoder_only(self.config) and labels is not None:
+            labels = np.asarray(labels)
+            logits = logits[:, -labels.shape[1] :]  # the labels cover the last positions
+            loss = lm_loss(logits.astype(np.float32), labels)
+        return loss, logits, out
+
+
+class Blip2ForConditionalGeneration(_Blip2LanguageModel):
+    """transformers.Blip2ForConditionalGeneration (blip2-opt-2.7b, blip2-flan-t5-xl, ...).
+
+    pixels -> EVA ViT (B, N, Dv) -> Q learned queries read it in the Q-Former (B, Q, Dq) ->
+    language_projection (B, Q, Dl) -> scattered into the prompt's Q image placeholders ->
+    OPT (decoder-only) or T5 (the prompt feeds the encoder) -> logits (B, L, V).
+    """
+
+    def __call__(
+        self,
+        pixel_values=None,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        inputs_embeds=None,
+        labels=None,
+        interpolate_pos_encoding=False,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+    ):
+        if pixel_values is None or (input_ids is None and inputs_embeds is None):
+            raise InputError("Blip2ForConditionalGeneration needs pixel_values and input_ids")
+        image, pooled, hidden, attn = self._image(pixel_values, interpolate_pos_encoding)
+        query_output, prefix = self.image_prefix(image)
+        _, embeds, mask = self.language_inputs(input_ids, inputs_embeds, attention_mask, prefix)
+        options = {"output_attentions": output_attentions}
+        options["output_hidden_states"] = output_hidden_states
+        loss, logits, lm_out = self.run_language_model(
+            embeds, mask, labels, decoder_input_ids, decoder_attention_mask, **options
+        )
+        return blip2_output(
+            return_dict,
+            loss=loss,
+            logits=logits,
+            vision_outputs=ModelOutput(last_hidden_state=image, pooler_output=pooled),
+            qformer_outputs=ModelOutput(
+                last_hidden_state=query_output, pooler_output=query_output[:, 0]
+            ),
+            language_model_outputs=lm_out,
+        )
+
+    forward = __call__
+
+    def generate(
+        self,
+        pixel_values=None,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        interpolate_pos_encoding=False,
+        **generate_kwargs,
+    ):
+        """Mirrors Blip2ForConditionalGeneration.generate. OPT returns the prompt ids (Q
+        placeholders + bos + prompt) followed by the new ids (only new ids when generating from
+        inputs_embeds alone); T5 returns decoder ids starting with decoder_start_token_id.
+        Settings: minblip.generate.generate's (num_beams, max_new_tokens, do_sample, ...)."""
+        if pixel_values is None:
+            raise InputError("generate needs pixel_values")
+        image = self._image(pixel_values, interpolate_pos_encoding)[0]
+        prefix = self.image_prefix(image)[1]
+        ids, embeds, mask = self.language_inputs(input_ids, inputs_embeds, attention_mask, prefix)
+        with scope("language_model"):
+            if is_decoder_only(self.config):
+                return self.language_model.generate(
+                    input_ids=ids, attention_mask=mask, inputs_embeds=embeds, **generate_kwargs
+                )
+            return self.language_model.generate(
+                inputs_embeds=embeds, attention_mask=mask, **generate_kwargs
+            )
+
+    def get_image_features(
+        self, pixel_values=None, interpolate_pos_encoding=False, return_dict=True
+    ):
+        """Blip2ForConditionalGeneration.get_image_features: the vision tower's outputs with
+        pooler_output replaced by the language-model prefix (B, Q, Dl), and the Q-Former's
+        outputs attached (as 5.23 returns them)."""
+        if pixel_values is None:
+            raise InputError("get_image_features needs pixel_values")
+        image, pooled, _, _ = self._image(pixel_values, interpolate_pos_encoding)
+        query_output, prefix = self.image_prefix(image)
+        out = ModelOutput(
+            last_hidden_state=image,
+            pooler_output=prefix,
+            vision_outputs=ModelOutput(last_hidden_state=image, pooler_output=pooled),
+            qformer_outputs=ModelOutput(
+                last_hidden_state=query_output, pooler_output=query_output[:, 0]
+            ),
+        )
+        return out if return_dict else out.to_tuple()
+
+
+class Blip2Model(_Blip2LanguageModel):
+    """transformers.Blip2Model: the same parts and checkpoint keys as
+    Blip2ForConditionalGeneration (its language model keeps its LM head), the same forward
+    (without inputs_embeds), and the feature helpers get_image_features (the vision tower),
+    get_qformer_features (the queries after the Q-Former) and get_text_features (text alone
+    through OPT's decoder or T5's encoder)."""
+
+    def __call__(
+        self,
+        pixel_values=None,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        labels=None,
+        interpolate_pos_encoding=False,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+    ):
+        return Blip2ForConditionalGeneration.__call__(
+            self,
+            pixel_values,
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            None,
+            labels,
+            interpolate_pos_encoding,
+            output_attentions,
+            output_hidden_states,
+            return_dict,
+        )
+
+    forward = __call__
+
+    def get_image_features(
+        self,
+        pixel_values=None,
+        interpolate_pos_encoding=False,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+    ):
+        """The vision tower's outputs (last_hidden_state (B, N, Dv), pooler_output (B, Dv))."""
+        if pixel_values is None:
+            raise InputError("get_image_features needs pixel_values")
+        want_a, want_h = bool(output_attentions), bool(output_hidden_states)
+        image, pooled, hidden, attn = self._image(pixel_values, interpolate_pos_encoding, want_a)
+        out = ModelOutput(
+            last_hidden_state=image,
+            pooler_output=pooled,
+            hidden_states=tuple(hidden) if want_h else None,
+            attentions=tuple(attn) if want_a else None,
+        )
+        return out if return_dict else out.to_tuple()
+
+    def get_qformer_features(self, pixel_values=None, interpolate_pos_encoding=False):
+        """The learned queries after the Q-Former, reading the image: (B, Q, Dq) (an array, as
+        5.23 returns it)."""
+        if pixel_values is None:
+            raise InputError("get_qformer_features needs pixel_values")
+        image = self._image(pixel_values, interpolate_pos_encoding)[0]
+        return self._queries_read(image)
+
+    def get_text_features(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        labels=None,
+        output_attentions=None,
+        output_hidden_states=None,
+        return_dict=True,
+    ):
+        """Text alone: OPT's decoder (after its final LayerNorm) or T5's encoder ->
+        last_hidden_state (B, T, Dl), hidden_states, attentions. decoder_input_ids,
+        decoder_attention_mask and labels are accepted and unused, as in 5.23."""
+        if input_ids is None:
+            raise InputError("get_text_features needs input_ids")
+        cfg, p = self.config.text_config, self.params["language_model"]
+        ids = _token_ids(input_ids, cfg.vocab_size)
+        mask = _mask_like(attention_mask, ids)
+        want_a = bool(output_attentions)
+        with scope("language_model"):
+            if is_decoder_only(self.config):
+                opt = language_module(self.config)
+                x = opt.embed_tokens(ids, p, cfg)
+                out = opt.opt_forward(p, cfg, x, mask, output_attentions=want_a)
+            else:
+                t5 = language_module(self.config)
+                x = t5.embed_tokens(ids, p, cfg)
+                out = t5.t5_encoder(p, cfg, x, mask, output_attentions=want_a)
+        result = ModelOutput(
+            last_hidden_state=out["last_hidden_state"],
+            hidden_states=select_hidden_states(out["hidden_states"], output_hidden_states),
+            attentions=tuple(out["attentions"]) if want_a else None,
+        )
+        return result if return_dict else result.to_tuple()
+
+
+def blip2_output(return_dict, **fields):
+    """Blip2ForConditionalGenerationModelOutput; its to_tuple turns the nested outputs into
+    tuples too (as transformers' override does)."""
+    out = ModelOutput(**fields)
+    if return_dict:
+        return out
+    return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in out.to_tuple())

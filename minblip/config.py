@@ -135,8 +135,11 @@ class BlipConfig:
 
 @dataclass(frozen=True)
 class Blip2Config:
-    """transformers.Blip2Config (model_type "blip-2"): vision tower, Q-Former, and (not built in
-    minblip yet) a language model whose text_config is kept as the file's dict."""
+    """transformers.Blip2Config (model_type "blip-2"): vision tower, Q-Former and language model.
+
+    text_config is an OPTConfig or a T5Config (transformers' default when the file has none is
+    OPT's); a language model of another type is kept as the file's dict, which the retrieval
+    classes never read and the language-model classes refuse by name."""
 
     vision_config: Blip2VisionConfig = field(default_factory=Blip2VisionConfig)
     qformer_config: Blip2QFormerConfig = field(default_factory=Blip2QFormerConfig)
@@ -299,8 +302,28 @@ def blip2_config_from_dict(d, where="config.json"):
         where,
         vision_config=vision,
         qformer_config=qformer,
-        text_config=d.get("text_config"),
+        text_config=language_config(d.get("text_config"), f"{where}: text_config"),
     )
+
+
+LANGUAGE_MODELS = ("opt", "t5")  # the text_config model types minblip builds BLIP-2 with
+
+
+def language_config(d, where):
+    """BLIP-2's text_config as its dataclass. No text_config means OPT's defaults, as in
+    transformers (Blip2Config's sub_configs_defaults); an unsupported type stays a dict."""
+    d = {"model_type": "opt"} if d is None else d
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    kind = d.get("model_type", "opt")
+    if kind not in LANGUAGE_MODELS:
+        return d
+    return PARSERS[kind](d, where)
+
+
+def is_decoder_only(cfg):
+    """Blip2Config.use_decoder_only_language_model: OPT yes, T5 (encoder-decoder) no."""
+    return getattr(cfg.text_config, "model_type", None) == "opt"
 
 
 PARSERS = {

@@ -1,0 +1,80 @@
+"""Blip2ForConditionalGeneration and Blip2Model (OPT and T5 language models) against
+transformers' golden outputs (golden/blip2_generation): every recorded module of forward, the
+loss, generate's ids (exactly) and scores, the feature helpers; key coverage; named errors."""
+
+import numpy as np
+import pytest
+from golden_utils import (
+    assert_trace_close,
+    case_dirs,
+    load_case,
+    model_dir,
+    output_arrays,
+    unread_tensors,
+)
+from tolerances import FP32_LOGITS, for_case
+
+import minblip
+from minblip import trace
+
+CASES = case_dirs("blip2_generation")
+KINDS = sorted({c.name.split("_")[0] for c in CASES if not c.name.startswith("model_")})
+
+
+def _case(name):
+    return next(c for c in CASES if c.name == name)
+
+
+def _load(case):
+    meta, inputs, expected = load_case(case)
+    cls = getattr(minblip, meta["class"])
+    return meta, inputs, expected, cls.from_pretrained(model_dir(case), dtype=meta["dtype"])
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_matches_transformers(case):
+    meta, inputs, expected, model = _load(case)
+    before = {k: v.copy() for k, v in inputs.items()}
+    call = model if meta["method"] == "forward" else getattr(model, meta["method"])
+    with trace.record() as acts:
+        out = call(**inputs, **meta["kwargs"])
+    acts.update(output_arrays(out))
+    bar = for_case(meta, False)
+    if meta["method"] == "generate" and meta["dtype"] == "float32":
+        bar = FP32_LOGITS  # summed beam scores live on the logits' scale (tests/tolerances.py)
+    assert_trace_close(expected, acts, meta["order"] + meta["outputs"], what=case.name, **bar)
+    for k, v in before.items():
+        np.testing.assert_array_equal(inputs[k], v, err_msg=f"{k} was modified")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_image_reaches_the_golden_logits(kind):
+    """Two images, the same (empty) prompt: the recorded first-step logits differ between them
+    by far more than the bar, so a prefix that never reached the language model would fail."""
+    _, _, out = load_case(_case(f"{kind}_generate_no_prompt"))
+    first = out["out.logits.0"]
+    assert np.abs(first[0] - first[1]).max() > 1e-2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_checkpoint_tensor_is_read(kind):
+    case = _case(f"{kind}_forward")
+    meta, inputs, _, model = _load(case)
+
+    def run(m):
+        m(**inputs, **meta["kwargs"])
+
+    unread = unread_tensors(model, run)
+    assert unread == set(), f"never read: {sorted(unread)}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_placeholder_count_and_config_errors_are_named(kind):
+    meta, inputs, _, model = _load(_case(f"{kind}_forward"))
+    px, ids = inputs["pixel_values"], inputs["input_ids"]
+    with pytest.raises(minblip.InputError, match="exactly num_query_tokens=4 image placeholder"):
+        model(pixel_values=px, input_ids=ids[:, 1:])  # one placeholder short
+    with pytest.raises(minblip.InputError, match="placeholder"):
+        model.generate(pixel_values=px[:1], input_ids=ids)  # 2 prompts for 1 image
+    with pytest.raises(minblip.InputError, match="needs pixel_values"):
+        model.generate(input_ids=ids)

@@ -1,0 +1,244 @@
+"""golden/blip2_generation/: Blip2ForConditionalGeneration and Blip2Model with a tiny OPT and a
+tiny T5 language model (the blip2-opt-* and blip2-flan-t5-* layouts), tiny configs.
+
+4 learned queries read a 28-px image; their projection is scattered into the prompt's 4 image
+placeholders (id 98), as Blip2Processor lays them out: OPT [<image>*4, pad.., </s>, words]
+(left padding), T5 [<image>*4, words, </s>, pad..] (right padding). Cases: forward traced
+through every module; padded prompts with labels (loss); float64; generate with no prompt,
+with padded prompts, with beams (num_return_sequences, scores); Blip2Model's forward and
+feature helpers; get_image_features. OPT's padded forward cases run eager attention: under
+sdpa a left pad's own row (all keys masked) comes out as zeros, under eager as the mean of the
+values, which minblip computes (golden/opt's docstring); those rows never reach a real token.
+"""
+
+from pathlib import Path
+
+import golden_common as gc
+import numpy as np
+
+from minblip.testing import random_pixels as pixels
+
+Q, IMAGE_TOKEN = 4, 98
+VISION = dict(
+    hidden_size=40,
+    intermediate_size=70,
+    num_hidden_layers=2,
+    num_attention_heads=5,
+    image_size=28,
+    patch_size=7,
+)
+QFORMER = dict(
+    hidden_size=36,
+    intermediate_size=50,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    cross_attention_frequency=1,
+)
+OPT = dict(
+    model_type="opt",
+    vocab_size=99,
+    hidden_size=32,
+    ffn_dim=48,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    max_position_embeddings=64,
+    bos_token_id=2,
+    pad_token_id=1,
+    eos_token_id=50,
+)
+T5 = dict(
+    model_type="t5",
+    vocab_size=99,
+    d_model=32,
+    d_kv=8,
+    d_ff=48,
+    num_layers=2,
+    num_decoder_layers=2,
+    num_heads=4,
+    relative_attention_num_buckets=8,
+    relative_attention_max_distance=20,
+    feed_forward_proj="gated-gelu",
+    dense_act_fn="gelu",  # as blip2-flan-t5-xl's text_config says explicitly
+    tie_word_embeddings=False,
+    decoder_start_token_id=0,
+    pad_token_id=0,
+    eos_token_id=1,
+    bos_token_id=1,
+)
+
+
+def config(text, eager=False):
+    text = dict(text, attn_implementation="eager") if eager else text
+    cfg = dict(
+        vision_config=VISION,
+        qformer_config=QFORMER,
+        text_config=text,
+        num_query_tokens=Q,
+        image_token_index=IMAGE_TOKEN,
+    )
+    return dict(cfg, attn_implementation="eager") if eager else cfg
+
+
+def opt_prompts(seed, lengths):
+    """[<image>*Q, pad.., </s>, words] left-padded (B, Q + 1 + max) and its mask."""
+    rng = np.random.default_rng(seed)
+    T = 1 + max(lengths)
+    ids = np.full((len(lengths), Q + T), OPT["pad_token_id"], np.int64)
+    mask = np.zeros_like(ids)
+    ids[:, :Q], mask[:, :Q] = IMAGE_TOKEN, 1
+    for b, n in enumerate(lengths):
+        ids[b, Q + T - n - 1 :] = [OPT["bos_token_id"], *rng.integers(4, 90, n)]
+        mask[b, Q + T - n - 1 :] = 1
+    return ids, mask
+
+
+def t5_prompts(seed, lengths):
+    """[<image>*Q, words, </s>, pad..] right-padded (B, Q + max + 1) and its mask."""
+    rng = np.random.default_rng(seed)
+    T = max(lengths) + 1
+    ids = np.full((len(lengths), Q + T), T5["pad_token_id"], np.int64)
+    mask = np.zeros_like(ids)
+    ids[:, :Q], mask[:, :Q] = IMAGE_TOKEN, 1
+    for b, n in enumerate(lengths):
+        ids[b, Q : Q + n + 1] = [*rng.integers(4, 90, n), T5["eos_token_id"]]
+        mask[b, Q : Q + n + 1] = 1
+    return ids, mask
+
+
+def lm_cases(kind):
+    text, prompts = (OPT, opt_prompts) if kind == "opt" else (T5, t5_prompts)
+    px2 = pixels(601, 2, 28, 28)
+    full, full_mask = prompts(602, [5, 5])
+    padded, padded_mask = prompts(603, [6, 3])
+    gen = "Blip2ForConditionalGeneration"
+    if kind == "opt":
+        # labels span the whole prompt, -100 on placeholders and pads. Shorter labels (the text
+        # alone) crash 5.23 on CPU: forward cuts logits[:, -len(labels):], a non-contiguous
+        # view that ForCausalLMLoss's .view(-1, V) refuses (docs/deviations.md)
+        words = (padded_mask == 1) & (padded != IMAGE_TOKEN)
+        labels = np.where(words, padded, -100)
+        lm_extra = {}
+    else:  # T5: the labels are the decoder's targets
+        labels = np.random.default_rng(604).integers(4, 90, (2, 4))
+        lm_extra = {"decoder_input_ids": np.random.default_rng(605).integers(4, 90, (2, 3))}
+    padded_inputs = {"pixel_values": px2, "input_ids": padded, "attention_mask": padded_mask}
+    return [
+        (
+            f"{kind}_forward",
+            dict(
+                cls=gen,
+                config=config(text),
+                inputs={"pixel_values": px2, "input_ids": full, **lm_extra},
+            ),
+        ),
+        (
+            f"{kind}_forward_padded_labels",
+            dict(
+                cls=gen,
+                config=config(text, eager=kind == "opt"),
+                inputs={**padded_inputs, "labels": labels},
+                record=(),
+            ),
+        ),
+        (
+            f"{kind}_float64",
+            dict(
+                cls=gen,
+                config=config(text),
+                dtype="float64",
+                inputs={"pixel_values": px2, "input_ids": full, **lm_extra},
+                record=(),
+            ),
+        ),
+        (
+            f"{kind}_generate_no_prompt",
+            dict(
+                cls=gen,
+                config=config(text),
+                method="generate",
+                inputs={"pixel_values": px2},
+                kwargs={
+                    "max_new_tokens": 6,
+                    "return_dict_in_generate": True,
+                    "output_logits": True,
+                },
+                record=(),
+            ),
+        ),
+        (
+            f"{kind}_generate_padded_prompts",
+            dict(
+                cls=gen,
+                config=config(text),
+                method="generate",
+                inputs=padded_inputs,
+                kwargs={"max_new_tokens": 5},
+                record=(),
+            ),
+        ),
+        (
+            f"{kind}_generate_beams",
+            dict(
+                cls=gen,
+                config=config(text),
+                method="generate",
+                inputs=padded_inputs,
+                kwargs={
+                    "num_beams": 3,
+                    "num_return_sequences": 2,
+                    "max_new_tokens": 5,
+                    "return_dict_in_generate": True,
+                    "output_scores": True,
+                },
+                record=(),
+            ),
+        ),
+        (
+            f"{kind}_image_features",
+            dict(
+                cls=gen,
+                config=config(text),
+                method="get_image_features",
+                inputs={"pixel_values": px2},
+                record=(),
+            ),
+        ),
+        (
+            f"model_{kind}_forward",
+            dict(
+                cls="Blip2Model",
+                config=config(text),
+                inputs={"pixel_values": px2, "input_ids": full, **lm_extra},
+                record=(),
+            ),
+        ),
+        (
+            f"model_{kind}_text_features",
+            dict(
+                cls="Blip2Model",
+                config=config(text, eager=kind == "opt"),
+                method="get_text_features",
+                inputs={"input_ids": padded[:, Q:], "attention_mask": padded_mask[:, Q:]},
+                kwargs={"output_hidden_states": True},
+                record=(),
+            ),
+        ),
+        (
+            f"model_{kind}_qformer_features",
+            dict(
+                cls="Blip2Model",
+                config=config(text),
+                method="get_qformer_features",
+                inputs={"pixel_values": px2},
+                record=(),
+            ),
+        ),
+    ]
+
+
+KINDS = ("opt",)
+
+
+def build(root: Path):
+    group = [case for kind in KINDS for case in lm_cases(kind)]
+    gc.build_shared_group(Path(root) / "blip2_generation", group, None, seed=600)

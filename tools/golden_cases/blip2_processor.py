@@ -56,7 +56,6 @@ BATCH_CALLS = [
     ("pad_left", {"padding": True, "padding_side": "left"}),
     ("pad_max_length", {"padding": "max_length", "max_length": 24, "truncation": True}),
     ("pad_multiple_8_left", {"padding": True, "pad_to_multiple_of": 8, "padding_side": "left"}),
-    ("truncate_left", {"truncation": True, "max_length": 5, "truncation_side": "left"}),
     ("token_types", {"padding": True, "return_token_type_ids": True}),
     ("pair", {"padding": True}),
 ]

@@ -25,10 +25,13 @@ from .errors import (
 from .ops import get_backend, set_backend
 from .pipeline import answer, caption, match
 from .preprocess import BlipImageProcessor
-from .processing import BlipProcessor
+from .processing import Blip2Processor, BlipProcessor
+from .tokenize import BertTokenizer, GPT2Tokenizer, T5Tokenizer, load_tokenizer
 
 __all__ = [
+    "BertTokenizer",
     "Blip2ForImageTextRetrieval",
+    "Blip2Processor",
     "Blip2QFormerModel",
     "Blip2TextModelWithProjection",
     "Blip2VisionModel",
@@ -43,6 +46,8 @@ __all__ = [
     "BlipTextModel",
     "BlipVisionModel",
     "CheckpointError",
+    "GPT2Tokenizer",
+    "T5Tokenizer",
     "ConfigError",
     "ImageError",
     "InputError",
@@ -51,6 +56,7 @@ __all__ = [
     "answer",
     "caption",
     "get_backend",
+    "load_tokenizer",
     "match",
     "set_backend",
 ]

@@ -245,6 +245,13 @@ class _Tokenizer:
 
         return one(tokens) if isinstance(tokens, str) else [one(t) for t in tokens]
 
+    def add_tokens(self, tokens, special_tokens=False):
+        """Add tokens (strings or tokenizers.AddedToken) after the vocabulary; those already
+        there keep their ids. Returns how many are new."""
+        if special_tokens:
+            return self._tok.add_special_tokens(tokens)
+        return self._tok.add_tokens(tokens)
+
     def tokenize(self, text):
         return self._tok.encode(text, add_special_tokens=False).tokens
 

@@ -28,12 +28,15 @@ from .ops import get_backend, set_backend
 from .opt import OPTForCausalLM
 from .pipeline import answer, caption, match
 from .preprocess import BlipImageProcessor
-from .processing import BlipProcessor
+from .processing import Blip2Processor, BlipProcessor
+from .tokenize import BertTokenizer, GPT2Tokenizer, T5Tokenizer, load_tokenizer
 
 __all__ = [
+    "BertTokenizer",
     "Blip2ForConditionalGeneration",
     "Blip2ForImageTextRetrieval",
     "Blip2Model",
+    "Blip2Processor",
     "Blip2QFormerModel",
     "Blip2TextModelWithProjection",
     "Blip2VisionModel",
@@ -48,6 +51,8 @@ __all__ = [
     "BlipTextModel",
     "BlipVisionModel",
     "CheckpointError",
+    "GPT2Tokenizer",
+    "T5Tokenizer",
     "ConfigError",
     "ImageError",
     "InputError",
@@ -57,6 +62,7 @@ __all__ = [
     "answer",
     "caption",
     "get_backend",
+    "load_tokenizer",
     "match",
     "set_backend",
 ]

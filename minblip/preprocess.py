@@ -92,9 +92,15 @@ class BlipImageProcessor:
                 raise ConfigError(f"{file}: not readable as JSON ({e})") from None
             if not isinstance(config, dict):
                 raise ConfigError(f"{file}: expected a JSON object, got {type(config).__name__}")
+        return cls.from_dict(config, str(file), **overrides)
+
+    @classmethod
+    def from_dict(cls, config, source="image processor config", **overrides):
+        """A processor from a preprocessor_config-style dict (5.x processors also save it as
+        the "image_processor" entry of processor_config.json); `source` names it in errors."""
         processor = cls()
         processor._apply(
-            DEFAULTS, {k: v for k, v in config.items() if k in DEFAULTS}, ConfigError, str(file)
+            DEFAULTS, {k: v for k, v in config.items() if k in DEFAULTS}, ConfigError, source
         )
         processor.unused_config_keys = tuple(sorted(set(config) - set(DEFAULTS)))
         processor._apply(processor._settings(), overrides, ConfigError, "from_pretrained keyword")

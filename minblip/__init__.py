@@ -26,6 +26,7 @@ from .ops import get_backend, set_backend
 from .pipeline import answer, caption, match
 from .preprocess import BlipImageProcessor
 from .processing import BlipProcessor
+from .t5 import T5EncoderModel, T5ForConditionalGeneration
 
 __all__ = [
     "Blip2ForImageTextRetrieval",
@@ -47,6 +48,8 @@ __all__ = [
     "ImageError",
     "InputError",
     "MinblipError",
+    "T5EncoderModel",
+    "T5ForConditionalGeneration",
     "TokenizerError",
     "answer",
     "caption",

@@ -368,12 +368,9 @@ def t5_generate(p, cfg, inputs_embeds=None, input_ids=None, attention_mask=None,
     if (input_ids is None) == (inputs_embeds is None):
         raise InputError("T5 generate: pass exactly one of input_ids and inputs_embeds")
     if inputs_embeds is None:
-        ids = check_ids(input_ids, cfg.vocab_size)
-        if attention_mask is None and cfg.pad_token_id is not None:
-            eos = np.atleast_1d(cfg.eos_token_id if cfg.eos_token_id is not None else [])
-            if cfg.pad_token_id not in eos and (ids == cfg.pad_token_id).any():
-                attention_mask = ids != cfg.pad_token_id  # inferred from pad, as transformers
-        inputs_embeds = stack_table(p, "encoder")[ids]
+        # no mask inferred from pad ids: 5.23 infers one for decoder-only models only, so an
+        # encoder input holding pad tokens without attention_mask is attended in full
+        inputs_embeds = stack_table(p, "encoder")[check_ids(input_ids, cfg.vocab_size)]
     enc = t5_encoder(p, cfg, inputs_embeds, attention_mask)["last_hidden_state"]
     B = enc.shape[0]
     context = {"kv": t5_cross_kv(p, cfg, enc), "mask": None}
@@ -559,6 +556,8 @@ class T5ForConditionalGeneration(PreTrainedModel):
         enc = self._encode(input_ids, attention_mask, inputs_embeds, encoder_outputs, want_a)
         if labels is not None:
             labels = np.asarray(labels, np.int64)
+            if np.any((labels != -100) & ((labels < 0) | (labels >= cfg.vocab_size))):
+                raise InputError(f"labels must be -100 or token ids in [0, {cfg.vocab_size})")
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_right(labels, cfg)
         if (decoder_input_ids is None) == (decoder_inputs_embeds is None):

@@ -361,7 +361,12 @@ def t5_generate(p, cfg, inputs_embeds=None, input_ids=None, attention_mask=None,
     decoder_start_token_id; returns the decoder ids (B * n, L) starting with it (or generate's
     ModelOutput with return_dict_in_generate). Lengths (max_length, max_new_tokens, min_length)
     count decoder tokens, the start token included, as 5.23 counts them for encoder-decoders.
+    eos_token_id / pad_token_id / decoder_start_token_id override the config's.
     """
+    eos = generate_kwargs.pop("eos_token_id", cfg.eos_token_id)
+    pad = generate_kwargs.pop("pad_token_id", cfg.pad_token_id)
+    first = generate_kwargs.pop("decoder_start_token_id", None)
+    first = start_token(cfg) if first is None else first
     for name in ("output_attentions", "output_hidden_states"):
         if generate_kwargs.get(name):
             raise InputError(f"T5 generate: {name} is not supported")
@@ -383,12 +388,11 @@ def t5_generate(p, cfg, inputs_embeds=None, input_ids=None, attention_mask=None,
         )
         return out["logits"][:, -1], {"cache": out["cache"]}
 
-    start = np.full((B, 1), start_token(cfg), np.int64)
     return generate(
         step,
-        start,
-        eos_token_id=cfg.eos_token_id,
-        pad_token_id=cfg.pad_token_id,
+        np.full((B, 1), first, np.int64),
+        eos_token_id=eos,
+        pad_token_id=pad,
         # the start token is T5's pad id, yet no padding: an explicit all-ones mask stops generate
         # from inferring one from pad (transformers infers masks for the encoder input only)
         attention_mask=np.ones((B, 1), np.int64),

@@ -29,6 +29,7 @@ from .opt import OPTForCausalLM
 from .pipeline import answer, caption, match
 from .preprocess import BlipImageProcessor
 from .processing import Blip2Processor, BlipProcessor
+from .t5 import T5EncoderModel, T5ForConditionalGeneration
 from .tokenize import BertTokenizer, GPT2Tokenizer, T5Tokenizer, load_tokenizer
 
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "InputError",
     "MinblipError",
     "OPTForCausalLM",
+    "T5EncoderModel",
+    "T5ForConditionalGeneration",
     "TokenizerError",
     "answer",
     "caption",

@@ -334,6 +334,7 @@ PARSERS = {
     "blip-2": blip2_config_from_dict,
     "blip_text_model": lambda d, where: _parse(BlipTextConfig, d, where),
     "opt": opt_config_from_dict,
+    "t5": lambda d, where: t5_config_from_dict(d, where),
 }
 
 
@@ -364,3 +365,99 @@ def load_config(folder):
             f"{path}: unknown model_type {model_type!r}; minblip knows {sorted(PARSERS)}"
         )
     return PARSERS[model_type](d, str(path))
+
+
+# ----------------------------------------------------------------------------- T5 / Flan-T5
+
+
+@dataclass(frozen=True)
+class T5Config:
+    """transformers.T5Config (model_type "t5"): T5 / Flan-T5, BLIP-2's encoder-decoder LM.
+
+    Three fields are derived when the file is silent, as 5.23's __post_init__ derives them (an
+    explicit key always wins: 5.23 setattr()s leftover keys after deriving):
+    dense_act_fn from feed_forward_proj ("gated-gelu" -> "gelu_new", "gated-X" / "X" -> "X"),
+    is_gated_act (feed_forward_proj starts with "gated-"), and scale_decoder_outputs
+    (tie_word_embeddings is not false: original T5 rescales the decoder output by d_model**-0.5
+    before its tied head, v1.1 / Flan-T5 do not). num_decoder_layers defaults to num_layers.
+    """
+
+    vocab_size: int = 32128
+    d_model: int = 512
+    d_kv: int = 64
+    d_ff: int = 2048
+    num_layers: int = 6
+    num_decoder_layers: object = None
+    num_heads: int = 8
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 128
+    dropout_rate: float = 0.1
+    layer_norm_epsilon: float = 1e-6
+    initializer_factor: float = 1.0
+    feed_forward_proj: str = "relu"
+    dense_act_fn: object = None
+    is_gated_act: object = None
+    tie_word_embeddings: bool = True  # the file's value; 5.23 then forces True (see t5.py)
+    scale_decoder_outputs: object = None
+    is_encoder_decoder: bool = True
+    use_cache: bool = True
+    pad_token_id: object = 0
+    eos_token_id: object = 1
+    bos_token_id: object = None
+    decoder_start_token_id: object = None  # generate falls back to bos_token_id, as 5.23 does
+    classifier_dropout: float = 0.0
+    is_decoder: bool = False
+    output_hidden_states: bool = False
+    output_attentions: bool = False
+    architectures: object = None
+    model_type: str = "t5"
+
+
+_T5_POSITIVE = (
+    "vocab_size",
+    "d_model",
+    "d_kv",
+    "d_ff",
+    "num_layers",
+    "num_heads",
+    "relative_attention_num_buckets",
+    "relative_attention_max_distance",
+)
+
+
+def t5_config_from_dict(d, where="config.json"):
+    """A T5Config with 5.23's derived fields (see T5Config); bad values named with their key."""
+    from .ops import ACT2FN
+
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(d).__name__}")
+    proj = d.get("feed_forward_proj", "relu")
+    parts = proj.split("-") if isinstance(proj, str) else []
+    if not parts or len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+        raise ConfigError(
+            f"{where}: feed_forward_proj {proj!r} is not 'gated-<act>' or '<act>' "
+            "(e.g. 'gated-gelu' or 'relu')"
+        )
+    derived = {
+        "num_decoder_layers": d.get("num_layers", 6)
+        if d.get("num_decoder_layers") is None
+        else d["num_decoder_layers"],
+        "dense_act_fn": "gelu_new" if proj == "gated-gelu" else parts[-1],
+        "is_gated_act": parts[0] == "gated",
+        "scale_decoder_outputs": d.get("tie_word_embeddings") is not False,
+    }
+    cfg = _parse(T5Config, d, where, **{k: d.get(k, v) for k, v in derived.items()})
+    for name in _T5_POSITIVE + ("num_decoder_layers",):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"{where}: {name} must be a positive int, got {value!r}")
+    if cfg.layer_norm_epsilon <= 0:
+        raise ConfigError(f"{where}: layer_norm_epsilon must be positive")
+    if cfg.dense_act_fn not in ACT2FN:
+        raise ConfigError(
+            f"{where}: dense_act_fn {cfg.dense_act_fn!r} is not supported; known: {sorted(ACT2FN)}"
+        )
+    for name in ("is_gated_act", "scale_decoder_outputs"):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ConfigError(f"{where}: {name} must be true or false")
+    return cfg

@@ -253,7 +253,8 @@ def test_golden_stays_within_its_size_budget():
         for p in GOLDEN.rglob("*")
         if p.is_file() and not (p.parent.parent / "weights.json").is_file()
     )
-    assert total < 20e6, f"golden/ is {total / 1e6:.1f} MB, over its 20 MB budget"
+    # 40 MB since the BLIP-2 language models (issue 7 raised it from 20 MB)
+    assert total < 40e6, f"golden/ is {total / 1e6:.1f} MB, over its 40 MB budget"
 
 
 def test_load_case_rebuilds_generated_inputs_and_detects_drift(tmp_path):

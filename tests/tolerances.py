@@ -20,6 +20,10 @@ def for_case(meta, full_size):
     return FP32_FULL if full_size else FP32_TINY
 
 
+# Logits: the issues' bar for a language model's output is 1e-4 in fp32 (every other module
+# 1e-5). A 99-word head over 32-wide states gives logits up to |7| with random weights, where the
+# sum order of the head's dot products alone moves them by ~1e-5 (measured 1.2e-5 on
+# golden/blip2_generation's T5 cases). The same bar serves generation scores:
 # Generation scores (per-step log-probabilities / processed scores, raw logits, beam
 # sequences_scores) live on the logits' scale: they are logits minus a log-sum-exp, summed over
 # steps for beams. Values reach |20| and more, where a float32 ulp is ~2e-6, so the issues' logits

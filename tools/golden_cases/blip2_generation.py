@@ -236,7 +236,7 @@ def lm_cases(kind):
     ]
 
 
-KINDS = ("opt",)
+KINDS = ("opt", "t5")
 
 
 def build(root: Path):

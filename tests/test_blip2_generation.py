@@ -88,3 +88,28 @@ def test_placeholder_count_and_config_errors_are_named(kind):
         model.generate(pixel_values=px[:1], input_ids=ids)  # 2 prompts for 1 image
     with pytest.raises(minblip.InputError, match="needs pixel_values"):
         model.generate(input_ids=ids)
+
+
+def test_a_prompt_beyond_the_position_table_is_named():
+    """OPT's learned positions end at max_position_embeddings (64 here): Q placeholders + a long
+    prompt past it gets a named error, in forward and in generate."""
+    meta, inputs, _, model = _load(_case("opt_forward"))
+    n = model.config.text_config.max_position_embeddings
+    ids = np.concatenate([inputs["input_ids"], np.full((2, n), 7)], axis=1)
+    with pytest.raises(minblip.InputError, match="max_position_embeddings"):
+        model(pixel_values=inputs["pixel_values"], input_ids=ids)
+    with pytest.raises(minblip.InputError, match="max_position_embeddings|max_length"):
+        model.generate(pixel_values=inputs["pixel_values"], input_ids=ids)
+
+
+def test_unsupported_language_model_is_refused_by_name(tmp_path):
+    import json
+    import shutil
+
+    src = model_dir(_case("opt_forward"))
+    shutil.copytree(src, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m/config.json").read_text())
+    cfg["text_config"]["model_type"] = "llama"
+    (tmp_path / "m/config.json").write_text(json.dumps(cfg))
+    with pytest.raises(minblip.ConfigError, match="'llama' is not supported.*opt, t5"):
+        minblip.Blip2ForConditionalGeneration.from_pretrained(tmp_path / "m")

@@ -135,7 +135,7 @@ def generate(
     )
     rng = None
     if cfg["do_sample"]:
-        rng = generator if generator is not None else np.random.default_rng(seed)
+        rng = generator if generator is not None else _rng(seed)
     rec = {
         "scores": [] if cfg["output_scores"] else None,
         "logits": [] if cfg["output_logits"] else None,
@@ -238,6 +238,18 @@ def settings(
     ):
         if processor_options.get(name) is not None:
             _number(name, processor_options[name], low, high, open_low, open_high)
+    for name in ("forced_bos_token_id", "forced_eos_token_id", "suppress_tokens"):
+        _ids(name, processor_options.get(name))
+    _ids("begin_suppress_tokens", processor_options.get("begin_suppress_tokens"))
+    decay = processor_options.get("exponential_decay_length_penalty")
+    if decay is not None:
+        if not isinstance(decay, (tuple, list)) or len(decay) != 2:
+            raise InputError(
+                "exponential_decay_length_penalty must be (start_index, decay_factor), "
+                f"got {decay!r}"
+            )
+        _count("exponential_decay_length_penalty start_index", decay[0], 0)
+        _number("exponential_decay_length_penalty decay_factor", decay[1])
     for name, value in (
         ("do_sample", do_sample),
         ("use_cache", use_cache),
@@ -301,6 +313,23 @@ def _count(name, value, low):
         raise InputError(f"{name} must be an int >= {low}, got {value!r}")
     if value < low:
         raise InputError(f"{name} must be >= {low}, got {value!r}")
+
+
+def _rng(seed):
+    if seed is not None and not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise InputError(f"seed must be an int or None, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except ValueError as e:  # a negative seed
+        raise InputError(f"seed={seed!r}: {e}") from None
+
+
+def _ids(name, value):
+    """None, a token id, or a list of token ids (ints >= 0)."""
+    if value is None:
+        return
+    for v in value if isinstance(value, (list, tuple, np.ndarray)) else [value]:
+        _count(f"{name} entry" if v is not value else name, v, 0)
 
 
 def _number(name, value, low=None, high=None, open_low=False, open_high=False):

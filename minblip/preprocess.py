@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from minblip import guards
 from minblip.errors import ConfigError, ImageError, InputError
 from minblip.hub import resolve
 from minblip.outputs import BatchFeature
@@ -173,6 +174,8 @@ class BlipImageProcessor:
         if merged["resample"] not in RESAMPLE_FILTERS:
             raise error(f"{where}: resample={merged['resample']!r}; expected a Pillow filter 0-5")
         merged["resample"] = int(merged["resample"])
+        guards.check_mean_std(merged["image_mean"], merged["image_std"], where, error)
+        guards.check_factor("rescale_factor", merged["rescale_factor"], where, error)
         for k, v in merged.items():
             setattr(self, k, v)
 

@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from . import guards
 from .errors import InputError, TokenizerError
 from .outputs import BatchFeature
 
@@ -116,6 +117,7 @@ class BertTokenizer:
             raise InputError(
                 f"text must be a string or a list of strings, got {type(text).__name__}"
             )
+        guards.check_text_call(texts, max_length, pad_to_multiple_of)
         pairs = None
         if text_pair is not None:
             pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
@@ -205,7 +207,7 @@ class BertTokenizer:
     # ------------------------------------------------------------------ decoding
 
     def decode(self, token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=None):
-        ids = [int(t) for t in np.asarray(token_ids).reshape(-1)]
+        ids = guards.token_ids(token_ids)
         text = self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
         clean = (
             self.clean_up_tokenization_spaces

@@ -300,7 +300,7 @@ def load_config(folder):
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: expected a JSON object at the top level")
     model_type = d.get("model_type")
-    if model_type not in PARSERS:
+    if not isinstance(model_type, str) or model_type not in PARSERS:
         raise ConfigError(
             f"{path}: unknown model_type {model_type!r}; minblip knows {sorted(PARSERS)}"
         )

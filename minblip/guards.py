@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, TokenizerError
 
 MAX_TEXT_TOKENS = 2**20  # the longest row the tokenizer may pad or truncate to (max_length)
 
@@ -32,6 +32,47 @@ def check_text_call(texts, max_length, pad_to_multiple_of):
                 f"tokenizer: {name}={value} is outside [{low}, {MAX_TEXT_TOKENS}] "
                 "(minblip.guards.MAX_TEXT_TOKENS)"
             )
+
+
+def json_object(value, path):
+    """A tokenizer JSON file's content, which must be an object."""
+    if not isinstance(value, dict):
+        raise TokenizerError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_tokenizer_config(config, where):
+    """tokenizer_config.json (+ special_tokens_map.json, + keywords): the settings BertTokenizer
+    reads must have the types transformers gives them, or the first use fails far away."""
+    if not isinstance(config, dict):
+        raise TokenizerError(f"{where}: tokenizer config must be a JSON object")
+    mml = config.get("model_max_length", 512)
+    if not _finite(mml) or mml < 0:  # transformers writes int(1e30) for "no limit": allowed
+        raise TokenizerError(f"{where}: model_max_length={_short(mml)}; expected a number >= 0")
+    for side in ("padding_side", "truncation_side"):
+        if config.get(side, "right") not in ("left", "right"):
+            raise TokenizerError(f"{where}: {side}={_short(config[side])}; 'left' or 'right'")
+    specials = [(n, config.get(n)) for n in _SPECIAL_NAMES]
+    for name in ("extra_special_tokens", "additional_special_tokens"):
+        extra = config.get(name)
+        if extra is not None and not isinstance(extra, list):
+            raise TokenizerError(f"{where}: {name}={_short(extra)}; expected a list of tokens")
+        specials += [(name, t) for t in extra or []]
+    for name, t in specials:
+        content = t.get("content") if isinstance(t, dict) else t
+        if t is not None and not isinstance(content, str):
+            raise TokenizerError(f"{where}: {name}={_short(t)}; expected a token string")
+
+
+_SPECIAL_NAMES = (
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+    "bos_token",
+    "eos_token",
+)
 
 
 def token_ids(token_ids):

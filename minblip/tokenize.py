@@ -69,6 +69,7 @@ class BertTokenizer:
             for k, v in _read_json(folder / "special_tokens_map.json").items():
                 config.setdefault(k, v)
         config.update(kwargs)
+        guards.check_tokenizer_config(config, folder)
         if (folder / "tokenizer.json").exists():
             from tokenizers import Tokenizer
 
@@ -263,8 +264,8 @@ class BertTokenizer:
 
 def _read_json(path):
     try:
-        return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return guards.json_object(json.loads(pathlib.Path(path).read_text(encoding="utf-8")), path)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise TokenizerError(f"{path}: not readable as JSON ({e})") from None
 
 

@@ -193,6 +193,13 @@ def _brief(cfg):
     return towers
 
 
+def _positive_int(text):
+    """An option value that must be an int >= 1, refused by argparse (exit 2) otherwise."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
+    return int(text)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minblip",
@@ -216,14 +223,14 @@ def build_parser():
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
     p.add_argument(
         "--num-beams",
-        type=int,
+        type=_positive_int,
         default=1,
         metavar="N",
         help="beam search width (default 1: greedy)",
     )
     p.add_argument(
         "--max-new-tokens",
-        type=int,
+        type=_positive_int,
         default=None,
         metavar="N",
         help="longest caption in tokens (default 20, as transformers)",
@@ -250,7 +257,11 @@ def build_parser():
         help=f"checkpoint folder or hub id (default: {DEFAULT_VQA_MODEL})",
     )
     p.add_argument(
-        "--num-beams", type=int, default=1, metavar="N", help="beam search width (default 1)"
+        "--num-beams",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="beam search width (default 1)",
     )
     p.add_argument(
         "--json", action="store_true", help="one JSON object: path, question, answer, token_ids"

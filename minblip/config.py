@@ -8,6 +8,7 @@ class default is 8, so a default must never win over the file). Keys the models 
 
 import dataclasses
 import json
+import math
 import pathlib
 from dataclasses import dataclass, field
 
@@ -225,6 +226,11 @@ _POSITIVE = {
 }
 
 
+_MAX_SIZE = 2**31 - 1  # any int in a config, by magnitude: sizes, counts, token ids
+_LIMITS = {"num_hidden_layers": 1024}  # counts minblip loops over before reading any weight
+_MAX_JSON_BYTES = 64 * 2**20  # config files are a few KiB
+
+
 def _check(cls, name, value, where):
     default = next(f for f in dataclasses.fields(cls) if f.name == name).default
     kind = type(default) if default is not None else object
@@ -237,8 +243,16 @@ def _check(cls, name, value, where):
     )
     if not ok:
         raise ConfigError(f"{where}: {name} must be {kind.__name__}, got {value!r}")
+    if kind is float and not (abs(value) < 1e308 if type(value) is int else math.isfinite(value)):
+        raise ConfigError(f"{where}: {name} must be a finite number, got {value!r}")
     if name in _POSITIVE and value <= 0:
         raise ConfigError(f"{where}: {name} must be positive, got {value!r}")
+    if kind is int and abs(value) > _LIMITS.get(name, _MAX_SIZE):
+        # sizes are only compared with the checkpoint's shapes, but a layer count is looped
+        # over before the weights are read: bound both so a config cannot spin or fill memory
+        raise ConfigError(
+            f"{where}: {name}={value} is beyond minblip's limit of {_LIMITS.get(name, _MAX_SIZE)}"
+        )
     if name == "layer_norm_eps" and value <= 0:
         raise ConfigError(f"{where}: layer_norm_eps must be positive, got {value!r}")
     return float(value) if kind is float else value
@@ -342,6 +356,8 @@ def read_json(path):
     """Parse a JSON file, naming the file in the error when it is missing or not JSON."""
     path = pathlib.Path(path)
     try:
+        if path.stat().st_size > _MAX_JSON_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes, over {_MAX_JSON_BYTES}")
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
@@ -349,8 +365,10 @@ def read_json(path):
         raise ConfigError(f"{path}: cannot read ({e})") from None
     try:
         return json.loads(text)
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # JSONDecodeError, and integers of more than 4300 digits
         raise ConfigError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON (nested too deeply)") from None
 
 
 def load_config(folder):
@@ -360,7 +378,7 @@ def load_config(folder):
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: expected a JSON object at the top level")
     model_type = d.get("model_type")
-    if model_type not in PARSERS:
+    if not isinstance(model_type, str) or model_type not in PARSERS:
         raise ConfigError(
             f"{path}: unknown model_type {model_type!r}; minblip knows {sorted(PARSERS)}"
         )

@@ -25,6 +25,7 @@ from .errors import InputError
 from .ops import log_softmax, softmax
 from .outputs import ModelOutput
 
+BUFFER_START = 256  # beam buffer width (new tokens) for models without a position table
 NEG = np.float32(-1e9)  # transformers' "impossible" beam score (a float32 literal, not -inf)
 
 # processors passed through to logits_process.processors: generate's name -> processors' name
@@ -146,7 +147,7 @@ def generate(
     )
     rng = None
     if cfg["do_sample"]:
-        rng = generator if generator is not None else np.random.default_rng(seed)
+        rng = generator if generator is not None else _rng(seed)
     rec = {
         "scores": [] if cfg["output_scores"] else None,
         "logits": [] if cfg["output_logits"] else None,
@@ -230,19 +231,68 @@ def settings(
     **processor_options,
 ):
     """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length.
-    processor_options (sequence_bias, bad_words_ids, min_p, ...) go to logits_process."""
+    processor_options (sequence_bias, bad_words_ids, min_p, ...) go to logits_process.
+
+    Every option is checked here, before anything is allocated, and the error names it with the
+    value given: counts are ints >= 1, penalties finite numbers, probabilities in range."""
     if early_stopping not in (True, False, "never"):
         raise InputError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
-    if not isinstance(num_beams, int) or num_beams < 1:
-        raise InputError(f"num_beams must be a positive int, got {num_beams!r}")
+    _count("num_beams", num_beams, 1)
+    _count("num_return_sequences", num_return_sequences, 1)
+    _count("no_repeat_ngram_size", no_repeat_ngram_size, 0)
+    for name, value, low in (
+        ("max_length", max_length, 1),
+        ("max_new_tokens", max_new_tokens, 1),
+        ("min_length", min_length, 0),
+        ("min_new_tokens", min_new_tokens, 0),
+    ):
+        if value is not None:
+            _count(name, value, low)
+    if top_k is not None:
+        _count("top_k", top_k, 0)
+    _number("length_penalty", length_penalty)
+    _number("repetition_penalty", repetition_penalty, low=0, open_low=True)
+    _number("temperature", temperature, low=0, open_low=True)
+    _number("top_p", top_p, low=0, high=1)
+    if max_time is not None:
+        _number("max_time", max_time, low=0)
+    for name, low, high, open_low, open_high in (
+        ("min_p", 0, 1, False, False),
+        ("typical_p", 0, 1, True, False),
+        ("epsilon_cutoff", 0, 1, False, True),
+        ("eta_cutoff", 0, 1, False, True),
+    ):
+        if processor_options.get(name) is not None:
+            _number(name, processor_options[name], low, high, open_low, open_high)
+    for name in ("forced_bos_token_id", "forced_eos_token_id", "suppress_tokens"):
+        _ids(name, processor_options.get(name))
+    _ids("begin_suppress_tokens", processor_options.get("begin_suppress_tokens"))
+    decay = processor_options.get("exponential_decay_length_penalty")
+    if decay is not None:
+        if not isinstance(decay, (tuple, list)) or len(decay) != 2:
+            raise InputError(
+                "exponential_decay_length_penalty must be (start_index, decay_factor), "
+                f"got {decay!r}"
+            )
+        _count("exponential_decay_length_penalty start_index", decay[0], 0)
+        _number("exponential_decay_length_penalty decay_factor", decay[1])
+    for name, value in (
+        ("do_sample", do_sample),
+        ("use_cache", use_cache),
+        ("output_scores", output_scores),
+        ("output_logits", output_logits),
+        ("return_dict_in_generate", return_dict_in_generate),
+        ("output_attentions", output_attentions),
+        ("output_hidden_states", output_hidden_states),
+    ):
+        if value is not None and not isinstance(value, (bool, np.bool_)):
+            raise InputError(f"{name} must be True or False, got {value!r}")
     if num_return_sequences > num_beams and not (do_sample and num_beams == 1):
         what = "greedy search" if num_beams == 1 else f"num_beams={num_beams}"
         raise InputError(
             f"num_return_sequences={num_return_sequences} is larger than {what} can return"
         )
     if max_new_tokens is not None:
-        if max_new_tokens <= 0:
-            raise InputError(f"max_new_tokens must be greater than 0, got {max_new_tokens}")
         max_length = P + max_new_tokens
     elif max_length is None:  # 5.x: 20 *new* tokens by default, capped by the position table
         max_length = 20 + P
@@ -255,8 +305,14 @@ def settings(
         )
     if min_new_tokens is not None:
         min_length = P + min_new_tokens
+    # Beam buffers hold what can be generated, not what was asked for: a row's positions never
+    # pass the position table, so no sequence outgrows P + max_position_embeddings (the step
+    # refuses the first position past the table, as torch would). Without a table they start
+    # small and grow as tokens come (beam_search), so max_new_tokens=10**9 allocates nothing.
+    reachable = P + (max_position_embeddings or BUFFER_START)
     return {
         "max_length": max_length,
+        "buffer_length": min(max_length, reachable),
         "min_length": min_length or 0,
         "min_new_tokens": min_new_tokens,
         "num_beams": num_beams,
@@ -276,6 +332,50 @@ def settings(
         "output_hidden_states": bool(output_hidden_states),
         "max_time": None if max_time is None else float(max_time),
     }
+
+
+def _count(name, value, low):
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be an int >= {low}, got {value!r}")
+    if value < low:
+        raise InputError(f"{name} must be >= {low}, got {value!r}")
+
+
+def _rng(seed):
+    if seed is not None and not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise InputError(f"seed must be an int or None, got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except ValueError as e:  # a negative seed
+        raise InputError(f"seed={seed!r}: {e}") from None
+
+
+def _ids(name, value):
+    """None, a token id, or a list of token ids (ints >= 0)."""
+    if value is None:
+        return
+    for v in value if isinstance(value, (list, tuple, np.ndarray)) else [value]:
+        _count(f"{name} entry" if v is not value else name, v, 0)
+
+
+def _number(name, value, low=None, high=None, open_low=False, open_high=False):
+    """A finite real number, optionally in [low, high] (an end excluded when open_*)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if not ok or not np.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    below = low is not None and (value <= low if open_low else value < low)
+    above = high is not None and (value >= high if open_high else value > high)
+    if below or above:
+        lo = "(" if open_low else "["
+        hi = ")" if open_high else "]"
+        span = (
+            f"in {lo}{low}, {high}{hi}"
+            if high is not None
+            else f"{'>' if open_low else '>='} {low}"
+        )
+        raise InputError(f"{name} must be {span}, got {value!r}")
 
 
 def first_positions(mask, P, N):
@@ -354,9 +454,10 @@ def beam_search(
     context = take_rows(context, np.repeat(np.arange(B), K))
     C = max(2, 1 + len(eos)) * K  # candidates kept per step: enough that K never all end
     fill = (pad or eos[0]) if eos else -1  # pad 0 is falsy: BLIP's short beams get eos, not 0
-    seqs = np.full((B, K, max_length), fill, np.int64)
+    width = cfg.get("buffer_length", max_length)  # what can be generated; grown by _widen
+    seqs = np.full((B, K, width), fill, np.int64)
     seqs[:, :, :P] = ids.reshape(B, K, P)
-    parent = np.full((B, K, max_length - P), -1, np.int64)  # global row each new token came from
+    parent = np.full((B, K, width - P), -1, np.int64)  # global row each new token came from
     scores = np.zeros((B, K), np.float32)
     scores[:, 1:] = NEG  # only beam 0 is live at first: K identical beams otherwise
     run = {"ids": seqs, "parent": parent, "scores": scores}
@@ -382,6 +483,8 @@ def beam_search(
         else:  # beam sampling: C continuations drawn without replacement, kept in draw order
             top = np.stack([rng.choice(K * V, C, replace=False, p=_probs(a)) for a in acc])
         top_scores, beam, tok = np.take_along_axis(acc, top, 1), top // V, top % V
+        if cur == run["ids"].shape[2]:  # the buffers are full: double them (up to max_length)
+            run, done = (_widen(x, min(2 * cur, max_length), fill) for x in (run, done))
         cand = select({"ids": run["ids"], "parent": run["parent"]}, beam)  # b c ...
         cand["ids"][:, :, cur] = tok
         cand["parent"][:, :, cur - P] = beam + np.arange(B)[:, None] * K
@@ -411,6 +514,13 @@ def beam_search(
     out, parents = done["ids"][:, :n].reshape(B * n, -1), done["parent"][:, :n].reshape(B * n, -1)
     longest = int((parents >= 0).sum(1).max())
     return out[:, : P + longest], done["scores"][:, :n].reshape(B * n), parents[:, :longest]
+
+
+def _widen(store, width, fill):
+    """A beam store with its ids (B, K, L) and parents (B, K, L - P) padded to L = width."""
+    grow = width - store["ids"].shape[2]
+    pad = lambda a, v: np.concatenate([a, np.full(a.shape[:2] + (grow,), v, a.dtype)], 2)  # noqa: E731
+    return {**store, "ids": pad(store["ids"], fill), "parent": pad(store["parent"], -1)}
 
 
 def _record(rec, scores, logits, out=None):

@@ -121,8 +121,13 @@ def bad_words_biases(bad_words_ids, eos_ids, vocab_size=None):
 
 def forced_token(scores, token_ids):
     """Every score -inf but the forced tokens', which are 0 (ForcedBOS / ForcedEOS processors)."""
+    ids = [int(t) for t in token_ids]
+    if any(not 0 <= t < scores.shape[-1] for t in ids):
+        raise InputError(
+            f"forced token id(s) {ids} outside the vocabulary (0..{scores.shape[-1] - 1})"
+        )
     out = np.full_like(scores, NEG_INF)
-    out[:, list(token_ids)] = 0
+    out[:, ids] = 0
     return out
 
 

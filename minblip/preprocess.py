@@ -27,12 +27,14 @@ Why each step is done the way it is:
 """
 
 import json
+import os
 import pathlib
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from minblip import guards
 from minblip.errors import ConfigError, ImageError, InputError
 from minblip.hub import resolve
 from minblip.outputs import BatchFeature
@@ -59,7 +61,24 @@ DEFAULTS = {
     "input_data_format": None,
     "data_format": None,
 }
-RESAMPLE_FILTERS = range(6)  # Pillow: NEAREST 0, LANCZOS 1, BILINEAR 2, BICUBIC 3, BOX 4, HAMMING 5
+RESAMPLE_FILTERS = range(6)
+
+
+# The most pixels an image file may declare, checked from its header before it is decoded, and
+# the most an image may be resized to. Pillow's own default (89,478,485, a 9459 x 9459 image);
+# raise it here, or with the MINBLIP_MAX_IMAGE_PIXELS environment variable, for larger images.
+def _pixel_limit(default=89_478_485):
+    value = os.environ.get("MINBLIP_MAX_IMAGE_PIXELS", "")
+    if not value:
+        return default
+    if not value.isdigit() or int(value) <= 0:
+        raise ConfigError(f"MINBLIP_MAX_IMAGE_PIXELS={value!r}: expected a positive integer")
+    return int(value)
+
+
+MAX_IMAGE_PIXELS = (
+    _pixel_limit()
+)  # Pillow: NEAREST 0, LANCZOS 1, BILINEAR 2, BICUBIC 3, BOX 4, HAMMING 5
 
 
 class BlipImageProcessor:
@@ -161,14 +180,21 @@ class BlipImageProcessor:
         if merged["resample"] not in RESAMPLE_FILTERS:
             raise error(f"{where}: resample={merged['resample']!r}; expected a Pillow filter 0-5")
         merged["resample"] = int(merged["resample"])
+        guards.check_mean_std(merged["image_mean"], merged["image_std"], where, error)
+        guards.check_factor("rescale_factor", merged["rescale_factor"], where, error)
         for k, v in merged.items():
             setattr(self, k, v)
 
     def _process(self, image):
         """One image -> (3, H, W): transformers' PIL-backend steps, in the same order."""
         x = _to_channels_first(image, self.do_convert_rgb, self.input_data_format)
+        if x.shape[1] == 0 or x.shape[2] == 0:  # an empty array would resize to a black image
+            what = f"array of shape {image.shape}" if isinstance(image, np.ndarray) else "image"
+            raise ImageError(f"{what}: {x.shape[2]} x {x.shape[1]} pixels, a side of 0")
         if self.do_resize:
-            x = _resize(x, *_target_size(x.shape[1], x.shape[2], self.size), self.resample)
+            h, w = _target_size(x.shape[1], x.shape[2], self.size)
+            check_pixels(w, h, f"resizing to size={self.size}")  # before Pillow allocates it
+            x = _resize(x, h, w, self.resample)
         if self.do_rescale:
             # float64 first, then float32: transformers' rescale, independent of NumPy promotion.
             x = (x.astype(np.float64) * self.rescale_factor).astype(np.float32)
@@ -271,13 +297,35 @@ def load_image(path):
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
     try:
-        image = Image.open(path)
-        image.load()  # decode now, so a truncated file fails here and names the path
-        return ImageOps.exif_transpose(image).convert("RGB")
+        with warnings.catch_warnings():
+            # Pillow warns past its own limit and raises past twice it: both become ImageError
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)  # reads the header only: the size is known, nothing decoded
+            check_pixels(image.size[0], image.size[1], path)
+            image.load()  # decode now, so a truncated file fails here and names the path
+            return ImageOps.exif_transpose(image).convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(
+            f"{path}: refused as a possible decompression bomb ({e}); the limits are "
+            f"minblip.preprocess.MAX_IMAGE_PIXELS={MAX_IMAGE_PIXELS:,} and Pillow's "
+            f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS:,}"
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image (corrupt or unknown format): {path}") from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"cannot decode image (truncated or corrupt): {path}: {e}") from None
+
+
+def check_pixels(width, height, what):
+    """Refuse an image of more than MAX_IMAGE_PIXELS pixels, or with a side of 0, by name."""
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{what}: image is {width} x {height} pixels; a side of 0 is not an image")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            f"{what}: image is {width} x {height} = {width * height:,} pixels, over the limit "
+            f"of {MAX_IMAGE_PIXELS:,} (minblip.preprocess.MAX_IMAGE_PIXELS, or the environment "
+            "variable MINBLIP_MAX_IMAGE_PIXELS)"
+        )
 
 
 def _to_channels_first(image, do_convert_rgb, input_data_format):

@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from . import guards
 from .errors import InputError, TokenizerError
 from .outputs import BatchFeature
 
@@ -98,6 +99,7 @@ class _Tokenizer:
             raise InputError(
                 f"text must be a string or a list of strings, got {type(text).__name__}"
             )
+        guards.check_text_call(texts, max_length, pad_to_multiple_of)
         pairs = None
         if text_pair is not None:
             pairs = [text_pair] if isinstance(text_pair, str) else list(text_pair)
@@ -218,7 +220,7 @@ class _Tokenizer:
         token_ids = np.asarray(token_ids)
         if token_ids.ndim == 2:
             return self.batch_decode(token_ids, skip_special_tokens, clean_up_tokenization_spaces)
-        ids = [int(t) for t in token_ids.reshape(-1)]
+        ids = guards.token_ids(token_ids)
         text = self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
         clean = (
             self.clean_up_tokenization_spaces
@@ -311,6 +313,7 @@ class BertTokenizer(_Tokenizer):
             for k, v in _read_json(folder / "special_tokens_map.json").items():
                 config.setdefault(k, v)
         config.update(kwargs)
+        guards.check_tokenizer_config(config, folder)
         if (folder / "tokenizer.json").exists():
             from tokenizers import Tokenizer
 
@@ -330,8 +333,8 @@ class BertTokenizer(_Tokenizer):
 
 def _read_json(path):
     try:
-        return json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return guards.json_object(json.loads(pathlib.Path(path).read_text(encoding="utf-8")), path)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
         raise TokenizerError(f"{path}: not readable as JSON ({e})") from None
 
 
@@ -438,6 +441,7 @@ def _load_config(folder, kwargs):
     path = folder / "tokenizer_config.json"
     config = _read_json(path) if path.exists() else {}
     config.update(kwargs)
+    guards.check_tokenizer_config(config, folder)
     if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
         config["extra_special_tokens"] = config.pop("additional_special_tokens")
     added = []

@@ -9,7 +9,6 @@ stay memory-mapped (no copy); every array is read-only, so a function that write
 fails loudly. No torch, no pickle: a folder with only pytorch_model.bin is refused.
 """
 
-import json
 import mmap
 import pathlib
 from collections.abc import Mapping, Sequence
@@ -17,66 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .errors import CheckpointError
-
-# safetensors dtype tags -> numpy (BF16 has no numpy type: read as uint16, widened below)
-_DTYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "BF16": np.uint16,
-    "I64": np.int64,
-    "I32": np.int32,
-    "I16": np.int16,
-    "I8": np.int8,
-    "U8": np.uint8,
-    "BOOL": np.bool_,
-}
-_MAX_HEADER = 100 * 2**20
-
-
-def read_header(path):
-    """Parse a safetensors header. Returns (entries, data_start, file_size)."""
-    path = pathlib.Path(path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-            n = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if n < 2 or n > min(_MAX_HEADER, size - 8):
-                raise CheckpointError(
-                    f"{path}: not a safetensors file "
-                    f"(header length field {n} in a {size}-byte file)"
-                )
-            raw = f.read(n)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: weights file not found") from None
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: safetensors header is not valid JSON ({e})") from None
-    if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: safetensors header is not a JSON object")
-    header.pop("__metadata__", None)
-    data_start, data_len = 8 + n, size - 8 - n
-    for key, e in header.items():
-        try:
-            dtype, shape, (begin, end) = e["dtype"], tuple(e["shape"]), e["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(f"{path}: malformed header entry for {key!r}: {e!r}") from None
-        if dtype not in _DTYPES:
-            raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {dtype!r}")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(_DTYPES[dtype]).itemsize
-        if not (0 <= begin <= end and end - begin == nbytes):
-            raise CheckpointError(
-                f"{path}: tensor {key!r} {dtype}{list(shape)} has data_offsets {[begin, end]}, "
-                f"which do not hold {nbytes} bytes"
-            )
-        if end > data_len:
-            raise CheckpointError(
-                f"{path}: file is truncated: tensor {key!r} ends at byte {data_start + end} "
-                f"but the file has {size} bytes"
-            )
-    return header, data_start, size
+from .safetensors_check import DTYPES, read_header, read_index  # noqa: F401 (read_header: API)
 
 
 def load_safetensors(path, dtype=np.float32):
@@ -90,7 +30,7 @@ def load_safetensors(path, dtype=np.float32):
     for key, e in header.items():
         begin, end = e["data_offsets"]
         raw = np.frombuffer(buf, np.uint8, end - begin, data_start + begin)
-        a = raw.view(_DTYPES[e["dtype"]]).reshape(e["shape"])
+        a = raw.view(DTYPES[e["dtype"]]).reshape(e["shape"])
         if e["dtype"] == "BF16":  # bfloat16 is the top half of a float32: widen by a 16-bit shift
             a = (a.astype(np.uint32) << 16).view(np.float32)
         if a.dtype.kind == "f" and a.dtype != dtype:
@@ -109,12 +49,9 @@ def weight_files(folder):
     if single.exists():
         return [single], None
     if index.exists():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
-            raise CheckpointError(f"{index}: not a valid shard index ({e!r})") from None
+        weight_map = read_index(index)  # validated: names relative, inside the folder
         shards = sorted(set(weight_map.values()))
-        missing = [s for s in shards if not (folder / s).exists()]
+        missing = [s for s in shards if not (folder / s).is_file()]
         if missing:
             raise CheckpointError(f"{index}: shard file(s) missing from {folder}: {missing}")
         return [folder / s for s in shards], weight_map
@@ -133,8 +70,9 @@ def load_flat(folder, dtype=np.float32):
     flat = {}
     for path in files:
         part = load_safetensors(path, dtype)
-        if weight_map is not None:
-            stray = [k for k in part if weight_map.get(k) != path.name]
+        if weight_map is not None:  # each tensor must be where the index says (no duplicates)
+            name = path.relative_to(folder).as_posix()
+            stray = [k for k in part if weight_map.get(k) != name]
             if stray:
                 raise CheckpointError(f"{path}: holds {stray[:3]} that the index puts elsewhere")
         flat.update(part)
@@ -154,6 +92,8 @@ def to_tree(flat):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise CheckpointError(f"checkpoint key {key!r} nests under a tensor")
+        if isinstance(node.get(parts[-1]), dict):
+            raise CheckpointError(f"checkpoint key {key!r} is both a tensor and a module")
         node[parts[-1]] = value
 
     def listify(node):

@@ -80,3 +80,49 @@ def add_subcommands(sub):
         "full-size float32 models; 1e-5 for tiny ones, 1e-10 in float64)",
     )
     p.set_defaults(func=cmd_compare)
+    add_explain(sub)
+
+
+def cmd_explain(args):
+    from .explain import caption_attention, check_out_dir, write_explanation
+    from .pipeline import load_captioner
+    from .preprocess import load_image
+
+    out = check_out_dir(args.out, args.overwrite)
+    photo = load_image(args.image)
+    model, processor = load_captioner(args.model)
+    result = caption_attention(
+        model, processor, photo, args.prompt, args.layer, args.max_new_tokens
+    )
+    written = write_explanation(out, photo, result, title=f"minblip explain {args.image}")
+    print(result["caption"])
+    for path in written:
+        print(f"  wrote {path}")
+    return 0
+
+
+def add_explain(sub):
+    from .pipeline import DEFAULT_MODEL
+
+    p = sub.add_parser(
+        "explain",
+        help="caption a photo and draw where each word looked (cross-attention heatmaps)",
+        description="Caption a photo with a BLIP captioning model (greedy) and draw, per "
+        "generated word, the decoder's cross-attention over the image patches as a heatmap "
+        "over the photo: explain.png (a grid), explain.html (one self-contained page) and "
+        "explain.npz (the numbers) in --out.",
+    )
+    p.add_argument("image", metavar="IMAGE", help="image file")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
+    p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
+    p.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        metavar="K",
+        help="draw decoder layer K's cross-attention (default: the mean over layers)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N")
+    p.add_argument("--out", default="explain", metavar="DIR", help="folder (default ./explain)")
+    p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
+    p.set_defaults(func=cmd_explain)

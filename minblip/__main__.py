@@ -6,6 +6,7 @@ minblip match IMAGE TEXT...          rank texts by how well they describe a phot
 minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
 minblip trace IMAGE --model M -o T   record every module's output (see docs/verify-your-port.md)
 minblip compare A.npz B.npz          name the first module where two traces diverge
+minblip explain IMAGE --out DIR      caption a photo and draw where each word looked
 """
 
 import argparse

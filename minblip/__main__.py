@@ -4,6 +4,9 @@ minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning checkpoint)
 minblip ask IMAGE QUESTION           answer a question about a photo (BLIP VQA checkpoint)
 minblip match IMAGE TEXT...          rank texts by how well they describe a photo (BLIP ITM)
 minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
+minblip trace IMAGE --model M -o T   record every module's output (see docs/verify-your-port.md)
+minblip compare A.npz B.npz          name the first module where two traces diverge
+minblip explain IMAGE --out DIR      caption a photo and draw where each word looked
 """
 
 import argparse
@@ -299,6 +302,11 @@ def build_parser():
     p.add_argument("model", metavar="MODEL", help="checkpoint folder or hub id")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_info)
+
+    # trace, compare, explain: looking inside (minblip/cli_inside.py)
+    from .cli_inside import add_subcommands
+
+    add_subcommands(sub)
     return parser
 
 

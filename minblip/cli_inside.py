@@ -1,0 +1,128 @@
+"""`minblip trace`, `minblip compare` and `minblip explain`: subcommands for looking inside.
+
+Kept apart from __main__.py so that file only registers them (add_subcommands).
+"""
+
+import pathlib
+
+from .errors import InputError
+
+
+def cmd_trace(args):
+    from .compare import read_inputs, run_trace, save_trace
+
+    out = pathlib.Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out} exists; pass --overwrite to replace it")
+    inputs = None if args.inputs is None else read_inputs(args.inputs)
+    if inputs is not None and (args.image is not None or args.text is not None):
+        raise InputError("give either IMAGE [--text T] or --inputs FILE, not both")
+    meta, inputs, modules = run_trace(args.model, args.image, args.text, inputs, args.dtype)
+    save_trace(out, meta, inputs, modules)
+    print(f"{out}: {len(modules)} module outputs of {meta['class']} ({meta['model']})")
+    return 0
+
+
+def cmd_compare(args):
+    from .compare import compare_traces, format_rows, load_trace
+
+    a, b = load_trace(args.a), load_trace(args.b)
+    rows = compare_traces(a, b, atol=args.atol)
+    print(f"A: {args.a}  ({a[0].get('producer')}, {a[0].get('class')}, {a[0].get('model')})")
+    print(f"B: {args.b}  ({b[0].get('producer')}, {b[0].get('class')}, {b[0].get('model')})")
+    for line in format_rows(rows, args.atol):
+        print(line)
+    extra = [k for k in b[0]["order"] if k not in a[2]]
+    if extra:
+        print(f"note: B recorded {len(extra)} module(s) A did not, first {extra[0]}")
+    return 0 if rows and rows[-1]["ok"] else 1
+
+
+def add_subcommands(sub):
+    """Register trace, compare and explain on __main__'s subparsers."""
+    p = sub.add_parser(
+        "trace",
+        help="record every module's output of one forward call into a trace file",
+        description="Run one forward call of a checkpoint on a photo (and text) and save every "
+        "module's output under transformers' module path, with the inputs and the model "
+        "in metadata, as an .npz for `minblip compare`. tools/trace_transformers.py writes the "
+        "same file from transformers. See docs/verify-your-port.md.",
+    )
+    p.add_argument("image", nargs="?", metavar="IMAGE", help="image file")
+    p.add_argument("--text", default=None, help="text input (default: empty text)")
+    p.add_argument("--model", required=True, help="checkpoint folder or hub id")
+    p.add_argument(
+        "--inputs",
+        default=None,
+        metavar="FILE",
+        help="call with the arrays of this .npz (a trace file's inputs, or any .npz of named "
+        "arrays) instead of IMAGE/--text",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="TRACE.npz", help="file to write")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_trace)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare two trace files module by module; name the first divergence",
+        description="Walk A's modules in forward order, print each one's max abs and relative "
+        "error against B, and stop at the first beyond --atol, naming it (exit status 1). "
+        "Traces of different models or inputs are refused.",
+    )
+    p.add_argument("a", metavar="A.npz")
+    p.add_argument("b", metavar="B.npz", help="the reference (relative errors are against it)")
+    p.add_argument(
+        "--atol",
+        type=float,
+        default=1e-4,
+        help="largest allowed max abs error per module (default 1e-4: minblip's bar for "
+        "full-size float32 models; 1e-5 for tiny ones, 1e-10 in float64)",
+    )
+    p.set_defaults(func=cmd_compare)
+    add_explain(sub)
+
+
+def cmd_explain(args):
+    from .explain import caption_attention, check_out_dir, write_explanation
+    from .pipeline import load_captioner
+    from .preprocess import load_image
+
+    out = check_out_dir(args.out, args.overwrite)
+    photo = load_image(args.image)
+    model, processor = load_captioner(args.model)
+    result = caption_attention(
+        model, processor, photo, args.prompt, args.layer, args.max_new_tokens
+    )
+    written = write_explanation(out, photo, result, title=f"minblip explain {args.image}")
+    print(result["caption"])
+    for path in written:
+        print(f"  wrote {path}")
+    return 0
+
+
+def add_explain(sub):
+    from .pipeline import DEFAULT_MODEL
+
+    p = sub.add_parser(
+        "explain",
+        help="caption a photo and draw where each word looked (cross-attention heatmaps)",
+        description="Caption a photo with a BLIP captioning model (greedy) and draw, per "
+        "generated word, the decoder's cross-attention over the image patches as a heatmap "
+        "over the photo: explain.png (a grid), explain.html (one self-contained page) and "
+        "explain.npz (the numbers) in --out.",
+    )
+    p.add_argument("image", metavar="IMAGE", help="image file")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
+    p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
+    p.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        metavar="K",
+        help="draw decoder layer K's cross-attention (default: the mean over layers)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=None, metavar="N")
+    p.add_argument("--out", default="explain", metavar="DIR", help="folder (default ./explain)")
+    p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
+    p.set_defaults(func=cmd_explain)

@@ -55,3 +55,21 @@ def test_links_resolve_and_quotes_match(doc):
                 f"{doc.name}: {quote.group(1)!r} is whole sentences of no docstring of "
                 f"{[o.__qualname__ for o in linked]}"
             )
+
+
+def placeholder_layout(kind):
+    """One line of docs/architecture/blip2.md §5: what Blip2Processor makes of the example
+    question with golden/blip2_processor/<kind>'s tokenizer folder (Q = 32)."""
+    from minblip import Blip2Processor
+
+    folder = DOCS.parent / "golden" / "blip2_processor" / kind
+    processor = Blip2Processor.from_pretrained(folder)
+    text = processor.tokenizer("Question: what is this? Answer:")["input_ids"]
+    tokens = processor.tokenizer.convert_ids_to_tokens(text)
+    words = " ".join(f"{t}({i})" for t, i in zip(tokens, text))
+    return f"{kind.upper():4} [<image>] * {processor.num_query_tokens} + {words}"
+
+
+@pytest.mark.parametrize("kind", ["opt", "t5"])
+def test_blip2_placeholder_layout_is_the_processors(kind):
+    assert placeholder_layout(kind) in (DOCS / "architecture" / "blip2.md").read_text()

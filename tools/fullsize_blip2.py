@@ -56,7 +56,7 @@ NUM_QUERY_TOKENS = 32
 _DTYPES = {"torch.float32": ("F32", 4), "torch.int64": ("I64", 8)}
 
 
-def processor(image_token_ok=True):
+def processor():
     """transformers' Blip2Processor: 224-px BlipImageProcessor + the golden OPT tokenizer."""
     import transformers
 
@@ -133,7 +133,7 @@ def build(out_dir, seed=0, opt_layers=None, vision_layers=None, max_shard_size="
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     proc = processor()
-    image_token = proc.tokenizer.convert_tokens_to_ids(proc.image_token)
+    image_token = proc.tokenizer.convert_tokens_to_ids(str(proc.image_token))
     cfg, model = meta_model(opt_layers, vision_layers, image_token)
     state, split = saved_state(model, max_shard_size)
     total = 0

@@ -157,6 +157,7 @@ def cmd_info(args):
             params[part] += n
             nbytes[part] += e["data_offsets"][1] - e["data_offsets"][0]
             dtypes[e["dtype"]] += n
+    params = dict(sorted(params.items(), key=lambda kv: _PIPELINE_ORDER.get(kv[0], 99)))
     info = {
         "model": str(args.model),
         "folder": str(folder),
@@ -187,6 +188,15 @@ def cmd_info(args):
     print("  dtype          " + ", ".join(f"{d} ({n:,} values)" for d, n in dtypes.items()))
     print(f"  on disk        {disk / 2**20:,.1f} MiB in {len(files)} file(s)")
     return 0
+
+
+# BLIP-2's parts in the order the image flows through them
+_PIPELINE_ORDER = {
+    "vision_model": 0,
+    "qformer + query_tokens": 1,
+    "language_projection": 2,
+    "language_model": 3,
+}
 
 
 def _component(key, model_type=None):

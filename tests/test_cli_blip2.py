@@ -222,3 +222,25 @@ def test_info_reads_a_sharded_folder_from_its_headers(tmp_path, capsys):
     assert info["size_on_disk_bytes"] == sum(f.stat().st_size for f in files)
     assert set(info["dtype"]) == {"F32", "F16"} == dtypes
     assert sum(info["dtype"].values()) == info["total_parameters"]
+
+
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        (
+            {"model_type": "blip-2", "architectures": ["Blip2ForImageTextRetrieval"]},
+            ["Blip2ForImageTextRetrieval", "no language model", "Blip2ForConditionalGeneration"],
+        ),
+        ({"model_type": "clip"}, ["'clip'", '"blip"', '"blip-2"']),
+    ],
+)
+def test_caption_and_ask_refuse_other_checkpoints_by_name(tmp_path, capsys, config, words):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    photo = str(GOLDEN / "images" / "coffee.png")
+    assert main(["caption", photo, "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words) and "Traceback" not in err
+    if config["model_type"] == "blip-2":
+        assert main(["ask", photo, QUESTION, "--model", str(tmp_path)]) == 2
+        err = capsys.readouterr().err
+        assert all(w in err for w in words)

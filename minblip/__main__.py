@@ -42,6 +42,8 @@ def cmd_caption(args):
             print(f"minblip: skipped {path}: {e}", file=sys.stderr)
         else:
             _clear(bar)
+            if not text:
+                _say_empty(path)
             if args.json:
                 print(
                     json.dumps(
@@ -79,6 +81,8 @@ def cmd_ask(args):
         else:
             print(f"minblip: BLIP VQA, question {args.question!r}", file=sys.stderr)
     text, ids = answer(args.image, args.question, args.model, **gen)
+    if not text:
+        _say_empty(args.image)
     if args.json:
         print(
             json.dumps(
@@ -88,6 +92,16 @@ def cmd_ask(args):
     else:
         print(text)
     return 0
+
+
+def _say_empty(path):
+    """An empty line alone would look like a crash: say what happened (random-weight folders
+    often repeat </s> or <image>, which decoding skips as special tokens)."""
+    print(
+        f"minblip: {path}: the text is empty: every generated token is a special token, which "
+        "decoding skips (--json shows the token_ids)",
+        file=sys.stderr,
+    )
 
 
 def _say_model(model):

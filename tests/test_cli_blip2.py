@@ -244,3 +244,16 @@ def test_caption_and_ask_refuse_other_checkpoints_by_name(tmp_path, capsys, conf
         assert main(["ask", photo, QUESTION, "--model", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert all(w in err for w in words)
+
+
+def test_an_empty_caption_is_explained_on_stderr(monkeypatch, capsys):
+    """A random-weight full-size folder repeats </s> (skipped by decoding): the empty line
+    gets a note instead of looking like a crash."""
+    import minblip.pipeline
+
+    case = _case("opt_caption")
+    meta, _, _ = load_case(case)
+    monkeypatch.setattr(minblip.pipeline, "caption_one", lambda *a, **k: ("", [2, 2], -0.5))
+    assert main(["caption", _photo(meta), "--model", str(folder_of(case))]) == 0
+    out, err = capsys.readouterr()
+    assert out == "\n" and "the text is empty" in err and "special token" in err

@@ -1,7 +1,7 @@
 """The minblip command line.
 
-minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning checkpoint)
-minblip ask IMAGE QUESTION           answer a question about a photo (BLIP VQA checkpoint)
+minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning or BLIP-2 checkpoint)
+minblip ask IMAGE QUESTION           answer a question about a photo (BLIP VQA or BLIP-2)
 minblip match IMAGE TEXT...          rank texts by how well they describe a photo (BLIP ITM)
 minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
 minblip trace IMAGE --model M -o T   record every module's output (see docs/verify-your-port.md)
@@ -30,6 +30,10 @@ def cmd_caption(args):
     gen = {"num_beams": args.num_beams}
     if args.max_new_tokens is not None:
         gen["max_new_tokens"] = args.max_new_tokens
+    if args.verbose:
+        _say_model(model)
+        said = "none: generate from the image alone" if args.prompt is None else repr(args.prompt)
+        print(f"minblip: prompt {said}", file=sys.stderr)
     bar = _Progress(len(paths)) if len(paths) > 1 and sys.stderr.isatty() else None
     failed = 0
     for path in paths:
@@ -41,6 +45,8 @@ def cmd_caption(args):
             print(f"minblip: skipped {path}: {e}", file=sys.stderr)
         else:
             _clear(bar)
+            if not text:
+                _say_empty(path)
             if args.json:
                 print(
                     json.dumps(
@@ -64,9 +70,22 @@ def cmd_caption(args):
 
 
 def cmd_ask(args):
-    from .pipeline import answer
+    """BLIP VQA reads the question as it is; BLIP-2 continues "Question: {q} Answer:"."""
+    from .pipeline import answer, answer_prompt, is_blip2, load_captioner
 
-    text, ids = answer(args.image, args.question, args.model, num_beams=args.num_beams)
+    gen = {"num_beams": args.num_beams}
+    if args.max_new_tokens is not None:
+        gen["max_new_tokens"] = args.max_new_tokens
+    if args.verbose:
+        if is_blip2(args.model):
+            _say_model(load_captioner(args.model)[0])
+            prompt = answer_prompt(args.question)
+            print(f"minblip: prompt {prompt!r} (BLIP-2's model-card format)", file=sys.stderr)
+        else:
+            print(f"minblip: BLIP VQA, question {args.question!r}", file=sys.stderr)
+    text, ids = answer(args.image, args.question, args.model, **gen)
+    if not text:
+        _say_empty(args.image)
     if args.json:
         print(
             json.dumps(
@@ -76,6 +95,27 @@ def cmd_ask(args):
     else:
         print(text)
     return 0
+
+
+def _say_empty(path):
+    """An empty line alone would look like a crash: say what happened (random-weight folders
+    often repeat </s> or <image>, which decoding skips as special tokens)."""
+    print(
+        f"minblip: {path}: the text is empty: every generated token is a special token, which "
+        "decoding skips (--json shows the token_ids)",
+        file=sys.stderr,
+    )
+
+
+def _say_model(model):
+    """One stderr line naming what was loaded (for --verbose)."""
+    cfg = model.config
+    if cfg.model_type == "blip-2":
+        lm = cfg.text_config.model_type
+        kind = f"BLIP-2 with {'OPT' if lm == 'opt' else 'T5'} ({lm})"
+    else:
+        kind = "BLIP"
+    print(f"minblip: {kind} from {model.folder}", file=sys.stderr)
 
 
 def cmd_match(args):
@@ -122,7 +162,7 @@ def cmd_info(args):
     folder = resolve(args.model)
     cfg = load_config(folder)
     files, _ = weight_files(folder)
-    params, dtypes, disk = Counter(), Counter(), 0
+    params, nbytes, dtypes, disk = Counter(), Counter(), Counter(), 0
     for path in files:
         header, _, size = read_header(path)
         disk += size
@@ -130,8 +170,11 @@ def cmd_info(args):
             n = 1
             for s in e["shape"]:
                 n *= s
-            params[_component(key)] += n
+            part = _component(key, cfg.model_type)
+            params[part] += n
+            nbytes[part] += e["data_offsets"][1] - e["data_offsets"][0]
             dtypes[e["dtype"]] += n
+    params = dict(sorted(params.items(), key=lambda kv: _PIPELINE_ORDER.get(kv[0], 99)))
     info = {
         "model": str(args.model),
         "folder": str(folder),
@@ -139,6 +182,7 @@ def cmd_info(args):
         "architectures": getattr(cfg, "architectures", None),
         "config": _brief(cfg),
         "parameters": dict(params),
+        "parameter_bytes": dict(nbytes),
         "total_parameters": sum(params.values()),
         "dtype": dict(dtypes),
         "files": [p.name for p in files],
@@ -156,41 +200,70 @@ def cmd_info(args):
         print(f"  {tower:<14} " + ", ".join(f"{k}={v}" for k, v in brief.items()))
     print("  parameters")
     for comp, n in params.items():
-        print(f"    {comp:<24} {n:>14,}")
-    print(f"    {'total':<24} {info['total_parameters']:>14,}")
+        print(f"    {comp:<34} {n:>15,}  {nbytes[comp] / 2**20:>10,.1f} MiB")
+    print(f"    {'total':<34} {info['total_parameters']:>15,}")
     print("  dtype          " + ", ".join(f"{d} ({n:,} values)" for d, n in dtypes.items()))
     print(f"  on disk        {disk / 2**20:,.1f} MiB in {len(files)} file(s)")
     return 0
 
 
-def _component(key):
-    """The top-level module a tensor belongs to (text_decoder.bert.*, text_decoder.cls.* apart)."""
+# BLIP-2's parts in the order the image flows through them
+_PIPELINE_ORDER = {
+    "vision_model": 0,
+    "qformer + query_tokens": 1,
+    "language_projection": 2,
+    "language_model": 3,
+}
+
+
+def _component(key, model_type=None):
+    """The part a tensor belongs to. BLIP: the top-level module (text_decoder.bert.* and
+    text_decoder.cls.* apart). BLIP-2: vision_model, qformer (its learned query_tokens with it),
+    language_projection, language_model."""
     parts = key.split(".")
+    if model_type == "blip-2":
+        return "qformer + query_tokens" if parts[0] in ("qformer", "query_tokens") else parts[0]
     depth = 2 if parts[0] in ("text_decoder", "language_model") and len(parts) > 2 else 1
     return ".".join(parts[:depth])
 
 
 _BRIEF_FIELDS = (
+    "model_type",
     "hidden_size",
+    "d_model",
     "num_hidden_layers",
+    "num_layers",
+    "num_decoder_layers",
     "num_attention_heads",
+    "num_heads",
     "intermediate_size",
+    "ffn_dim",
+    "d_ff",
+    "feed_forward_proj",
+    "cross_attention_frequency",
     "image_size",
     "patch_size",
     "vocab_size",
     "max_position_embeddings",
     "layer_norm_eps",
+    "layer_norm_epsilon",
+    "tie_word_embeddings",
 )
 
 
 def _brief(cfg):
+    """The towers' sizes from config.json (BLIP-2's text tower is its language_model)."""
     towers = {}
-    for name in ("vision_config", "text_config", "qformer_config"):
+    for name in ("vision_config", "qformer_config", "text_config"):
         sub = getattr(cfg, name, None)
         if sub is not None:
-            towers[name.replace("_config", "")] = {
-                f: getattr(sub, f) for f in _BRIEF_FIELDS if hasattr(sub, f)
-            }
+            tower = name.replace("_config", "")
+            if cfg.model_type == "blip-2" and tower == "text":
+                tower = "language_model"
+            towers[tower] = {f: getattr(sub, f) for f in _BRIEF_FIELDS if hasattr(sub, f)}
+    if cfg.model_type == "blip-2":
+        towers["qformer"]["num_query_tokens"] = cfg.num_query_tokens
+        towers["blip-2"] = {"image_token_index": cfg.image_token_index}
     if not towers:
         towers[cfg.model_type] = {f: getattr(cfg, f) for f in _BRIEF_FIELDS if hasattr(cfg, f)}
     return towers
@@ -212,10 +285,11 @@ def build_parser():
 
     p = sub.add_parser(
         "caption",
-        help="caption images with a BLIP captioning model",
-        description="Caption images, or every image in the given folders (walked recursively). "
-        "An unreadable image is reported on stderr and skipped; the exit status is 1 if any "
-        "image failed.",
+        help="caption images with a BLIP captioning or BLIP-2 model",
+        description="Caption images, or every image in the given folders (walked recursively), "
+        "with a BLIP captioning checkpoint or a BLIP-2 one (blip2-opt-*, blip2-flan-t5-*: "
+        "config.json's model_type says which). An unreadable image is reported on stderr and "
+        "skipped; the exit status is 1 if any image failed.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders")
     p.add_argument(
@@ -241,7 +315,11 @@ def build_parser():
     p.add_argument(
         "--json",
         action="store_true",
-        help="one JSON object per image: path, caption, token_ids, mean_logprob",
+        help="one JSON object per image: path, caption, token_ids (generate's row, prompt "
+        "included as transformers returns it), mean_logprob (of the new tokens)",
+    )
+    p.add_argument(
+        "--verbose", action="store_true", help="say on stderr which model and prompt are used"
     )
     p.set_defaults(func=cmd_caption)
 
@@ -250,7 +328,9 @@ def build_parser():
     p = sub.add_parser(
         "ask",
         help="answer a question about an image (visual question answering)",
-        description="Answer a question about an image with a BLIP VQA model.",
+        description="Answer a question about an image with a BLIP VQA checkpoint, or with a "
+        'BLIP-2 checkpoint, which continues the prompt "Question: QUESTION Answer:" (the '
+        "format of BLIP-2's model cards; --verbose prints it).",
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("question", metavar="QUESTION", help='e.g. "how many dogs are there?"')
@@ -267,14 +347,25 @@ def build_parser():
         help="beam search width (default 1)",
     )
     p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="longest answer in tokens (default: the checkpoint's generation settings)",
+    )
+    p.add_argument(
         "--json", action="store_true", help="one JSON object: path, question, answer, token_ids"
+    )
+    p.add_argument(
+        "--verbose", action="store_true", help="say on stderr which model and prompt are used"
     )
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser(
         "match",
         help="rank texts by how well they match an image (ITM and ITC)",
-        description="Score each text against an image with a BLIP retrieval model: the "
+        description="Score each text against an image with a BLIP retrieval checkpoint "
+        "(BlipForImageTextRetrieval; BLIP-2 checkpoints are refused by name): the "
         "image-text-matching probability (ITM head) and the contrastive cosine "
         "similarity (ITC), ranked by ITM probability, best first.",
     )
@@ -296,8 +387,9 @@ def build_parser():
         "info",
         help="describe a checkpoint: type, config, parameters, dtype, size",
         description="Describe a checkpoint folder or cached hub id without loading "
-        "its weights: model type, config in brief, parameters per component, "
-        "dtype and size on disk.",
+        "its weights (config.json and the safetensors headers, sharded or not): model type, "
+        "towers in brief (BLIP-2: vision, Q-Former, language model), parameters and bytes per "
+        "part, stored dtypes and size on disk.",
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint folder or hub id")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -2,6 +2,9 @@
 transformers' golden outputs (golden/blip2_generation): every recorded module of forward, the
 loss, generate's ids (exactly) and scores, the feature helpers; key coverage; named errors."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from golden_utils import (
@@ -88,3 +91,17 @@ def test_placeholder_count_and_config_errors_are_named(kind):
         model.generate(pixel_values=px[:1], input_ids=ids)  # 2 prompts for 1 image
     with pytest.raises(minblip.InputError, match="needs pixel_values"):
         model.generate(input_ids=ids)
+
+
+def test_an_empty_prompt_without_bos_token_id_is_refused(tmp_path):
+    """A T5 text_config without bos_token_id (T5Config has none by default): generate without
+    input_ids has no start token (5.23 fails with an AttributeError); minblip names the key.
+    Found by tools/fuzz_conformance.py."""
+    folder = shutil.copytree(model_dir(_case("t5_forward")), tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    del config["text_config"]["bos_token_id"]
+    (folder / "config.json").write_text(json.dumps(config))
+    meta, inputs, _ = load_case(_case("t5_forward"))
+    model = minblip.Blip2ForConditionalGeneration.from_pretrained(folder)
+    with pytest.raises(minblip.ConfigError, match="bos_token_id"):
+        model.generate(pixel_values=inputs["pixel_values"], max_new_tokens=2)

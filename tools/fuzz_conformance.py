@@ -1,17 +1,48 @@
 """minblip against transformers on random valid configs and options, live, in one process.
 
     python tools/fuzz_conformance.py [--n 40] [--seed 0] [--dtype float64]
+                                     [--family blip|opt|t5|blip2|all]
 
 The golden cases pin a few configs; conformance must hold for every valid one. This draws random
-tiny BLIP configs (head counts, widths that are not powers of two, activations, eps, image and
-patch sizes, vocabulary and special ids, tied or untied LM heads) and random inputs and
-generation options, builds each model with transformers' own classes and random weights
-(golden_common.fill_random), saves it with save_pretrained, loads the folder into minblip, and
-compares every output field. float64 (default) holds both to 1e-10, so any logic difference
-shows; --dtype float32 checks the fp32 bars (1e-5 features, 1e-4 logits). Generated ids must be
-identical. In float32, a field past its bar still passes when it is ill-conditioned: within 8x of
-the distance between transformers' own float32 and float64 results (printed). Needs
-tools/requirements-golden.txt; never run by the tests (they never import torch).
+tiny configs and random inputs and generation options, builds each model with transformers' own
+classes and random weights (golden_common.fill_random), saves it with save_pretrained, loads the
+folder into minblip, and compares every output field. float64 (default) holds both to 1e-10, so
+any logic difference shows; --dtype float32 checks the fp32 bars (1e-5 features, 1e-4 logits).
+Generated ids must be identical. In float32, a field past its bar still passes when it is
+ill-conditioned: within 8x of the distance between transformers' own float32 and float64
+results (printed). Needs tools/requirements-golden.txt; never run by the tests.
+
+Families (classes drawn in turn; blip is the default and draws as it always did):
+- blip: the five BLIP classes (head counts, widths that are not powers of two, activations, eps,
+  image and patch sizes, vocabulary and special ids, tied or untied LM heads).
+- opt: OPTForCausalLM: pre/post-LN, word_embed_proj_dim != hidden_size (project_in/out), every
+  activation, enable_bias, layer_norm_elementwise_affine, tied or untied head, no final
+  LayerNorm; forward from ids or embeddings, left padding, labels; generate from ids, from
+  inputs_embeds alone, or both.
+- t5: T5ForConditionalGeneration and T5EncoderModel: d_kv * heads != d_model, num_decoder_layers
+  != num_layers, 4-12 relative buckets with max_distance < 24 (sequences up to 12 reach the
+  log-spaced range and the clamp), relu / gelu / silu / gated-* projections, an explicit
+  dense_act_fn, tie_word_embeddings both ways (the d_model**-0.5 rescale), an untied stored
+  lm_head, hub-style config.json (scale_decoder_outputs / is_gated_act / dense_act_fn left for
+  the loader to derive); right padding, labels with -100, decoder masks; generate.
+- blip2: Blip2ForConditionalGeneration and Blip2Model with an OPT or T5 text_config
+  (num_query_tokens, image_token_index, Q-Former cross_attention_frequency); prompts laid out
+  as Blip2Processor does (OPT: placeholders, left pads, </s>, words; T5: placeholders, words,
+  </s>, right pads); forward with labels, generate with or without a prompt.
+
+For opt, t5 and blip2, transformers' side is reloaded from the saved folder (so both read the
+same files: a stored untied lm_head, an edited config.json) with this attention rule:
+- float32: attn_implementation="eager": it returns attention probabilities, and it is what
+  minblip follows on a left-pad query row whose keys are all masked (eager: the mean of the
+  values; sdpa: zeros). Every position is compared.
+- float64: "sdpa": eager's softmax runs in float32 even in a float64 run (so 1e-10 cannot hold,
+  and OPT's fully masked pad rows turn nan). With left padding (OPT, BLIP-2 with OPT) the
+  language model's per-position fields (logits, hidden states) are compared at non-pad
+  positions only, label positions predicted from a pad are -100, and generate's first-step
+  hidden states / attentions are not requested. sdpa returns no attentions: not compared.
+A call transformers raises on (5.23 limitations, e.g. T5 generate with num_decoder_layers !=
+num_layers: IndexError) is skipped with the reason printed, if minblip runs it or refuses it
+with a MinblipError; minblip crashing with any other exception is a failure.
 """
 
 import argparse

@@ -12,7 +12,8 @@ Generated ids must be identical. In float32, a field past its bar still passes w
 ill-conditioned: within 8x of the distance between transformers' own float32 and float64
 results (printed). Needs tools/requirements-golden.txt; never run by the tests.
 
-Families (classes drawn in turn; blip is the default and draws as it always did):
+Families (classes drawn in turn; blip is the default; draw i uses the seed (--seed, i), so
+--only i reruns it alone):
 - blip: the five BLIP classes (head counts, widths that are not powers of two, activations, eps,
   image and patch sizes, vocabulary and special ids, tied or untied LM heads).
 - opt: OPTForCausalLM: pre/post-LN, word_embed_proj_dim != hidden_size (project_in/out), every

@@ -573,7 +573,13 @@ class _Blip2LanguageModel(_Blip2Retrieval):
             )
         if inputs_embeds is None:
             if input_ids is None:
-                start = [token] * cfg.num_query_tokens + [cfg.text_config.bos_token_id]
+                bos = cfg.text_config.bos_token_id
+                if bos is None:  # 5.23 fails here too (AttributeError on the config)
+                    raise ConfigError(
+                        f"{self.name_or_path}: text_config has no bos_token_id, which starts "
+                        "the prompt when no input_ids are given; pass input_ids"
+                    )
+                start = [token] * cfg.num_query_tokens + [bos]
                 input_ids = np.tile(np.array([start], np.int64), (prefix.shape[0], 1))
             ids = _token_ids(input_ids, cfg.text_config.vocab_size)
             embeds = self.embed(ids)

@@ -70,6 +70,17 @@ _KNOWN = {
 }
 
 
+def ignored_prefix(mask, cfg):
+    """The repetition penalty's leading positions to skip, one per decoded row (B * beams or
+    B * num_return_sequences), as 5.23 computes them after expanding the inputs: the left
+    padding of the prompt mask. With inputs_embeds alone the ids hold only new tokens, yet 5.23
+    still skips that many of them (the first generated tokens go unpenalised), so minblip too."""
+    if mask is None:
+        return None
+    copies = cfg["num_beams"] if cfg["num_beams"] > 1 else cfg["num_return_sequences"]
+    return np.repeat(np.argmax(mask != 0, axis=1), copies)
+
+
 def generate(
     step,
     input_ids,
@@ -141,7 +152,7 @@ def generate(
         top_k_=cfg["top_k"],
         top_p_=cfg["top_p"],
         num_beams=cfg["num_beams"],
-        ignore_before=None if mask is None or embeds_only else np.argmax(mask != 0, axis=1),
+        ignore_before=ignored_prefix(mask, cfg),
         max_length=cfg["max_length"],
         **{ours: kwargs[name] for name, ours in EXTRA.items() if kwargs.get(name) is not None},
     )

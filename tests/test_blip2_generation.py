@@ -2,6 +2,9 @@
 transformers' golden outputs (golden/blip2_generation): every recorded module of forward, the
 loss, generate's ids (exactly) and scores, the feature helpers; key coverage; named errors."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from golden_utils import (
@@ -103,9 +106,6 @@ def test_a_prompt_beyond_the_position_table_is_named():
 
 
 def test_unsupported_language_model_is_refused_by_name(tmp_path):
-    import json
-    import shutil
-
     src = model_dir(_case("opt_forward"))
     shutil.copytree(src, tmp_path / "m")
     cfg = json.loads((tmp_path / "m/config.json").read_text())
@@ -113,3 +113,17 @@ def test_unsupported_language_model_is_refused_by_name(tmp_path):
     (tmp_path / "m/config.json").write_text(json.dumps(cfg))
     with pytest.raises(minblip.ConfigError, match="'llama' is not supported.*opt, t5"):
         minblip.Blip2ForConditionalGeneration.from_pretrained(tmp_path / "m")
+
+
+def test_an_empty_prompt_without_bos_token_id_is_refused(tmp_path):
+    """A T5 text_config without bos_token_id (T5Config has none by default): generate without
+    input_ids has no start token (5.23 fails with an AttributeError); minblip names the key.
+    Found by tools/fuzz_conformance.py."""
+    folder = shutil.copytree(model_dir(_case("t5_forward")), tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    del config["text_config"]["bos_token_id"]
+    (folder / "config.json").write_text(json.dumps(config))
+    meta, inputs, _ = load_case(_case("t5_forward"))
+    model = minblip.Blip2ForConditionalGeneration.from_pretrained(folder)
+    with pytest.raises(minblip.ConfigError, match="bos_token_id"):
+        model.generate(pixel_values=inputs["pixel_values"], max_new_tokens=2)

@@ -184,6 +184,27 @@ def _generate_cases():
                 **gen,
             ),
         ),
+        (
+            "generate_left_padded_beams_penalty",
+            dict(
+                config=TINY,
+                inputs={"input_ids": pids, "attention_mask": pmask},
+                kwargs=dict(max_new_tokens=6, num_beams=2, repetition_penalty=2.0),
+                notes="the penalty skips each row's left padding, per beam (found by fuzzing)",
+                **gen,
+            ),
+        ),
+        (
+            "generate_embeds_padded_penalty",
+            dict(
+                config=TINY,
+                inputs={"inputs_embeds": emb, "attention_mask": pmask[1:, 1:]},
+                kwargs=dict(max_new_tokens=8, repetition_penalty=3.0),
+                notes="inputs_embeds alone, left-padded mask: 5.23 leaves the first <pads> new "
+                "tokens unpenalised (the mask's padding counted over new ids)",
+                **gen,
+            ),
+        ),
     ]
 
 

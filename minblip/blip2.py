@@ -600,6 +600,56 @@ class _Blip2LanguageModel(_Blip2Retrieval):
             mask = np.ones(embeds.shape[:2], np.int64)  # 5.23: ones_like(input_ids)
         return ids, scatter_prefix(embeds, placeholders, prefix.astype(embeds.dtype)), mask
 
+    def image_features(self, pixel_values, interpolate_pos_encoding=False):
+        """Steps 1-3 of Blip2ForConditionalGeneration: vision tower, queries, projection ->
+        last_hidden_state (B, N, Dv), pooler_output = the prefix (B, Q, Dl), vision_outputs,
+        qformer_outputs (the layout of 5.23's get_image_features)."""
+        if pixel_values is None:
+            raise InputError(f"{type(self).__name__} needs pixel_values")
+        image, pooled, _, _ = self._image(pixel_values, interpolate_pos_encoding)
+        query_output, prefix = self.image_prefix(image)
+        return ModelOutput(
+            last_hidden_state=image,
+            pooler_output=prefix,
+            vision_outputs=ModelOutput(last_hidden_state=image, pooler_output=pooled),
+            qformer_outputs=ModelOutput(
+                last_hidden_state=query_output, pooler_output=query_output[:, 0]
+            ),
+        )
+
+    def forward_with_image(
+        self,
+        image,
+        input_ids,
+        attention_mask,
+        decoder_input_ids,
+        decoder_attention_mask,
+        inputs_embeds,
+        labels,
+        output_attentions,
+        output_hidden_states,
+        return_dict,
+    ):
+        """The prompt with the image's prefix through the language model (forward's step 4).
+        image: image_features' output."""
+        if input_ids is None and inputs_embeds is None:
+            raise InputError(f"{type(self).__name__} needs input_ids")
+        prefix = image["pooler_output"]
+        _, embeds, mask = self.language_inputs(input_ids, inputs_embeds, attention_mask, prefix)
+        options = {"output_attentions": output_attentions}
+        options["output_hidden_states"] = output_hidden_states
+        loss, logits, lm_out = self.run_language_model(
+            embeds, mask, labels, decoder_input_ids, decoder_attention_mask, **options
+        )
+        return blip2_output(
+            return_dict,
+            loss=loss,
+            logits=logits,
+            vision_outputs=image["vision_outputs"],
+            qformer_outputs=image["qformer_outputs"],
+            language_model_outputs=lm_out,
+        )
+
     def run_language_model(
         self, embeds, mask, labels, decoder_input_ids, decoder_attention_mask, **options
     ):
@@ -647,29 +697,29 @@ class Blip2ForConditionalGeneration(_Blip2LanguageModel):
         inputs_embeds=None,
         labels=None,
         interpolate_pos_encoding=False,
+        mm_encoder_outputs=None,
         output_attentions=None,
         output_hidden_states=None,
         return_dict=True,
     ):
-        if pixel_values is None or (input_ids is None and inputs_embeds is None):
-            raise InputError("Blip2ForConditionalGeneration needs pixel_values and input_ids")
-        image, pooled, hidden, attn = self._image(pixel_values, interpolate_pos_encoding)
-        query_output, prefix = self.image_prefix(image)
-        _, embeds, mask = self.language_inputs(input_ids, inputs_embeds, attention_mask, prefix)
-        options = {"output_attentions": output_attentions}
-        options["output_hidden_states"] = output_hidden_states
-        loss, logits, lm_out = self.run_language_model(
-            embeds, mask, labels, decoder_input_ids, decoder_attention_mask, **options
-        )
-        return blip2_output(
+        """mm_encoder_outputs: {"image": get_image_features(...)'s output} instead of
+        pixel_values (5.23's way to reuse the image's features across calls)."""
+        if pixel_values is not None and mm_encoder_outputs is not None:
+            raise InputError("give pixel_values or mm_encoder_outputs, not both")
+        image = (mm_encoder_outputs or {}).get("image")
+        if image is None:
+            image = self.image_features(pixel_values, interpolate_pos_encoding)
+        return self.forward_with_image(
+            image,
+            input_ids,
+            attention_mask,
+            decoder_input_ids,
+            decoder_attention_mask,
+            inputs_embeds,
+            labels,
+            output_attentions,
+            output_hidden_states,
             return_dict,
-            loss=loss,
-            logits=logits,
-            vision_outputs=ModelOutput(last_hidden_state=image, pooler_output=pooled),
-            qformer_outputs=ModelOutput(
-                last_hidden_state=query_output, pooler_output=query_output[:, 0]
-            ),
-            language_model_outputs=lm_out,
         )
 
     forward = __call__
@@ -707,18 +757,7 @@ class Blip2ForConditionalGeneration(_Blip2LanguageModel):
         """Blip2ForConditionalGeneration.get_image_features: the vision tower's outputs with
         pooler_output replaced by the language-model prefix (B, Q, Dl), and the Q-Former's
         outputs attached (as 5.23 returns them)."""
-        if pixel_values is None:
-            raise InputError("get_image_features needs pixel_values")
-        image, pooled, _, _ = self._image(pixel_values, interpolate_pos_encoding)
-        query_output, prefix = self.image_prefix(image)
-        out = ModelOutput(
-            last_hidden_state=image,
-            pooler_output=prefix,
-            vision_outputs=ModelOutput(last_hidden_state=image, pooler_output=pooled),
-            qformer_outputs=ModelOutput(
-                last_hidden_state=query_output, pooler_output=query_output[:, 0]
-            ),
-        )
+        out = self.image_features(pixel_values, interpolate_pos_encoding)
         return out if return_dict else out.to_tuple()
 
 
@@ -742,16 +781,15 @@ class Blip2Model(_Blip2LanguageModel):
         output_hidden_states=None,
         return_dict=True,
     ):
-        return Blip2ForConditionalGeneration.__call__(
-            self,
-            pixel_values,
+        image = self.image_features(pixel_values, interpolate_pos_encoding)
+        return self.forward_with_image(
+            image,
             input_ids,
             attention_mask,
             decoder_input_ids,
             decoder_attention_mask,
             None,
             labels,
-            interpolate_pos_encoding,
             output_attentions,
             output_hidden_states,
             return_dict,

@@ -127,3 +127,15 @@ def test_an_empty_prompt_without_bos_token_id_is_refused(tmp_path):
     model = minblip.Blip2ForConditionalGeneration.from_pretrained(folder)
     with pytest.raises(minblip.ConfigError, match="bos_token_id"):
         model.generate(pixel_values=inputs["pixel_values"], max_new_tokens=2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mm_encoder_outputs_stand_for_the_pixels(kind):
+    """5.23's forward takes get_image_features' output instead of pixel_values (not both)."""
+    meta, inputs, expected, model = _load(_case(f"{kind}_forward"))
+    px = inputs.pop("pixel_values")
+    image = model.get_image_features(px)
+    out = model(**inputs, mm_encoder_outputs={"image": image})
+    np.testing.assert_allclose(out.logits, expected["out.logits"], atol=1e-4, rtol=0)
+    with pytest.raises(minblip.InputError, match="not both"):
+        model(pixel_values=px, **inputs, mm_encoder_outputs={"image": image})

@@ -14,7 +14,7 @@ from .blip import BlipVisionModel, _mask_like, _token_ids
 from .config import Blip2Config, Blip2QFormerConfig, Blip2VisionConfig
 from .errors import InputError
 from .modeling import PreTrainedModel, as_pixel_values
-from .ops import ACT2FN, layer_norm, linear, merge_heads, normalize, softmax, split_heads
+from .ops import ACT2FN, attention, layer_norm, linear, merge_heads, normalize, split_heads
 from .outputs import ModelOutput
 from .trace import scope, tap
 from .vision import vision_model, vision_shapes
@@ -41,13 +41,12 @@ def qformer_attention(x, memory, mask, p, cfg):
     """
     H = cfg.num_attention_heads
     a = p["attention"]
-    q = split_heads(linear(x, a["query"]), H)  # b l (h dh) -> b h l dh
-    k = split_heads(linear(memory, a["key"]), H)  # b s (h dh) -> b h s dh
+    q = split_heads(linear(x, a["query"]), H)  # b t (h dh) -> b h t dh
+    k = split_heads(linear(memory, a["key"]), H)  # b tk (h dh) -> b h tk dh
     v = split_heads(linear(memory, a["value"]), H)
-    scores = (q @ k.transpose(0, 1, 3, 2)) * np.asarray(q.shape[-1] ** -0.5, q.dtype)  # b h l s
-    if mask is not None:
-        scores = scores + mask
-    context = tap("attention", merge_heads(softmax(scores) @ v))  # b h l dh -> b l (h dh)
+    # multiplied by Dh^-0.5, as transformers' Q-Former does (BERT divides by sqrt(Dh))
+    context, _ = attention(q, k, v, q.shape[-1] ** -0.5, mask, return_probs=False)
+    context = tap("attention", merge_heads(context))  # b h t dh -> b t (h dh)
     o = p["output"]
     out = layer_norm(linear(context, o["dense"]) + x, o["LayerNorm"], cfg.layer_norm_eps)
     return tap("output", tap("output.LayerNorm", out))

@@ -16,6 +16,8 @@ import math
 import numba
 import numpy as np
 
+from . import ops
+
 # ----------------------------------------------------------------------------- gelu
 
 # float32: erf(z) = z * g(z^2) with g(s) = erf(sqrt s) / sqrt s, a smooth function of s, replaced
@@ -225,3 +227,57 @@ def layer_norm(x, p, eps):
     out = np.empty_like(x2)
     _layer_norm_rows(x2, w, b, np.float32(eps), out)
     return out.reshape(x.shape)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+# Below this many bytes of (B, H, T, Tk) scores (the decode step's, the Q-Former's, a caption's
+# self-attention) the block stays in cache anyway and a Python loop over heads costs more than
+# it saves: the batched reference runs (docs/kernels.md).
+ATTENTION_LOOP_BYTES = 1 << 20
+
+
+def attention(q, k, v, scale, mask=None, return_probs=True, *, divide=False):
+    """Twin of ops.attention for large score blocks (the ViTs'): attention_per_head."""
+    B, H = np.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2])
+    itemsize = np.result_type(q, k, v).itemsize
+    if B * H * q.shape[2] * k.shape[2] * itemsize < ATTENTION_LOOP_BYTES:
+        return NotImplemented
+    return attention_per_head(q, k, v, scale, mask, return_probs, divide=divide)
+
+
+def attention_per_head(q, k, v, scale, mask=None, return_probs=True, *, divide=False):
+    """ops.attention in NumPy, one (batch, head) at a time; the same numbers (tested
+    bit-identical in tests/test_kernels.py).
+
+    Why: a head's (T, Tk) scores stay in cache through scale, mask, softmax and the product with
+    v, where the batched reference sends the whole (B, H, T, Tk) block to memory between steps,
+    and with return_probs False one (T, Tk) buffer serves every head (docs/kernels.md). A scale
+    that is a power of two (Dh = 64: 1/8) is applied to the (T, Dh) queries instead of the
+    (T, Tk) scores: exact, so the very same scores.
+    """
+    B, H = np.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2])  # one image, many texts
+    q, k, v = (np.broadcast_to(a, (B, H, *a.shape[2:])) for a in (q, k, v))
+    T, Tk, Dh = q.shape[2], k.shape[2], v.shape[3]
+    dtype = np.result_type(q, k, v)
+    probs = np.empty((B, H, T, Tk) if return_probs else (1, 1, T, Tk), dtype)
+    context = np.empty((B, T, H, Dh), dtype)  # b t h dh: merge_heads is then a free reshape
+    if mask is not None:
+        mask = np.broadcast_to(mask, (B, H, T, Tk))
+    exact = math.frexp(scale)[0] == 0.5
+    if exact:
+        q = q / np.asarray(scale, dtype) if divide else q * np.asarray(scale, dtype)
+    for b in range(B):
+        for h in range(H):
+            s = probs[b, h] if return_probs else probs[0, 0]  # (T, Tk), filled in place
+            np.matmul(q[b, h], k[b, h].T, out=s)  # t dh, dh tk -> t tk
+            if not exact and divide:
+                s /= scale
+            elif not exact:
+                s *= scale
+            if mask is not None:
+                s += mask[b, h]
+            ops.softmax(s, out=s)
+            np.matmul(s, v[b, h], out=context[b, :, h])  # t tk, tk dh -> t dh
+    return context.transpose(0, 2, 1, 3), probs if return_probs else None  # b t h dh -> b h t dh

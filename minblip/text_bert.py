@@ -10,11 +10,12 @@ keys/values depend only on the image, so `cross_kv` computes them once per gener
 caller passes them to every step (transformers' EncoderDecoderCache does the same).
 """
 
+import contextlib
 import math
 
 import numpy as np
 
-from .errors import InputError
+from .errors import CheckpointError, InputError
 from .ops import ACT2FN, attention, layer_norm, linear, log_softmax, merge_heads, split_heads
 from .trace import scope, tap
 
@@ -247,6 +248,47 @@ def lm_loss(logits, labels, label_smoothing=0.0, reduction="mean"):
         return per_token.reshape(logits.shape[0], -1).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):  # all ignored -> 0/0 = nan, as torch
         return (per_token.sum() / keep.sum()).astype(logits.dtype)
+
+
+def lm_step(p, cfg, name=None):
+    """generate()'s step function for BlipTextLMHeadModel (params p): the new tokens through
+    lm_forward with the cache, the image keys/values from context["encoder_kv"] (cross_kv, once
+    per call). name: the decoder's module path in a bigger model ("text_decoder"), under which
+    each step is recorded, as transformers' hooks see the decoder run once per token.
+
+    Shapes: input_ids (B, T) -> next-token logits (B, V) and text_model's dict (its cache).
+    """
+
+    def step(input_ids, position_ids, attention_mask, past, context):
+        with scope(name) if name else contextlib.nullcontext():
+            logits, out = lm_forward(
+                input_ids,
+                p,
+                cfg,
+                last_only=True,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=past,
+                encoder_kv=context["encoder_kv"],
+            )
+        if name:
+            tap(name, logits)
+        return logits[:, -1], out  # out: the text model's dict (cache, hidden states, ...)
+
+    return step
+
+
+def check_lm_head(p, tied, where=""):
+    """The tensors the LM head needs are in the file, or tied to ones that are."""
+    pp = p["cls"]["predictions"]
+    decoder = pp.get("decoder", {})
+    if "bias" not in decoder and "bias" not in pp:
+        raise CheckpointError(f"{where}cls.predictions: neither bias nor decoder.bias is stored")
+    if "weight" not in decoder and not tied:
+        raise CheckpointError(
+            f"{where}cls.predictions.decoder.weight is missing and tie_word_embeddings is false: "
+            "transformers would leave the LM head randomly initialised"
+        )
 
 
 def text_shapes(cfg, pooler=False, prefix=""):

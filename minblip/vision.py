@@ -100,6 +100,17 @@ def vision_model(pixel_values, p, cfg, interpolate_pos_encoding=False, output_at
     return last, pooled, hidden_states, attentions
 
 
+def vision_tower(x, p, cfg, interpolate_pos_encoding=False, output_attentions=False):
+    """vision_model as the part of a bigger model: its outputs, recorded under "vision_model".
+
+    Shapes: x (B, 3, Hs, Ws) -> as vision_model: (B, N, Dv), (B, Dv), hidden states, attentions.
+    """
+    with scope("vision_model"):
+        out = vision_model(x, p, cfg, interpolate_pos_encoding, output_attentions)
+    tap("vision_model", out[0])
+    return out
+
+
 def vision_shapes(cfg):
     """{key: shape} of every parameter of BlipVisionModel (or Blip2VisionModel) for this config,
     under the checkpoint's names. Blip2VisionConfig(qkv_bias=False) has no qkv bias."""

@@ -8,7 +8,6 @@ from .blip import (
 )
 from .blip2 import (
     Blip2ForImageTextRetrieval,
-    Blip2QFormerModel,
     Blip2TextModelWithProjection,
     Blip2VisionModel,
     Blip2VisionModelWithProjection,
@@ -26,6 +25,7 @@ from .ops import get_backend, set_backend
 from .pipeline import answer, caption, match
 from .preprocess import BlipImageProcessor
 from .processing import BlipProcessor
+from .qformer import Blip2QFormerModel
 
 __all__ = [
     "Blip2ForImageTextRetrieval",

@@ -2,11 +2,12 @@
 
 Notation (used in every docstring of the package; docs/notation.md explains it):
 
-    B  batch                       T  text tokens
+    B  batch                       T  text tokens (Tk keys, Tp a prompt to generate from)
     S  image side, P patch size    Q  query tokens (BLIP-2)
     N  vision tokens = (S/P)^2 + 1 V  vocabulary
     D  hidden size of the current tower (Dv vision, Dt text, Dq Q-Former, Dl language model)
     H  heads, Dh = D / H head size F  FFN width (intermediate_size)
+    L  layers                      K  beams; R = B or B·K rows of a decode step
 
 Conventions, as in PyTorch: a Linear weight is stored (out, in) and applied as x @ W.T + b;
 LayerNorm uses the biased variance with eps inside the square root. Arithmetic stays in the dtype
@@ -131,7 +132,7 @@ ACT2FN = {
 def softmax(x, axis=-1, out=None):
     """Softmax, max-subtracted for stability (as torch). out=x computes it in place."""
     e = np.subtract(x, x.max(axis=axis, keepdims=True), out=out)
-    np.exp(e, out=e)  # in place: (B, H, N, N) is 16 MB a layer at 384 px, one buffer is enough
+    np.exp(e, out=e)  # in place: one buffer of the scores' size instead of three
     e /= e.sum(axis=axis, keepdims=True)
     return e
 
@@ -187,9 +188,8 @@ def patch_embed(pixel_values, p, patch):
     gh, gw = Hs // patch, Ws // patch
     x = pixel_values[:, :, : gh * patch, : gw * patch]
     x = x.reshape(B, C, gh, patch, gw, patch)  # b c (gh p1) (gw p2)
-    x = x.transpose(0, 2, 4, 1, 3, 5).reshape(
-        B, gh * gw, C * patch * patch
-    )  # -> b (gh gw) (c p1 p2)
+    # -> b (gh gw) (c p1 p2): each patch flattened in the conv weight's (c, p1, p2) order
+    x = x.transpose(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * patch * patch)
     W = p["weight"]
     return x @ W.reshape(W.shape[0], -1).T + p["bias"]
 

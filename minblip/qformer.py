@@ -75,9 +75,9 @@ def qformer_forward(x, Q, image, self_mask, image_mask, p, cfg):
     additive (B, 1, 1, Q+T|N) or None -> last_hidden_state (B, Q+T, Dq).
     """
     x = tap("layernorm", layer_norm(x, p["layernorm"], cfg.layer_norm_eps))
-    for i, lp in enumerate(p["encoder"]["layer"]):
+    for i, layer in enumerate(p["encoder"]["layer"]):
         with scope(f"encoder.layer.{i}"):
-            x = qformer_layer(x, image, self_mask, image_mask, Q, lp, cfg)
+            x = qformer_layer(x, image, self_mask, image_mask, Q, layer, cfg)
         tap(f"encoder.layer.{i}", x)
     return tap("encoder", x)
 

@@ -21,6 +21,7 @@ from .modeling import (
     require,
     select_hidden_states,
     token_ids,
+    tower_fields,
     tower_output,
 )
 from .outputs import (
@@ -103,6 +104,25 @@ class BlipPreTrainedModel(PreTrainedModel):
         return output_flags(self.config.vision_config, output_hidden_states, output_attentions)
 
 
+def text_decoder(p, cfg, ids, mask, memory, labels, pairing, memory_mask=None, what="the logits"):
+    """The text_decoder part of a BLIP model (params p) on given ids: logits (B, T, V) and the
+    loss against labels (B, T) (None without labels). memory (B, N, Dv): what it cross-attends
+    to; pairing says how its batch and the ids' paired, for the labels' error message."""
+    with scope("text_decoder"):
+        logits, _ = lm_forward(
+            ids,
+            p,
+            cfg,
+            attention_mask=mask,
+            encoder_hidden_states=memory,
+            encoder_attention_mask=memory_mask,
+        )
+    loss_fn = lambda x, y: lm_loss(x, y, cfg.label_smoothing)  # noqa: E731
+    loss = labels_loss(labels, logits, loss_fn, pairing, what)
+    tap("text_decoder", logits if loss is None else loss)  # its output's first field
+    return logits, loss
+
+
 def decode(p, cfg, prompt, mask, memory, eos_token_id, pad_token_id, name, generate_kwargs):
     """generate() with a BLIP text decoder (params p): memory (B, N, Dv) is what it cross-attends
     to (the image, or VQA's encoded question), its keys/values computed once here.
@@ -168,26 +188,14 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
         want_h, want_a = self.output_flags(output_hidden_states, output_attentions)
         image, _, hidden, attn = self.vision_outputs(pixel_values, interpolate_pos_encoding, want_a)
         paired_batch(ids.shape[0], image.shape[0])  # one image may serve many texts
-        with scope("text_decoder"):
-            logits, _ = lm_forward(
-                ids,
-                self.params["text_decoder"],
-                tcfg,
-                attention_mask=mask,
-                encoder_hidden_states=image,
-            )
         pairing = f"texts x tokens, after pairing {ids.shape[0]} texts with {image.shape[0]} images"
-        loss = labels_loss(
-            labels, logits, lambda x, y: lm_loss(x, y, tcfg.label_smoothing), pairing
-        )
-        tap("text_decoder", logits if loss is None else loss)  # its output's first field
+        p = self.params["text_decoder"]
+        logits, loss = text_decoder(p, tcfg, ids, mask, image, labels, pairing)
         out = BlipForConditionalGenerationModelOutput(
             loss=loss,
             logits=logits,
             image_embeds=image,
-            last_hidden_state=image,
-            hidden_states=select_hidden_states(hidden, want_h),
-            attentions=tuple(attn) if want_a else None,
+            **tower_fields(image, hidden, attn, want_h, want_a),
         )
         return returned(out, return_dict)
 

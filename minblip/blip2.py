@@ -14,7 +14,15 @@ import numpy as np
 from .blip import BlipVisionModel
 from .config import Blip2Config, Blip2VisionConfig
 from .errors import InputError
-from .modeling import PreTrainedModel, as_pixel_values, mask_like, require, token_ids, tower_output
+from .modeling import (
+    PreTrainedModel,
+    as_pixel_values,
+    mask_like,
+    require,
+    token_ids,
+    tower_fields,
+    tower_output,
+)
 from .ops import linear, normalize
 from .outputs import (
     BaseModelOutputWithPoolingAndCrossAttentions,
@@ -249,13 +257,9 @@ class Blip2VisionModelWithProjection(_Blip2Retrieval):
         want_a, want_h = bool(output_attentions), bool(output_hidden_states)
         image, _, hidden, attn = self._image(pixel_values, want_a)
         read = self._queries_read(image)
-        vision = tower_output(image, None, hidden, attn, want_h, want_a)
-        out = Blip2VisionModelOutput(
-            image_embeds=normalize(linear(read, self.params["vision_projection"])),
-            last_hidden_state=image,
-            hidden_states=vision.hidden_states,
-            attentions=vision.attentions,
-        )
+        image_embeds = normalize(linear(read, self.params["vision_projection"]))  # (B, Q, E)
+        fields = tower_fields(image, hidden, attn, want_h, want_a)
+        out = Blip2VisionModelOutput(image_embeds=image_embeds, **fields)
         return returned(out, return_dict)
 
     forward = __call__

@@ -10,9 +10,9 @@ and visual question answering, composed from the vision tower and the BERT text 
 
 import numpy as np
 
-from .blip import BlipPreTrainedModel, decode
+from .blip import BlipPreTrainedModel, decode, text_decoder
 from .errors import ConfigError, InputError
-from .modeling import labels_loss, mask_like, paired_batch, require, token_ids, tower_output
+from .modeling import mask_like, paired_batch, require, token_ids, tower_fields, tower_output
 from .ops import linear, log_softmax, normalize
 from .outputs import (
     BlipImageTextMatchingModelOutput,
@@ -20,7 +20,7 @@ from .outputs import (
     BlipTextVisionModelOutput,
     returned,
 )
-from .text_bert import lm_forward, lm_loss, lm_shapes, text_model, text_shapes
+from .text_bert import lm_shapes, text_model, text_shapes
 from .trace import scope, tap
 from .vision import vision_shapes
 
@@ -227,14 +227,8 @@ class BlipForImageTextRetrieval(_BlipTask):
             image_feat = normalize(linear(image[:, 0], self.params["vision_proj"]))  # (Bi, E)
             text_feat = normalize(linear(text[:, 0], self.params["text_proj"]))  # (Bt, E)
             score = image_feat @ text_feat.T  # (Bi, Bt)
-        vision = tower_output(image, None, hidden, attn, want_h, want_a)
-        out = BlipImageTextMatchingModelOutput(
-            itm_score=score,
-            last_hidden_state=image,
-            hidden_states=vision.hidden_states,
-            attentions=vision.attentions,
-            question_embeds=text,
-        )
+        fields = tower_fields(image, hidden, attn, want_h, want_a)
+        out = BlipImageTextMatchingModelOutput(itm_score=score, question_embeds=text, **fields)
         return returned(out, return_dict)
 
     forward = __call__
@@ -279,6 +273,13 @@ class BlipForQuestionAnswering(_BlipTask):
         q = self._text("text_encoder", input_ids, attention_mask, encoder_hidden_states=vision[0])
         return vision, q["last_hidden_state"]
 
+    def _answer(self, labels, decoder_input_ids, decoder_attention_mask):
+        """The answer ids (B, T) and mask: labels are used as given when there are no
+        decoder_input_ids (no shift: the loss shifts)."""
+        answer = labels if decoder_input_ids is None else decoder_input_ids
+        ids = token_ids(answer, self.config.text_config.vocab_size, "decoder_input_ids")
+        return ids, mask_like(decoder_attention_mask, ids, "decoder_attention_mask")
+
     def __call__(
         self,
         input_ids=None,
@@ -303,38 +304,16 @@ class BlipForQuestionAnswering(_BlipTask):
         (image, _, hidden, attn), question = self._question(
             input_ids, pixel_values, attention_mask, interpolate_pos_encoding, want_a
         )
-        # labels are used as given when there are no decoder_input_ids: no shift (the loss shifts)
-        ids = token_ids(
-            labels if decoder_input_ids is None else decoder_input_ids,
-            tcfg.vocab_size,
-            "decoder_input_ids",
+        ids, ids_mask = self._answer(labels, decoder_input_ids, decoder_attention_mask)
+        n, m = ids.shape[0], question.shape[0]  # the decoder pairs answers with questions
+        pairing = f"answers x tokens, after pairing {n} answers with {m} encoded questions"
+        p, what = self.params["text_decoder"], "the answer logits"
+        # the question's mask goes to the decoder, and has no effect there (text_bert.text_model)
+        _, loss = text_decoder(
+            p, tcfg, ids, ids_mask, question, labels, pairing, attention_mask, what
         )
-        answer_mask = mask_like(decoder_attention_mask, ids, "decoder_attention_mask")
-        with scope("text_decoder"):
-            logits, _ = lm_forward(
-                ids,
-                self.params["text_decoder"],
-                tcfg,
-                attention_mask=answer_mask,
-                encoder_hidden_states=question,
-                encoder_attention_mask=attention_mask,  # the question's mask (generate: ones)
-            )
-        # the decoder pairs answers with questions
-        pairing = (
-            f"answers x tokens, after pairing {ids.shape[0]} answers with "
-            f"{question.shape[0]} encoded questions"
-        )
-        loss_fn = lambda x, y: lm_loss(x, y, tcfg.label_smoothing)  # noqa: E731
-        loss = labels_loss(labels, logits, loss_fn, pairing, "the answer logits")
-        tap("text_decoder", logits if loss is None else loss)
-        vision = tower_output(image, None, hidden, attn, want_h, want_a)
-        out = BlipTextVisionModelOutput(
-            loss=loss,
-            image_embeds=image,
-            last_hidden_state=image,
-            hidden_states=vision.hidden_states,
-            attentions=vision.attentions,
-        )
+        fields = tower_fields(image, hidden, attn, want_h, want_a)
+        out = BlipTextVisionModelOutput(loss=loss, image_embeds=image, **fields)
         return returned(out, return_dict)
 
     forward = __call__

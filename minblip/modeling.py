@@ -261,14 +261,20 @@ def output_flags(cfg, output_hidden_states, output_attentions):
     return want_h, want_a
 
 
+def tower_fields(last, hidden_states, attentions, want_h, want_a):
+    """last_hidden_state, and the hidden states and attentions as asked for: the fields that
+    transformers' outputs copy from the vision tower."""
+    return {
+        "last_hidden_state": last,
+        "hidden_states": select_hidden_states(hidden_states, want_h),
+        "attentions": tuple(attentions) if want_a else None,
+    }
+
+
 def tower_output(last, pooled, hidden_states, attentions, want_h, want_a):
     """A tower's BaseModelOutputWithPooling, its hidden states and attentions as asked for."""
-    return BaseModelOutputWithPooling(
-        last_hidden_state=last,
-        pooler_output=pooled,
-        hidden_states=select_hidden_states(hidden_states, want_h),
-        attentions=tuple(attentions) if want_a else None,
-    )
+    fields = tower_fields(last, hidden_states, attentions, want_h, want_a)
+    return BaseModelOutputWithPooling(pooler_output=pooled, **fields)
 
 
 def select_hidden_states(hidden_states, output_hidden_states):

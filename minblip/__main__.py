@@ -193,6 +193,18 @@ def _brief(cfg):
     return towers
 
 
+def _model_option(p, default, note=""):
+    p.add_argument(
+        "--model", default=default, help=f"checkpoint folder or hub id (default: {default}{note})"
+    )
+
+
+def _json_option(p, what, func):
+    """--json (what each JSON line holds), and the command's function."""
+    p.add_argument("--json", action="store_true", help=what)
+    p.set_defaults(func=func)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minblip",
@@ -208,11 +220,7 @@ def build_parser():
         "image failed.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders")
-    p.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"checkpoint folder or hub id (default: {DEFAULT_MODEL}, from the Hugging Face cache)",
-    )
+    _model_option(p, DEFAULT_MODEL, ", from the Hugging Face cache")
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
     p.add_argument(
         "--num-beams",
@@ -228,12 +236,9 @@ def build_parser():
         metavar="N",
         help="longest caption in tokens (default 20, as transformers)",
     )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON object per image: path, caption, token_ids, mean_logprob",
+    _json_option(
+        p, "one JSON object per image: path, caption, token_ids, mean_logprob", cmd_caption
     )
-    p.set_defaults(func=cmd_caption)
 
     from .pipeline import DEFAULT_ITM_MODEL, DEFAULT_VQA_MODEL
 
@@ -244,18 +249,11 @@ def build_parser():
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("question", metavar="QUESTION", help='e.g. "how many dogs are there?"')
-    p.add_argument(
-        "--model",
-        default=DEFAULT_VQA_MODEL,
-        help=f"checkpoint folder or hub id (default: {DEFAULT_VQA_MODEL})",
-    )
+    _model_option(p, DEFAULT_VQA_MODEL)
     p.add_argument(
         "--num-beams", type=int, default=1, metavar="N", help="beam search width (default 1)"
     )
-    p.add_argument(
-        "--json", action="store_true", help="one JSON object: path, question, answer, token_ids"
-    )
-    p.set_defaults(func=cmd_ask)
+    _json_option(p, "one JSON object: path, question, answer, token_ids", cmd_ask)
 
     p = sub.add_parser(
         "match",
@@ -266,17 +264,8 @@ def build_parser():
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("texts", nargs="+", metavar="TEXT", help="candidate descriptions")
-    p.add_argument(
-        "--model",
-        default=DEFAULT_ITM_MODEL,
-        help=f"checkpoint folder or hub id (default: {DEFAULT_ITM_MODEL})",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON object per text: text, itm_probability, itc_cosine",
-    )
-    p.set_defaults(func=cmd_match)
+    _model_option(p, DEFAULT_ITM_MODEL)
+    _json_option(p, "one JSON object per text: text, itm_probability, itc_cosine", cmd_match)
 
     p = sub.add_parser(
         "info",
@@ -286,8 +275,7 @@ def build_parser():
         "dtype and size on disk.",
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint folder or hub id")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_info)
+    _json_option(p, "print one JSON object", cmd_info)
     return parser
 
 

@@ -13,6 +13,7 @@ from .errors import InputError
 from .modeling import PreTrainedModel, features, mask_like
 from .ops import ACT2FN, attention, layer_norm, linear, merge_heads, split_heads
 from .outputs import BaseModelOutputWithPoolingAndCrossAttentions, returned
+from .text_bert import attention_shapes, ffn_shapes
 from .trace import scope, tap
 
 
@@ -93,39 +94,18 @@ def padding_mask(mask, dtype):
 def qformer_shapes(cfg):
     """{key: shape} of Blip2QFormerModel's parameters for this config (checkpoint names)."""
     D, F, E = cfg.hidden_size, cfg.intermediate_size, cfg.encoder_hidden_size
-
-    def block(width_in):
-        return {
-            "attention.query.weight": (D, D),
-            "attention.query.bias": (D,),
-            "attention.key.weight": (D, width_in),
-            "attention.key.bias": (D,),
-            "attention.value.weight": (D, width_in),
-            "attention.value.bias": (D,),
-            "output.dense.weight": (D, D),
-            "output.dense.bias": (D,),
-            "output.LayerNorm.weight": (D,),
-            "output.LayerNorm.bias": (D,),
-        }
-
-    def ffn(name_in, name_out):
-        return {
-            f"{name_in}.dense.weight": (F, D),
-            f"{name_in}.dense.bias": (F,),
-            f"{name_out}.dense.weight": (D, F),
-            f"{name_out}.dense.bias": (D,),
-            f"{name_out}.LayerNorm.weight": (D,),
-            f"{name_out}.LayerNorm.bias": (D,),
-        }
-
     shapes = {"layernorm.weight": (D,), "layernorm.bias": (D,)}
     for i in range(cfg.num_hidden_layers):
-        layer = {f"attention.{k}": s for k, s in block(D).items()}
+        blocks = {"attention": D}
         if i % cfg.cross_attention_frequency == 0:
-            layer.update({f"crossattention.{k}": s for k, s in block(E).items()})
-        layer.update(ffn("intermediate_query", "output_query"))
+            blocks["crossattention"] = E
+        layer = {}
+        for block, kv_in in blocks.items():  # BERT's blocks, "attention" where BERT has "self"
+            attn = attention_shapes(D, kv_in, inner="attention")
+            layer.update({f"{block}.{k}": s for k, s in attn.items()})
+        layer.update(ffn_shapes(D, F, "intermediate_query", "output_query"))
         if cfg.use_qformer_text_input:
-            layer.update(ffn("intermediate", "output"))
+            layer.update(ffn_shapes(D, F))
         shapes.update({f"encoder.layer.{i}.{k}": s for k, s in layer.items()})
     return shapes
 

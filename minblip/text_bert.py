@@ -291,6 +291,35 @@ def check_lm_head(p, tied, where=""):
         )
 
 
+def attention_shapes(D, kv_in, inner="self"):
+    """{key: shape} of one BERT attention block: {inner}.{query, key, value} and output.{dense,
+    LayerNorm}. kv_in: the width keys and values read (D, or the image's in cross-attention)."""
+    return {
+        f"{inner}.query.weight": (D, D),
+        f"{inner}.query.bias": (D,),
+        f"{inner}.key.weight": (D, kv_in),
+        f"{inner}.key.bias": (D,),
+        f"{inner}.value.weight": (D, kv_in),
+        f"{inner}.value.bias": (D,),
+        "output.dense.weight": (D, D),
+        "output.dense.bias": (D,),
+        "output.LayerNorm.weight": (D,),
+        "output.LayerNorm.bias": (D,),
+    }
+
+
+def ffn_shapes(D, F, name_in="intermediate", name_out="output"):
+    """{key: shape} of one BERT FFN: {name_in}.dense, then {name_out}.dense and LayerNorm."""
+    return {
+        f"{name_in}.dense.weight": (F, D),
+        f"{name_in}.dense.bias": (F,),
+        f"{name_out}.dense.weight": (D, F),
+        f"{name_out}.dense.bias": (D,),
+        f"{name_out}.LayerNorm.weight": (D,),
+        f"{name_out}.LayerNorm.bias": (D,),
+    }
+
+
 def text_shapes(cfg, pooler=False, prefix=""):
     """{key: shape} of BlipTextModel's parameters (checkpoint names, under prefix)."""
     D, F, Dv = cfg.hidden_size, cfg.intermediate_size, cfg.encoder_hidden_size
@@ -300,32 +329,11 @@ def text_shapes(cfg, pooler=False, prefix=""):
         "embeddings.LayerNorm.weight": (D,),
         "embeddings.LayerNorm.bias": (D,),
     }
-    blocks = ["attention"] + (["crossattention"] if cfg.is_decoder else [])
+    blocks = {"attention": D, "crossattention": Dv} if cfg.is_decoder else {"attention": D}
     for i in range(cfg.num_hidden_layers):
-        layer = {
-            "intermediate.dense.weight": (F, D),
-            "intermediate.dense.bias": (F,),
-            "output.dense.weight": (D, F),
-            "output.dense.bias": (D,),
-            "output.LayerNorm.weight": (D,),
-            "output.LayerNorm.bias": (D,),
-        }
-        for blk in blocks:
-            kv_in = Dv if blk == "crossattention" else D
-            layer.update(
-                {
-                    f"{blk}.self.query.weight": (D, D),
-                    f"{blk}.self.query.bias": (D,),
-                    f"{blk}.self.key.weight": (D, kv_in),
-                    f"{blk}.self.key.bias": (D,),
-                    f"{blk}.self.value.weight": (D, kv_in),
-                    f"{blk}.self.value.bias": (D,),
-                    f"{blk}.output.dense.weight": (D, D),
-                    f"{blk}.output.dense.bias": (D,),
-                    f"{blk}.output.LayerNorm.weight": (D,),
-                    f"{blk}.output.LayerNorm.bias": (D,),
-                }
-            )
+        layer = ffn_shapes(D, F)
+        for block, kv_in in blocks.items():
+            layer.update({f"{block}.{k}": s for k, s in attention_shapes(D, kv_in).items()})
         shapes.update({f"encoder.layer.{i}.{k}": s for k, s in layer.items()})
     if pooler:
         shapes.update({"pooler.dense.weight": (D, D), "pooler.dense.bias": (D,)})

@@ -127,7 +127,7 @@ def decode(p, cfg, prompt, mask, memory, eos_token_id, pad_token_id, name, gener
     """generate() with a BLIP text decoder (params p): memory (B, N, Dv) is what it cross-attends
     to (the image, or VQA's encoded question), its keys/values computed once here.
 
-    Shapes: prompt (B, P) -> ids (B * n_return, L)."""
+    Shapes: prompt (B, Tp) -> ids (B * n_return, L)."""
     context = {"encoder_kv": None if memory is None else cross_kv(memory, p["bert"], cfg)}
     return generate(
         lm_step(p, cfg, name),
@@ -225,8 +225,8 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
     def decoder_prompt(self, input_ids, attention_mask, batch):
         """transformers' prompt handling: the first token is replaced by [DEC] (bos) and the last
         column ([SEP] of a processor output) is dropped, the mask sliced alike; without input_ids
-        the prompt is [DEC] alone (one per image: batch of them). Returns (prompt (B, P), mask
-        (B, P) or None), both copies; how prompts pair with images is generate_pairing's."""
+        the prompt is [DEC] alone (one per image: batch of them). Returns (prompt (B, Tp), mask
+        (B, Tp) or None), both copies; how prompts pair with images is generate_pairing's."""
         tcfg = self.config.text_config
         if input_ids is None:  # transformers' placeholder [bos, eos]; its last column is dropped
             ids = np.tile(np.array([[tcfg.bos_token_id, tcfg.eos_token_id]], np.int64), (batch, 1))

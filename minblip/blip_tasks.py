@@ -58,13 +58,13 @@ class BlipModel(_BlipTask):
 
     @classmethod
     def expected_shapes(cls, config):
-        t, v, P = config.text_config, config.vision_config, config.projection_dim
+        t, v, E = config.text_config, config.vision_config, config.projection_dim
         shapes = _vision_keys(config)
         shapes.update(text_shapes(t, pooler=True, prefix="text_model."))
         shapes.update(
             {
-                "visual_projection.weight": (P, v.hidden_size),
-                "text_projection.weight": (P, t.hidden_size),
+                "visual_projection.weight": (E, v.hidden_size),
+                "text_projection.weight": (E, t.hidden_size),
                 "logit_scale": (),
             }
         )
@@ -91,7 +91,7 @@ class BlipModel(_BlipTask):
         output_hidden_states=None,
         output_attentions=None,
     ):
-        """Text features (B, P) = text_projection(pooler_output), returned in the pooler_output
+        """Text features (B, E) = text_projection(pooler_output), returned in the pooler_output
         field of the text model's output, as 5.23 does."""
         out = self._text_tower(
             input_ids, attention_mask, position_ids, output_hidden_states, output_attentions
@@ -105,7 +105,7 @@ class BlipModel(_BlipTask):
         output_hidden_states=None,
         output_attentions=None,
     ):
-        """Image features (B, P) = visual_projection(pooler_output) (the doubly normed [CLS])."""
+        """Image features (B, E) = visual_projection(pooler_output) (the doubly normed [CLS])."""
         want_h, want_a = self.output_flags(output_hidden_states, output_attentions)
         out = self._image_tower(pixel_values, interpolate_pos_encoding, want_h, want_a)
         W = self.params["visual_projection"]
@@ -114,7 +114,7 @@ class BlipModel(_BlipTask):
     def get_multimodal_features(
         self, input_ids=None, pixel_values=None, attention_mask=None, interpolate_pos_encoding=False
     ):
-        """Text encoded against the image (all image tokens visible), pooled, projected: (B, P)."""
+        """Text encoded against the image (all image tokens visible), pooled, projected: (B, E)."""
         image = self.vision_outputs(pixel_values, interpolate_pos_encoding)[0]
         require("get_multimodal_features", input_ids=input_ids, pixel_values=pixel_values)
         paired_batch(np.shape(input_ids)[0], image.shape[0])

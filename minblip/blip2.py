@@ -31,10 +31,13 @@ from .outputs import (
     Blip2VisionModelOutput,
     returned,
 )
-from .qformer import (  # noqa: F401  (Blip2QFormerModel: re-exported, minblip.blip2's before)
+from .qformer import (  # noqa: F401  (re-exported: these lived in blip2.py before qformer.py)
     Blip2QFormerModel,
     padding_mask,
+    qformer_attention,
+    qformer_ffn,
     qformer_forward,
+    qformer_layer,
     qformer_shapes,
     qformer_text_embeddings,
 )

@@ -10,7 +10,6 @@ from .blip2 import (
     Blip2ForConditionalGeneration,
     Blip2ForImageTextRetrieval,
     Blip2Model,
-    Blip2QFormerModel,
     Blip2TextModelWithProjection,
     Blip2VisionModel,
     Blip2VisionModelWithProjection,
@@ -29,6 +28,7 @@ from .opt import OPTForCausalLM
 from .pipeline import answer, caption, match
 from .preprocess import BlipImageProcessor
 from .processing import Blip2Processor, BlipProcessor
+from .qformer import Blip2QFormerModel
 from .t5 import T5EncoderModel, T5ForConditionalGeneration
 from .tokenize import BertTokenizer, GPT2Tokenizer, T5Tokenizer, load_tokenizer
 

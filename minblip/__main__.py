@@ -276,6 +276,18 @@ def _positive_int(text):
     return int(text)
 
 
+def _model_option(p, default, note=""):
+    p.add_argument(
+        "--model", default=default, help=f"checkpoint folder or hub id (default: {default}{note})"
+    )
+
+
+def _json_option(p, what, func):
+    """--json (what each JSON line holds), and the command's function."""
+    p.add_argument("--json", action="store_true", help=what)
+    p.set_defaults(func=func)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minblip",
@@ -292,11 +304,7 @@ def build_parser():
         "skipped; the exit status is 1 if any image failed.",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders")
-    p.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        help=f"checkpoint folder or hub id (default: {DEFAULT_MODEL}, from the Hugging Face cache)",
-    )
+    _model_option(p, DEFAULT_MODEL, ", from the Hugging Face cache")
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
     p.add_argument(
         "--num-beams",
@@ -312,16 +320,15 @@ def build_parser():
         metavar="N",
         help="longest caption in tokens (default 20, as transformers)",
     )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON object per image: path, caption, token_ids (generate's row, prompt "
-        "included as transformers returns it), mean_logprob (of the new tokens)",
+    _json_option(
+        p,
+        "one JSON object per image: path, caption, token_ids (generate's row, prompt included as "
+        "transformers returns it), mean_logprob (of the new tokens)",
+        cmd_caption,
     )
     p.add_argument(
         "--verbose", action="store_true", help="say on stderr which model and prompt are used"
     )
-    p.set_defaults(func=cmd_caption)
 
     from .pipeline import DEFAULT_ITM_MODEL, DEFAULT_VQA_MODEL
 
@@ -334,11 +341,7 @@ def build_parser():
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("question", metavar="QUESTION", help='e.g. "how many dogs are there?"')
-    p.add_argument(
-        "--model",
-        default=DEFAULT_VQA_MODEL,
-        help=f"checkpoint folder or hub id (default: {DEFAULT_VQA_MODEL})",
-    )
+    _model_option(p, DEFAULT_VQA_MODEL)
     p.add_argument(
         "--num-beams",
         type=_positive_int,
@@ -353,13 +356,10 @@ def build_parser():
         metavar="N",
         help="longest answer in tokens (default: the checkpoint's generation settings)",
     )
-    p.add_argument(
-        "--json", action="store_true", help="one JSON object: path, question, answer, token_ids"
-    )
+    _json_option(p, "one JSON object: path, question, answer, token_ids", cmd_ask)
     p.add_argument(
         "--verbose", action="store_true", help="say on stderr which model and prompt are used"
     )
-    p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser(
         "match",
@@ -371,17 +371,8 @@ def build_parser():
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("texts", nargs="+", metavar="TEXT", help="candidate descriptions")
-    p.add_argument(
-        "--model",
-        default=DEFAULT_ITM_MODEL,
-        help=f"checkpoint folder or hub id (default: {DEFAULT_ITM_MODEL})",
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="one JSON object per text: text, itm_probability, itc_cosine",
-    )
-    p.set_defaults(func=cmd_match)
+    _model_option(p, DEFAULT_ITM_MODEL)
+    _json_option(p, "one JSON object per text: text, itm_probability, itc_cosine", cmd_match)
 
     p = sub.add_parser(
         "info",
@@ -392,8 +383,7 @@ def build_parser():
         "part, stored dtypes and size on disk.",
     )
     p.add_argument("model", metavar="MODEL", help="checkpoint folder or hub id")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_info)
+    _json_option(p, "print one JSON object", cmd_info)
 
     # trace, compare, explain: looking inside (minblip/cli_inside.py)
     from .cli_inside import add_subcommands

@@ -10,43 +10,29 @@ and visual question answering, composed from the vision tower and the BERT text 
 
 import numpy as np
 
-from .blip import BlipForConditionalGeneration, _mask_like, _token_ids, paired_batch
-from .config import BlipConfig
+from .blip import BlipPreTrainedModel, decode, text_decoder
 from .errors import ConfigError, InputError
-from .generate import generate
-from .modeling import PreTrainedModel, select_hidden_states
-from .ops import linear, normalize
-from .outputs import ModelOutput
-from .text_bert import cross_kv, lm_forward, lm_loss, lm_shapes, text_model, text_shapes
+from .modeling import mask_like, paired_batch, require, token_ids, tower_fields, tower_output
+from .ops import linear, log_softmax, normalize
+from .outputs import (
+    BlipImageTextMatchingModelOutput,
+    BlipOutput,
+    BlipTextVisionModelOutput,
+    returned,
+)
+from .text_bert import lm_shapes, text_model, text_shapes
 from .trace import scope, tap
 from .vision import vision_shapes
 
 
-class _BlipTask(PreTrainedModel):
-    """What the three share: a BlipConfig, the vision tower, a text tower under `text_prefix`."""
-
-    config_types = (BlipConfig,)
-    _vision = BlipForConditionalGeneration._vision  # the same vision step as captioning
-
-    @classmethod
-    def sub_config(cls, config, folder):
-        if not isinstance(config, BlipConfig):
-            raise ConfigError(
-                f"{folder}/config.json: model_type {config.model_type!r} is not a BLIP model"
-            )
-        return config
-
-    def _flags(self, output_hidden_states, output_attentions):
-        v = self.config.vision_config
-        want_h = v.output_hidden_states if output_hidden_states is None else output_hidden_states
-        want_a = v.output_attentions if output_attentions is None else output_attentions
-        return want_h, want_a
+class _BlipTask(BlipPreTrainedModel):
+    """What the three share: BLIP's vision step, and a text tower under a checkpoint prefix."""
 
     def _text(self, name, input_ids, attention_mask, **kw):
         """Run the BERT tower stored under `name` (encoder mode) and tap its output."""
         tcfg = self.config.text_config
-        ids = _token_ids(input_ids, tcfg.vocab_size)
-        mask = _mask_like(attention_mask, ids)
+        ids = token_ids(input_ids, tcfg.vocab_size)
+        mask = mask_like(attention_mask, ids)
         with scope(name):
             out = text_model(ids, self.params[name], tcfg, attention_mask=mask, **kw)
         tap(name, out["last_hidden_state"])
@@ -59,9 +45,8 @@ def _vision_keys(config):
 
 def _cross_entropy_diagonal(logits):
     """Mean cross-entropy of row i against class i (torch cross_entropy with arange targets)."""
-    shifted = logits - logits.max(-1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-    return -np.mean(logp[np.arange(len(logits)), np.arange(len(logits))])
+    n = np.arange(len(logits))
+    return -np.mean(log_softmax(logits)[n, n])
 
 
 class BlipModel(_BlipTask):
@@ -73,37 +58,30 @@ class BlipModel(_BlipTask):
 
     @classmethod
     def expected_shapes(cls, config):
-        t, v, P = config.text_config, config.vision_config, config.projection_dim
+        t, v, E = config.text_config, config.vision_config, config.projection_dim
         shapes = _vision_keys(config)
         shapes.update(text_shapes(t, pooler=True, prefix="text_model."))
         shapes.update(
             {
-                "visual_projection.weight": (P, v.hidden_size),
-                "text_projection.weight": (P, t.hidden_size),
+                "visual_projection.weight": (E, v.hidden_size),
+                "text_projection.weight": (E, t.hidden_size),
                 "logit_scale": (),
             }
         )
         return shapes
 
     def _image_tower(self, pixel_values, interpolate_pos_encoding, want_h, want_a):
-        last, pooled, hidden, attn = self._vision(pixel_values, interpolate_pos_encoding, want_a)
-        return ModelOutput(
-            last_hidden_state=last,
-            pooler_output=pooled,
-            hidden_states=select_hidden_states(hidden, want_h),
-            attentions=tuple(attn) if want_a else None,
+        last, pooled, hidden, attn = self.vision_outputs(
+            pixel_values, interpolate_pos_encoding, want_a
         )
+        return tower_output(last, pooled, hidden, attn, want_h, want_a)
 
     def _text_tower(self, input_ids, attention_mask, position_ids, want_h, want_a):
         out = self._text(
             "text_model", input_ids, attention_mask, position_ids=position_ids, pooler=True
         )
-        return ModelOutput(
-            last_hidden_state=out["last_hidden_state"],
-            pooler_output=out["pooler_output"],
-            hidden_states=select_hidden_states(out["hidden_states"], want_h),
-            attentions=tuple(out["attentions"]) if want_a else None,
-        )
+        last, pooled = out["last_hidden_state"], out["pooler_output"]
+        return tower_output(last, pooled, out["hidden_states"], out["attentions"], want_h, want_a)
 
     def get_text_features(
         self,
@@ -113,14 +91,12 @@ class BlipModel(_BlipTask):
         output_hidden_states=None,
         output_attentions=None,
     ):
-        """Text features (B, P) = text_projection(pooler_output), returned in the pooler_output
+        """Text features (B, E) = text_projection(pooler_output), returned in the pooler_output
         field of the text model's output, as 5.23 does."""
         out = self._text_tower(
             input_ids, attention_mask, position_ids, output_hidden_states, output_attentions
         )
-        return ModelOutput(
-            **{**out, "pooler_output": linear(out.pooler_output, self.params["text_projection"])}
-        )
+        return out.replace(pooler_output=linear(out.pooler_output, self.params["text_projection"]))
 
     def get_image_features(
         self,
@@ -129,23 +105,21 @@ class BlipModel(_BlipTask):
         output_hidden_states=None,
         output_attentions=None,
     ):
-        """Image features (B, P) = visual_projection(pooler_output) (the doubly normed [CLS])."""
-        want_h, want_a = self._flags(output_hidden_states, output_attentions)
+        """Image features (B, E) = visual_projection(pooler_output) (the doubly normed [CLS])."""
+        want_h, want_a = self.output_flags(output_hidden_states, output_attentions)
         out = self._image_tower(pixel_values, interpolate_pos_encoding, want_h, want_a)
-        return ModelOutput(
-            **{**out, "pooler_output": linear(out.pooler_output, self.params["visual_projection"])}
-        )
+        W = self.params["visual_projection"]
+        return out.replace(pooler_output=linear(out.pooler_output, W))
 
     def get_multimodal_features(
         self, input_ids=None, pixel_values=None, attention_mask=None, interpolate_pos_encoding=False
     ):
-        """Text encoded against the image (all image tokens visible), pooled, projected: (B, P)."""
-        image_embeds = self._vision(pixel_values, interpolate_pos_encoding)[0]
-        if input_ids is None:
-            raise InputError("get_multimodal_features needs input_ids and pixel_values")
-        paired_batch(np.shape(input_ids)[0], image_embeds.shape[0])
+        """Text encoded against the image (all image tokens visible), pooled, projected: (B, E)."""
+        image = self.vision_outputs(pixel_values, interpolate_pos_encoding)[0]
+        require("get_multimodal_features", input_ids=input_ids, pixel_values=pixel_values)
+        paired_batch(np.shape(input_ids)[0], image.shape[0])
         out = self._text(
-            "text_model", input_ids, attention_mask, pooler=True, encoder_hidden_states=image_embeds
+            "text_model", input_ids, attention_mask, pooler=True, encoder_hidden_states=image
         )
         return linear(out["pooler_output"], self.params["text_projection"])
 
@@ -162,43 +136,41 @@ class BlipModel(_BlipTask):
         return_dict=True,
     ):
         """Mirrors BlipModel.forward: logits_per_text (Bt, Bi) = cos(text, image) e^logit_scale."""
-        if input_ids is None or pixel_values is None:
-            raise InputError("BlipModel needs input_ids and pixel_values")
-        want_h, want_a = self._flags(output_hidden_states, output_attentions)
+        require("BlipModel", input_ids=input_ids, pixel_values=pixel_values)
+        want_h, want_a = self.output_flags(output_hidden_states, output_attentions)
         vision_out = self._image_tower(pixel_values, interpolate_pos_encoding, want_h, want_a)
         text_out = self._text_tower(input_ids, attention_mask, position_ids, want_h, want_a)
         image_embeds = linear(vision_out.pooler_output, self.params["visual_projection"])
         text_embeds = linear(text_out.pooler_output, self.params["text_projection"])
-        image_embeds = image_embeds / np.linalg.norm(
-            image_embeds, axis=-1, keepdims=True
-        )  # no eps, as 5.23
+        # divided by the norm with no eps, as 5.23 writes it (ops.normalize clamps at 1e-12)
+        image_embeds = image_embeds / np.linalg.norm(image_embeds, axis=-1, keepdims=True)
         text_embeds = text_embeds / np.linalg.norm(text_embeds, axis=-1, keepdims=True)
-        logits_per_text = (
-            text_embeds @ image_embeds.T * np.exp(self.params["logit_scale"])
-        )  # (Bt, Bi)
-        loss = None
-        if return_loss:  # symmetric InfoNCE: text i belongs to image i
-            if logits_per_text.shape[0] != logits_per_text.shape[1]:
-                raise InputError(
-                    f"return_loss needs as many texts as images, got {logits_per_text.shape}"
-                )
-            loss = (
-                _cross_entropy_diagonal(logits_per_text)
-                + _cross_entropy_diagonal(logits_per_text.T)
-            ) / 2
-        out = ModelOutput(
-            loss=None if loss is None else np.asarray(loss, logits_per_text.dtype),
+        scale = np.exp(self.params["logit_scale"])
+        logits_per_text = text_embeds @ image_embeds.T * scale  # (Bt, Bi)
+        out = BlipOutput(
+            loss=self._loss(logits_per_text) if return_loss else None,
             logits_per_image=logits_per_text.T,
             logits_per_text=logits_per_text,
             text_embeds=text_embeds,
             image_embeds=image_embeds,
-            # return_dict=False: the towers' outputs are tuples too, as transformers builds them
-            text_model_output=text_out if return_dict else text_out.to_tuple(),
-            vision_model_output=vision_out if return_dict else vision_out.to_tuple(),
+            text_model_output=text_out,
+            vision_model_output=vision_out,
         )
-        return out if return_dict else out.to_tuple()
+        return returned(out, return_dict)
 
     forward = __call__
+
+    @staticmethod
+    def _loss(logits_per_text):
+        """Symmetric InfoNCE: text i belongs to image i."""
+        if logits_per_text.shape[0] != logits_per_text.shape[1]:
+            raise InputError(
+                f"return_loss needs as many texts as images, got {logits_per_text.shape}"
+            )
+        loss = (
+            _cross_entropy_diagonal(logits_per_text) + _cross_entropy_diagonal(logits_per_text.T)
+        ) / 2
+        return np.asarray(loss, logits_per_text.dtype)
 
 
 class BlipForImageTextRetrieval(_BlipTask):
@@ -237,36 +209,27 @@ class BlipForImageTextRetrieval(_BlipTask):
         output_attentions=None,
         return_dict=True,
     ):
-        if input_ids is None or pixel_values is None:
-            raise InputError("BlipForImageTextRetrieval needs input_ids and pixel_values")
-        want_h, want_a = self._flags(output_hidden_states, output_attentions)
-        image_embeds, _, hidden, attn = self._vision(pixel_values, interpolate_pos_encoding, want_a)
+        require("BlipForImageTextRetrieval", input_ids=input_ids, pixel_values=pixel_values)
+        want_h, want_a = self.output_flags(output_hidden_states, output_attentions)
+        image, _, hidden, attn = self.vision_outputs(pixel_values, interpolate_pos_encoding, want_a)
         if use_itm_head:
             # text b against image b, or one image against every text (one text against every
             # image): torch broadcasts the batches, as transformers passes them
-            paired_batch(np.shape(input_ids)[0], image_embeds.shape[0])
+            paired_batch(np.shape(input_ids)[0], image.shape[0])
             # every image token visible: transformers' image mask is all ones
             text = self._text(
-                "text_encoder", input_ids, attention_mask, encoder_hidden_states=image_embeds
+                "text_encoder", input_ids, attention_mask, encoder_hidden_states=image
             )
-            score = linear(text["last_hidden_state"][:, 0], self.params["itm_head"])  # (B, 2)
+            text = text["last_hidden_state"]
+            score = linear(text[:, 0], self.params["itm_head"])  # (B, 2)
         else:
-            text = self._text("text_encoder", input_ids, attention_mask)  # text only
-            image_feat = normalize(
-                linear(image_embeds[:, 0], self.params["vision_proj"])
-            )  # (Bi, E)
-            text_feat = normalize(
-                linear(text["last_hidden_state"][:, 0], self.params["text_proj"])
-            )  # (Bt, E)
+            text = self._text("text_encoder", input_ids, attention_mask)["last_hidden_state"]
+            image_feat = normalize(linear(image[:, 0], self.params["vision_proj"]))  # (Bi, E)
+            text_feat = normalize(linear(text[:, 0], self.params["text_proj"]))  # (Bt, E)
             score = image_feat @ text_feat.T  # (Bi, Bt)
-        out = ModelOutput(
-            itm_score=score,
-            last_hidden_state=image_embeds,
-            hidden_states=select_hidden_states(hidden, want_h),
-            attentions=tuple(attn) if want_a else None,
-            question_embeds=text["last_hidden_state"],
-        )
-        return out if return_dict else out.to_tuple()
+        fields = tower_fields(image, hidden, attn, want_h, want_a)
+        out = BlipImageTextMatchingModelOutput(itm_score=score, question_embeds=text, **fields)
+        return returned(out, return_dict)
 
     forward = __call__
 
@@ -282,9 +245,8 @@ class BlipForQuestionAnswering(_BlipTask):
     def sub_config(cls, config, folder):
         config = super().sub_config(config, folder)
         dv, dt = config.vision_config.hidden_size, config.text_config.hidden_size
-        if (
-            dv != dt
-        ):  # the decoder's cross-attention is built for the vision width (encoder_hidden_size)
+        # the decoder's cross-attention is built for the vision width (encoder_hidden_size)
+        if dv != dt:
             raise ConfigError(
                 f"{folder}/config.json: BlipForQuestionAnswering needs vision_config.hidden_size "
                 f"({dv}) == text_config.hidden_size ({dt}): the answer decoder reads the question "
@@ -306,10 +268,17 @@ class BlipForQuestionAnswering(_BlipTask):
     def _question(
         self, input_ids, pixel_values, attention_mask, interpolate_pos_encoding, want_a=False
     ):
-        vision = self._vision(pixel_values, interpolate_pos_encoding, want_a)
+        vision = self.vision_outputs(pixel_values, interpolate_pos_encoding, want_a)
         paired_batch(np.shape(input_ids)[0], vision[0].shape[0], "questions")
         q = self._text("text_encoder", input_ids, attention_mask, encoder_hidden_states=vision[0])
         return vision, q["last_hidden_state"]
+
+    def _answer(self, labels, decoder_input_ids, decoder_attention_mask):
+        """The answer ids (B, T) and mask: labels are used as given when there are no
+        decoder_input_ids (no shift: the loss shifts)."""
+        answer = labels if decoder_input_ids is None else decoder_input_ids
+        ids = token_ids(answer, self.config.text_config.vocab_size, "decoder_input_ids")
+        return ids, mask_like(decoder_attention_mask, ids, "decoder_attention_mask")
 
     def __call__(
         self,
@@ -331,41 +300,21 @@ class BlipForQuestionAnswering(_BlipTask):
                 "pass labels (training) or decoder_input_ids, or call generate() to answer"
             )
         tcfg = self.config.text_config
-        want_h, want_a = self._flags(output_hidden_states, output_attentions)
-        (image_embeds, _, hidden, attn), question = self._question(
+        want_h, want_a = self.output_flags(output_hidden_states, output_attentions)
+        (image, _, hidden, attn), question = self._question(
             input_ids, pixel_values, attention_mask, interpolate_pos_encoding, want_a
         )
-        if decoder_input_ids is None:
-            decoder_input_ids = labels  # used as given: no shift here (the loss shifts)
-        ids = _token_ids(decoder_input_ids, tcfg.vocab_size, "decoder_input_ids")
-        with scope("text_decoder"):
-            logits, _ = lm_forward(
-                ids,
-                self.params["text_decoder"],
-                tcfg,
-                attention_mask=_mask_like(decoder_attention_mask, ids, "decoder_attention_mask"),
-                encoder_hidden_states=question,
-                encoder_attention_mask=attention_mask,  # the question's mask (generate: ones)
-            )
-        loss = None
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != logits.shape[:2]:  # the decoder pairs answers with questions
-                raise InputError(
-                    f"labels have shape {labels.shape}, the answer logits {logits.shape[:2]} "
-                    f"(answers x tokens, after pairing {ids.shape[0]} answers with "
-                    f"{question.shape[0]} encoded questions)"
-                )
-            loss = lm_loss(logits, labels, tcfg.label_smoothing)
-        tap("text_decoder", logits if loss is None else loss)
-        out = ModelOutput(
-            loss=loss,
-            image_embeds=image_embeds,
-            last_hidden_state=image_embeds,
-            hidden_states=select_hidden_states(hidden, want_h),
-            attentions=tuple(attn) if want_a else None,
+        ids, ids_mask = self._answer(labels, decoder_input_ids, decoder_attention_mask)
+        n, m = ids.shape[0], question.shape[0]  # the decoder pairs answers with questions
+        pairing = f"answers x tokens, after pairing {n} answers with {m} encoded questions"
+        p, what = self.params["text_decoder"], "the answer logits"
+        # the question's mask goes to the decoder, and has no effect there (text_bert.text_model)
+        _, loss = text_decoder(
+            p, tcfg, ids, ids_mask, question, labels, pairing, attention_mask, what
         )
-        return out if return_dict else out.to_tuple()
+        fields = tower_fields(image, hidden, attn, want_h, want_a)
+        out = BlipTextVisionModelOutput(loss=loss, image_embeds=image, **fields)
+        return returned(out, return_dict)
 
     forward = __call__
 
@@ -384,31 +333,7 @@ class BlipForQuestionAnswering(_BlipTask):
         _, question = self._question(
             input_ids, pixel_values, attention_mask, interpolate_pos_encoding
         )
-        p = self.params["text_decoder"]
-        # transformers passes an all-ones mask here: the question's padding is NOT masked
-        context = {"encoder_kv": cross_kv(question, p["bert"], tcfg)}
         bos = np.full((question.shape[0], 1), tcfg.bos_token_id, np.int64)
-
-        def step(input_ids, position_ids, attention_mask, past, context):
-            with scope("text_decoder"):
-                logits, out = lm_forward(
-                    input_ids,
-                    p,
-                    tcfg,
-                    last_only=True,
-                    attention_mask=attention_mask,
-                    position_ids=position_ids,
-                    cache=past,
-                    encoder_kv=context["encoder_kv"],
-                )
-            return logits[:, -1], out  # out: the text model's dict (cache, hidden states, ...)
-
-        return generate(
-            step,
-            bos,
-            context=context,
-            eos_token_id=tcfg.sep_token_id,
-            pad_token_id=tcfg.pad_token_id,
-            max_position_embeddings=tcfg.max_position_embeddings,
-            **generate_kwargs,
-        )
+        # transformers passes an all-ones mask here: the question's padding is NOT masked
+        p, eos, pad = self.params["text_decoder"], tcfg.sep_token_id, tcfg.pad_token_id
+        return decode(p, tcfg, bos, None, question, eos, pad, "text_decoder", generate_kwargs)

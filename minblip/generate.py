@@ -2,7 +2,7 @@
 
 Model-agnostic: the model is a step function
 
-    step(input_ids, position_ids, attention_mask, past, context) -> (logits (N, V), past)
+    step(input_ids, position_ids, attention_mask, past, context) -> (logits (R, V), past)
 
 called first with the whole prompt (past=None), then with one new token per row. `past` is the
 model's KV cache: any nest of dicts/lists/tuples of arrays with the batch first; beam search
@@ -95,10 +95,10 @@ def generate(
     inputs_embeds=None,
     **kwargs,
 ):
-    """Greedy, sampling, beam-search or beam-sampling continuation of input_ids (B, P).
+    """Greedy, sampling, beam-search or beam-sampling continuation of input_ids (B, Tp).
 
     Returns int64 ids (B * n_return, L), or with return_dict_in_generate=True a ModelOutput with
-    transformers' fields: sequences, scores (per step, the processed scores (N, V) when
+    transformers' fields: sequences, scores (per step, the processed scores (R, V) when
     output_scores), logits (per step, raw, when output_logits), and for beams sequences_scores
     (when output_scores) and beam_indices.
 
@@ -216,7 +216,7 @@ def generate(
 
 
 def settings(
-    P,
+    Tp,
     max_position_embeddings,
     max_length=None,
     max_new_tokens=None,
@@ -241,7 +241,7 @@ def settings(
     max_time=None,
     **processor_options,
 ):
-    """Resolve lengths as 5.23 does and reject what transformers rejects. P: prompt length.
+    """Resolve lengths as 5.23 does and reject what transformers rejects. Tp: prompt length.
     processor_options (sequence_bias, bad_words_ids, min_p, ...) go to logits_process.
 
     Every option is checked here, before anything is allocated, and the error names it with the
@@ -304,23 +304,23 @@ def settings(
             f"num_return_sequences={num_return_sequences} is larger than {what} can return"
         )
     if max_new_tokens is not None:
-        max_length = P + max_new_tokens
+        max_length = Tp + max_new_tokens
     elif max_length is None:  # 5.x: 20 *new* tokens by default, capped by the position table
-        max_length = 20 + P
+        max_length = 20 + Tp
         if max_position_embeddings is not None:
             max_length = min(max_length, max_position_embeddings)
-    if P >= max_length:
+    if Tp >= max_length:
         raise InputError(
-            f"the prompt has {P} tokens but max_length is {max_length}: nothing is left to "
+            f"the prompt has {Tp} tokens but max_length is {max_length}: nothing is left to "
             "generate; raise max_length or set max_new_tokens"
         )
     if min_new_tokens is not None:
-        min_length = P + min_new_tokens
+        min_length = Tp + min_new_tokens
     # Beam buffers hold what can be generated, not what was asked for: a row's positions never
-    # pass the position table, so no sequence outgrows P + max_position_embeddings (the step
+    # pass the position table, so no sequence outgrows Tp + max_position_embeddings (the step
     # refuses the first position past the table, as torch would). Without a table they start
     # small and grow as tokens come (beam_search), so max_new_tokens=10**9 allocates nothing.
-    reachable = P + (max_position_embeddings or BUFFER_START)
+    reachable = Tp + (max_position_embeddings or BUFFER_START)
     return {
         "max_length": max_length,
         "buffer_length": min(max_length, reachable),
@@ -389,10 +389,10 @@ def _number(name, value, low=None, high=None, open_low=False, open_high=False):
         raise InputError(f"{name} must be {span}, got {value!r}")
 
 
-def first_positions(mask, P, N):
-    """Position ids of the prompt (N, P): cumsum(mask) - 1 with padding at 0, else 0..P-1."""
+def first_positions(mask, Tp, R):
+    """Position ids of the prompt (R, Tp): cumsum(mask) - 1 with padding at 0, else 0..Tp-1."""
     if mask is None:
-        return np.broadcast_to(np.arange(P), (N, P))
+        return np.broadcast_to(np.arange(Tp), (R, Tp))
     return np.where(mask == 0, 0, np.cumsum(mask, axis=1) - 1)
 
 
@@ -416,7 +416,7 @@ def greedy(
 ):
     """argmax decoding, or sampling when rng is given; finished rows emit pad.
 
-    ids (B, P) -> (B, L <= max_length). rec: {"scores": list or None, "logits": list or None}
+    ids (B, Tp) -> (B, L <= max_length). rec: {"scores": list or None, "logits": list or None}
     collects each step's processed scores / raw logits (B, V). embeds (B, T, D) or None: what
     the first step is fed instead of ids.
     """
@@ -449,8 +449,8 @@ def beam_search(
 ):
     """5.23's vectorised beam search (generation.md §2.8), or beam sampling when rng is given.
 
-    ids (B, P) -> (ids (B * n_return, L), sequences_scores (B * n_return,), beam_indices
-    (B * n_return, L - P): the row each generated token's beam came from, -1 past the end).
+    ids (B, Tp) -> (ids (B * n_return, L), sequences_scores (B * n_return,), beam_indices
+    (B * n_return, L - Tp): the row each generated token's beam came from, -1 past the end).
 
     Two stores per item, each a dict of (B, K, ...) arrays: `run` (live beams: ids, scores,
     parent rows) and `done` (the K best finished hypotheses, length-normalised, + a flag).
@@ -458,8 +458,8 @@ def beam_search(
     K, max_length, lpen, early = (
         cfg[k] for k in ("num_beams", "max_length", "length_penalty", "early_stopping")
     )
-    B, P = ids.shape
-    N = B * K
+    B, Tp = ids.shape
+    R = B * K
     ids = np.repeat(ids, K, axis=0)  # item-major: rows b*K .. b*K+K-1 are item b's beams
     mask = None if mask is None else np.repeat(mask, K, axis=0)
     context = take_rows(context, np.repeat(np.arange(B), K))
@@ -467,8 +467,8 @@ def beam_search(
     fill = (pad or eos[0]) if eos else -1  # pad 0 is falsy: BLIP's short beams get eos, not 0
     width = cfg.get("buffer_length", max_length)  # what can be generated; grown by _widen
     seqs = np.full((B, K, width), fill, np.int64)
-    seqs[:, :, :P] = ids.reshape(B, K, P)
-    parent = np.full((B, K, width - P), -1, np.int64)  # global row each new token came from
+    seqs[:, :, :Tp] = ids.reshape(B, K, Tp)
+    parent = np.full((B, K, width - Tp), -1, np.int64)  # global row each new token came from
     scores = np.zeros((B, K), np.float32)
     scores[:, 1:] = NEG  # only beam 0 is live at first: K identical beams otherwise
     run = {"ids": seqs, "parent": parent, "scores": scores}
@@ -480,12 +480,12 @@ def beam_search(
     }
     improvable = np.ones((B, 1), bool)
     feed = ids if embeds is None else np.repeat(embeds, K, axis=0)  # embeds: the first step's feed
-    pos, past, cur = first_positions(mask, feed.shape[1], N), None, P
+    pos, past, cur = first_positions(mask, feed.shape[1], R), None, Tp
     while True:
         logits, out = step(feed, pos, mask, past, context)
         past = out["cache"] if isinstance(out, dict) else out
         logits = logits.astype(np.float32)
-        logp = lp.apply(procs, run["ids"][:, :, :cur].reshape(N, cur), log_softmax(logits))
+        logp = lp.apply(procs, run["ids"][:, :, :cur].reshape(R, cur), log_softmax(logits))
         _record(rec, logp, logits, out)
         V = logp.shape[-1]
         acc = (logp.reshape(B, K, V) + run["scores"][:, :, None]).reshape(B, K * V)  # b (k v)
@@ -498,13 +498,13 @@ def beam_search(
             run, done = (_widen(x, min(2 * cur, max_length), fill) for x in (run, done))
         cand = select({"ids": run["ids"], "parent": run["parent"]}, beam)  # b c ...
         cand["ids"][:, :, cur] = tok
-        cand["parent"][:, :, cur - P] = beam + np.arange(B)[:, None] * K
+        cand["parent"][:, :, cur - Tp] = beam + np.arange(B)[:, None] * K
         hits = np.isin(tok, eos) | (cur + 1 >= max_length) | timed_out(timer)
         alive = top_scores + hits.astype(np.float32) * NEG  # the K best that did not end go on
         run = select({**cand, "scores": alive}, topk(alive, K))
         # of the top K, those that ended enter the finished store, length-normalised
         just = hits & (np.arange(C) < K)
-        s = top_scores / np.float32((cur + 1 - P) ** lpen)  # generated length, prompt excluded
+        s = top_scores / np.float32((cur + 1 - Tp) ** lpen)  # generated length, prompt excluded
         s = s + (done["finished"].all(-1, keepdims=True) & (early is True)).astype(np.float32) * NEG
         s = s + (~improvable).astype(np.float32) * NEG + (~just).astype(np.float32) * NEG
         merged = {
@@ -512,23 +512,23 @@ def beam_search(
             for k, v in {**cand, "scores": s, "finished": just}.items()
         }
         done = select(merged, topk(merged["scores"], K))
-        past = take_rows(past, run["parent"][:, :, cur - P].reshape(N))  # follow the parents
+        past = take_rows(past, run["parent"][:, :, cur - Tp].reshape(R))  # follow the parents
         cur += 1
         improvable = still_improvable(
-            improvable, run["scores"], done, cur, P, max_length, early, lpen
+            improvable, run["scores"], done, cur, Tp, max_length, early, lpen
         )
         if not improvable.any() or (done["finished"].all() and early is True) or hits.all():
             break
-        feed, pos = run["ids"][:, :, cur - 1].reshape(N, 1), pos[:, -1:] + 1
-        mask = None if mask is None else np.concatenate([mask, np.ones((N, 1), np.int64)], axis=1)
+        feed, pos = run["ids"][:, :, cur - 1].reshape(R, 1), pos[:, -1:] + 1
+        mask = None if mask is None else np.concatenate([mask, np.ones((R, 1), np.int64)], axis=1)
     n = cfg["num_return_sequences"]
     out, parents = done["ids"][:, :n].reshape(B * n, -1), done["parent"][:, :n].reshape(B * n, -1)
     longest = int((parents >= 0).sum(1).max())
-    return out[:, : P + longest], done["scores"][:, :n].reshape(B * n), parents[:, :longest]
+    return out[:, : Tp + longest], done["scores"][:, :n].reshape(B * n), parents[:, :longest]
 
 
 def _widen(store, width, fill):
-    """A beam store with its ids (B, K, L) and parents (B, K, L - P) padded to L = width."""
+    """A beam store with its ids (B, K, L) and parents (B, K, L - Tp) padded to L = width."""
     grow = width - store["ids"].shape[2]
     pad = lambda a, v: np.concatenate([a, np.full(a.shape[:2] + (grow,), v, a.dtype)], 2)  # noqa: E731
     return {**store, "ids": pad(store["ids"], fill), "parent": pad(store["parent"], -1)}
@@ -563,9 +563,9 @@ def select(store, idx):
     }
 
 
-def still_improvable(flag, running_scores, done, cur, P, max_length, early, lpen):
+def still_improvable(flag, running_scores, done, cur, Tp, max_length, early, lpen):
     """Can an item's best running beam still beat its worst finished one? (sticky, per item)"""
-    best_len = max_length - P if (early == "never" and lpen > 0) else cur - P
+    best_len = max_length - Tp if (early == "never" and lpen > 0) else cur - Tp
     best = running_scores[:, :1] / np.float32(best_len**lpen)
     worst = np.where(done["finished"], done["scores"].min(1, keepdims=True), NEG)
     return flag & (best > worst).any(-1, keepdims=True)

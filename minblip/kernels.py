@@ -8,13 +8,15 @@ Kernels that were tried and lost, and the numbers behind every decision, are in 
 
 Every twin is single-threaded on purpose: a second thread pool next to OpenBLAS's costs more than
 it saves on 2 cores (docs/kernels.md). Matrix products stay with BLAS, the decode step's
-matrix-vector products included: a Numba twin for those lost 1.4-1.9x end to end.
+matrix-vector products included: a Numba twin for those lost end to end (docs/kernels.md).
 """
 
 import math
 
 import numba
 import numpy as np
+
+from . import ops
 
 # ----------------------------------------------------------------------------- gelu
 
@@ -42,7 +44,7 @@ _CHEB = tuple(
 @numba.njit(inline="always", fastmath={"contract"})
 def _g(u):
     """sum_k c_k T_k(u) by Clenshaw's recurrence, written out: a loop over the coefficients is
-    not unrolled by LLVM and then the element loop does not vectorise (20x slower)."""
+    not unrolled by LLVM and then the element loop does not vectorise (docs/kernels.md)."""
     C, u2 = _CHEB, u + u
     b1, b2 = C[18], np.float32(0.0)
     b1, b2 = u2 * b1 - b2 + C[17], b1
@@ -88,8 +90,9 @@ def _gelu_f64(x, out, sqrt2):
 
 def gelu(x):
     """Numba twin of ops.gelu (exact erf GELU). float64: bit-identical (libm's erf, the precision
-    check path); float32: within 2 ulps (a vectorised polynomial erf, 5x faster than the
-    bit-identical Chebyshev-in-float64 kernel it replaced). Tested in tests/test_kernels.py."""
+    check path); float32: within 2 ulps (a vectorised polynomial erf, faster than the
+    bit-identical Chebyshev-in-float64 kernel it replaced: docs/kernels.md). Tested in
+    tests/test_kernels.py."""
     if x.dtype not in (np.float32, np.float64) or x.size == 0:
         return NotImplemented
     x = np.ascontiguousarray(x)
@@ -152,9 +155,8 @@ def _softmax_rows(x, m, out):
         for i in range(N):
             e[i] *= two_n[i]
         s = _sum(e)
-        o = out[
-            r
-        ]  # may be xr itself (in place): e is a separate row, so no loop reads what it wrote
+        # out may be x itself (in place): e is a separate row, so no loop reads what it wrote
+        o = out[r]
         for i in range(N):
             o[i] = e[i] / s
 
@@ -164,8 +166,8 @@ def softmax(x, axis=-1, out=None):
     ulps of the reference (exp polynomial, SIMD partial sums); tested in tests/test_kernels.py.
 
     Why: NumPy's softmax is five passes over the rows (max, subtract, exp, sum, divide); here
-    the max is NumPy's (its SIMD reduction beats a Numba loop 4x) and the rest is one pass per
-    row in L1: 1.7 ms against 4.4 ms for the 12 heads of a 577-token layer."""
+    the max is NumPy's (its SIMD reduction beats a Numba loop) and the rest is one pass per
+    row in L1. Timings: docs/kernels.md."""
     if x.dtype != np.float32 or x.ndim == 0 or x.size == 0 or axis not in (-1, x.ndim - 1):
         return NotImplemented
     if not x.flags.c_contiguous:
@@ -225,3 +227,57 @@ def layer_norm(x, p, eps):
     out = np.empty_like(x2)
     _layer_norm_rows(x2, w, b, np.float32(eps), out)
     return out.reshape(x.shape)
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+# Below this many bytes of (B, H, T, Tk) scores (the decode step's, the Q-Former's, a caption's
+# self-attention) the block stays in cache anyway and a Python loop over heads costs more than
+# it saves: the batched reference runs (docs/kernels.md).
+ATTENTION_LOOP_BYTES = 1 << 20
+
+
+def attention(q, k, v, scale, mask=None, return_probs=True, *, divide=False):
+    """Twin of ops.attention for large score blocks (the ViTs'): attention_per_head."""
+    B, H = np.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2])
+    itemsize = np.result_type(q, k, v).itemsize
+    if B * H * q.shape[2] * k.shape[2] * itemsize < ATTENTION_LOOP_BYTES:
+        return NotImplemented
+    return attention_per_head(q, k, v, scale, mask, return_probs, divide=divide)
+
+
+def attention_per_head(q, k, v, scale, mask=None, return_probs=True, *, divide=False):
+    """ops.attention in NumPy, one (batch, head) at a time; the same numbers (tested
+    bit-identical in tests/test_kernels.py).
+
+    Why: a head's (T, Tk) scores stay in cache through scale, mask, softmax and the product with
+    v, where the batched reference sends the whole (B, H, T, Tk) block to memory between steps,
+    and with return_probs False one (T, Tk) buffer serves every head (docs/kernels.md). A scale
+    that is a power of two (Dh = 64: 1/8) is applied to the (T, Dh) queries instead of the
+    (T, Tk) scores: exact, so the very same scores.
+    """
+    B, H = np.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2])  # one image, many texts
+    q, k, v = (np.broadcast_to(a, (B, H, *a.shape[2:])) for a in (q, k, v))
+    T, Tk, Dh = q.shape[2], k.shape[2], v.shape[3]
+    dtype = np.result_type(q, k, v)
+    probs = np.empty((B, H, T, Tk) if return_probs else (1, 1, T, Tk), dtype)
+    context = np.empty((B, T, H, Dh), dtype)  # b t h dh: merge_heads is then a free reshape
+    if mask is not None:
+        mask = np.broadcast_to(mask, (B, H, T, Tk))
+    exact = math.frexp(scale)[0] == 0.5
+    if exact:
+        q = q / np.asarray(scale, dtype) if divide else q * np.asarray(scale, dtype)
+    for b in range(B):
+        for h in range(H):
+            s = probs[b, h] if return_probs else probs[0, 0]  # (T, Tk), filled in place
+            np.matmul(q[b, h], k[b, h].T, out=s)  # t dh, dh tk -> t tk
+            if not exact and divide:
+                s /= scale
+            elif not exact:
+                s *= scale
+            if mask is not None:
+                s += mask[b, h]
+            ops.softmax(s, out=s)
+            np.matmul(s, v[b, h], out=context[b, :, h])  # t tk, tk dh -> t dh
+    return context.transpose(0, 2, 1, 3), probs if return_probs else None  # b t h dh -> b h t dh

@@ -9,6 +9,7 @@ import numpy as np
 from .config import load_config
 from .errors import CheckpointError, ConfigError, InputError
 from .hub import resolve
+from .outputs import BaseModelOutputWithPooling
 from .weights import check_params, is_buffer, load_flat, to_tree
 
 _DTYPE_NAMES = {"float32": np.float32, "float64": np.float64, "auto": np.float32, None: np.float32}
@@ -137,8 +138,12 @@ def _params_dtype(params):
     return np.dtype(np.float32)
 
 
-def as_pixel_values(pixel_values, dtype, name="pixel_values"):
-    """Check a (B, 3, H, W) float array and cast it to the model's compute dtype."""
+# ----------------------------------------------------------------------------- input checks
+
+
+def as_pixel_values(pixel_values, dtype, name="pixel_values", patch_size=None):
+    """Check a (B, 3, H, W) float array and cast it to the model's compute dtype; with patch_size,
+    refuse an image smaller than one patch (torch's convolution would refuse it)."""
     x = np.asarray(pixel_values)
     if x.dtype.kind not in "fiu":
         raise InputError(f"{name} must be a numeric array, got dtype {x.dtype}")
@@ -157,7 +162,119 @@ def as_pixel_values(pixel_values, dtype, name="pixel_values"):
     if not np.isfinite(x).all():  # transformers would run and return ids computed from nan
         bad = np.argwhere(~np.isfinite(x))[0].tolist()
         raise InputError(f"{name} holds nan or inf (first at index {bad}, value {x[tuple(bad)]})")
+    if patch_size is not None and min(x.shape[2:]) < patch_size:
+        raise InputError(
+            f"{name} of {x.shape[2]}x{x.shape[3]} are smaller than one {patch_size}-pixel patch"
+        )
     return x
+
+
+def token_ids(input_ids, vocab_size, name="input_ids"):
+    """A (B, T) integer array of ids in [0, V), copied (callers' arrays are never written)."""
+    ids = np.array(input_ids)
+    if ids.dtype.kind not in "iu" or ids.ndim != 2:
+        raise InputError(
+            f"{name} must be a 2-D integer array (batch, tokens), got {ids.dtype} {ids.shape}"
+        )
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise InputError(
+            f"{name} holds ids outside the vocabulary [0, {vocab_size}): {ids.min()}..{ids.max()}"
+        )
+    return ids.astype(np.int64)
+
+
+def mask_like(attention_mask, like, name="attention_mask", like_name="input_ids"):
+    """attention_mask as int64, checked to have the shape of `like` (an array or a shape)."""
+    if attention_mask is None:
+        return None
+    mask = np.asarray(attention_mask)
+    shape = tuple(getattr(like, "shape", like))
+    if mask.shape != shape:
+        raise InputError(f"{name} has shape {mask.shape}, {like_name} has {shape}")
+    return mask.astype(np.int64)
+
+
+def features(states, width, dtype, name="encoder_hidden_states", dims="batch, tokens, "):
+    """(B, N, width) features given by the caller, cast to the model's dtype; dims names the
+    axes in the message."""
+    x = np.asarray(states).astype(dtype, copy=False)
+    if x.ndim != 3 or x.shape[2] != width:
+        raise InputError(f"{name} must be ({dims}{width}), got {x.shape}")
+    return x
+
+
+def paired_batch(n_text, n_image, what="texts"):
+    """The batch of texts read against images through cross-attention. transformers passes the
+    two batches to torch as they are, and torch broadcasts them: equal, or either one is 1 (one
+    image for every text, one text for every image). Anything else is refused."""
+    if n_text == n_image or 1 in (n_text, n_image):
+        return max(n_text, n_image)
+    raise InputError(
+        f"{n_text} {what} for {n_image} images: pass one per image, one image for all of them, "
+        f"or one for all images"
+    )
+
+
+def generate_pairing(n_prompts, n_images, generate_kwargs, images="images"):
+    """generate's rule for prompt and image batches: transformers copies both for beams and
+    returned sequences, after which torch can no longer broadcast them, so one image serves
+    several prompts only when nothing is copied (greedy, or sampling with one sequence each);
+    otherwise there is one prompt per image."""
+    copies = max(
+        generate_kwargs.get("num_beams") or 1, generate_kwargs.get("num_return_sequences") or 1
+    )
+    if n_prompts != n_images and not (n_images == 1 and copies == 1):
+        raise InputError(
+            f"input_ids has {n_prompts} prompts for {n_images} {images}: pass one per image "
+            "(one image serves several prompts only in greedy or sampled generation with "
+            "num_return_sequences=1, as in transformers)"
+        )
+
+
+def require(what, **arguments):
+    """Refuse a call that leaves out an argument it needs: '{what} needs a and b'."""
+    if any(v is None for v in arguments.values()):
+        raise InputError(f"{what} needs {' and '.join(arguments)}")
+
+
+def labels_loss(labels, logits, loss_fn, pairing, logits_name="the logits"):
+    """loss_fn(logits, labels) once labels are checked to match the logits' (B, T).
+
+    pairing says how the batch came about, for the message ('texts x tokens, after ...')."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.shape != logits.shape[:2]:
+        raise InputError(
+            f"labels have shape {labels.shape}, {logits_name} {logits.shape[:2]} ({pairing})"
+        )
+    return loss_fn(logits, labels)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def output_flags(cfg, output_hidden_states, output_attentions):
+    """(want hidden states, want attentions): the call's choice, else the config's."""
+    want_h = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
+    want_a = cfg.output_attentions if output_attentions is None else output_attentions
+    return want_h, want_a
+
+
+def tower_fields(last, hidden_states, attentions, want_h, want_a):
+    """last_hidden_state, and the hidden states and attentions as asked for: the fields that
+    transformers' outputs copy from the vision tower."""
+    return {
+        "last_hidden_state": last,
+        "hidden_states": select_hidden_states(hidden_states, want_h),
+        "attentions": tuple(attentions) if want_a else None,
+    }
+
+
+def tower_output(last, pooled, hidden_states, attentions, want_h, want_a):
+    """A tower's BaseModelOutputWithPooling, its hidden states and attentions as asked for."""
+    fields = tower_fields(last, hidden_states, attentions, want_h, want_a)
+    return BaseModelOutputWithPooling(pooler_output=pooled, **fields)
 
 
 def select_hidden_states(hidden_states, output_hidden_states):

@@ -2,11 +2,12 @@
 
 Notation (used in every docstring of the package; docs/notation.md explains it):
 
-    B  batch                       T  text tokens
+    B  batch                       T  text tokens (Tk keys, Tp a prompt to generate from)
     S  image side, P patch size    Q  query tokens (BLIP-2)
     N  vision tokens = (S/P)^2 + 1 V  vocabulary
     D  hidden size of the current tower (Dv vision, Dt text, Dq Q-Former, Dl language model)
     H  heads, Dh = D / H head size F  FFN width (intermediate_size)
+    L  layers                      K  beams; R = B or B·K rows of a decode step
 
 Conventions, as in PyTorch: a Linear weight is stored (out, in) and applied as x @ W.T + b;
 LayerNorm uses the biased variance with eps inside the square root. Arithmetic stays in the dtype
@@ -131,7 +132,7 @@ ACT2FN = {
 def softmax(x, axis=-1, out=None):
     """Softmax, max-subtracted for stability (as torch). out=x computes it in place."""
     e = np.subtract(x, x.max(axis=axis, keepdims=True), out=out)
-    np.exp(e, out=e)  # in place: (B, H, N, N) is 16 MB a layer at 384 px, one buffer is enough
+    np.exp(e, out=e)  # in place: one buffer of the scores' size instead of three
     e /= e.sum(axis=axis, keepdims=True)
     return e
 
@@ -158,38 +159,22 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(B, T, H * Dh)  # b h t dh -> b t (h dh)
 
 
-def attention(q, k, v, scale, mask=None, return_probs=True):
-    """Scaled dot-product attention.
+@has_kernel("attention")
+def attention(q, k, v, scale, mask=None, return_probs=True, *, divide=False):
+    """Scaled dot-product attention: softmax(q kᵀ · scale + mask) v.
 
-    Shapes: q (B, H, T, Dh), k and v (B, H, Tk, Dh) -> context (B, H, T, Dh), probs (B, H, T, Tk)
-    (None when return_probs is False: one head's (T, Tk) buffer then serves every head).
-    mask: additive, broadcastable to (B, H, T, Tk), 0 where allowed and finfo.min where not.
-
-    One (batch, head) at a time: its (T, Tk) scores (1.3 MB at 577 tokens) stay in cache through
-    scale, mask, softmax and the product with v, where the whole (B, H, T, Tk) block (16 MB) goes
-    to memory between steps (1.1-1.6x slower at 384 px, docs/kernels.md; the same numbers).
+    Shapes: q (B, H, T, Dh), k and v (B, H, Tk, Dh) -> context (B, H, T, Dh), probs
+    (B, H, T, Tk) or None (return_probs False). mask: additive, broadcastable to (B, H, T, Tk),
+    0 where allowed and finfo.min where not. divide=True divides the scores by `scale` instead:
+    BERT writes q kᵀ / sqrt(Dh), the ViT and the Q-Former q kᵀ · Dh^-0.5, and transformers keeps
+    each (the two round differently unless the scale is a power of two).
     """
-    B, H, T, _ = q.shape
-    Tk, Dv = k.shape[2], v.shape[3]
-    dtype = np.result_type(q, k, v)
-    probs = np.empty((B, H, T, Tk) if return_probs else (1, 1, T, Tk), dtype)
-    context = np.empty((B, T, H, Dv), dtype)  # b t h dv: merge_heads below is then a free reshape
+    scores = q @ k.swapaxes(-1, -2)  # b h t dh, b h dh tk -> b h t tk
+    scores = scores / scale if divide else scores * scale
     if mask is not None:
-        mask = np.broadcast_to(mask, (B, H, T, Tk))
-    exact = math.frexp(scale)[0] == 0.5  # a power of two (Dh = 64: 1/8) scales without rounding,
-    if exact:  # so scaling the (T, Dh) queries gives the very scores scaling (T, Tk) would give
-        q = q * np.asarray(scale, dtype)
-    for b in range(B):
-        for h in range(H):
-            s = probs[b, h] if return_probs else probs[0, 0]  # (T, Tk), filled in place
-            np.matmul(q[b, h], k[b, h].T, out=s)  # t dh, dh tk -> t tk
-            if not exact:
-                s *= scale
-            if mask is not None:
-                s += mask[b, h]
-            softmax(s, out=s)
-            np.matmul(s, v[b, h], out=context[b, :, h])  # t tk, tk dv -> t dv
-    return context.transpose(0, 2, 1, 3), probs if return_probs else None  # b t h dv -> b h t dv
+        scores = scores + mask  # additive finfo.min, never -inf: a fully masked row stays finite
+    probs = softmax(scores)
+    return probs @ v, probs if return_probs else None  # b h t tk, b h tk dh -> b h t dh
 
 
 def patch_embed(pixel_values, p, patch):
@@ -203,9 +188,8 @@ def patch_embed(pixel_values, p, patch):
     gh, gw = Hs // patch, Ws // patch
     x = pixel_values[:, :, : gh * patch, : gw * patch]
     x = x.reshape(B, C, gh, patch, gw, patch)  # b c (gh p1) (gw p2)
-    x = x.transpose(0, 2, 4, 1, 3, 5).reshape(
-        B, gh * gw, C * patch * patch
-    )  # -> b (gh gw) (c p1 p2)
+    # -> b (gh gw) (c p1 p2): each patch flattened in the conv weight's (c, p1, p2) order
+    x = x.transpose(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * patch * patch)
     W = p["weight"]
     return x @ W.reshape(W.shape[0], -1).T + p["bias"]
 

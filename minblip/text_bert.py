@@ -10,10 +10,13 @@ keys/values depend only on the image, so `cross_kv` computes them once per gener
 caller passes them to every step (transformers' EncoderDecoderCache does the same).
 """
 
+import contextlib
+import math
+
 import numpy as np
 
-from .errors import InputError
-from .ops import ACT2FN, layer_norm, linear, log_softmax, merge_heads, softmax, split_heads
+from .errors import CheckpointError, InputError
+from .ops import ACT2FN, attention, layer_norm, linear, log_softmax, merge_heads, split_heads
 from .trace import scope, tap
 
 
@@ -29,29 +32,34 @@ def text_embeddings(input_ids, position_ids, p, cfg):
 
 
 def project_kv(states, p, n_heads):
-    """Keys and values of one attention block. (B, S, D|Dv) -> two (B, H, S, Dh)."""
-    k = split_heads(linear(states, p["key"]), n_heads)  # b s (h dh) -> b h s dh
+    """Keys and values of one attention block. (B, Tk, Dt|Dv) -> two (B, H, Tk, Dh)."""
+    k = split_heads(linear(states, p["key"]), n_heads)  # b tk (h dh) -> b h tk dh
     v = split_heads(linear(states, p["value"]), n_heads)
     return k, v
 
 
-def bert_attention(x, k, v, p, cfg, mask):
-    """Multi-head attention over given keys/values + post-LN output. Mirrors BlipTextAttention.
+def bert_attention(x, p, cfg, mask, past=None, kv=None):
+    """Multi-head attention + post-LN output. Mirrors BlipTextAttention.
 
-    Shapes: x (B, T, Dt); k, v (B, H, S, Dh); mask additive, broadcastable to (B, H, T, S)
-            -> (B, T, Dt), probs (B, H, T, S).
-    Weights: self.query {weight (Dt, Dt), bias}, output.dense, output.LayerNorm
-             (self.key / self.value are read by project_kv).
+    Shapes: x (B, T, Dt); mask additive, broadcastable to (B, H, T, Tk) -> (B, T, Dt), probs
+            (B, H, T, Tk), and the keys/values attended (B, H, Tk, Dh).
+    Self-attention (kv None): q, k and v all come from x, and k, v go after the cached `past`
+    (Tk = past + T). Cross-attention: `kv` are the image's keys/values, which depend on the
+    image alone and are computed once per generate call by cross_kv (the one place where keys
+    and values are not computed beside their queries).
+    Weights: self.{query, key, value} {weight (Dt, Dt|Dv), bias}, output.dense, output.LayerNorm.
     """
     H = cfg.num_attention_heads
     q = split_heads(linear(x, p["self"]["query"]), H)  # b t (h dh) -> b h t dh
-    scale = np.sqrt(q.shape[-1]).astype(q.dtype)
-    scores = (q @ k.transpose(0, 1, 3, 2)) / scale  # b h t s; divided by sqrt(Dh), as BERT does
-    if mask is not None:
-        scores = scores + mask  # additive finfo.min, never -inf: a fully masked row stays finite
-    probs = softmax(scores)
-    context = tap("self", merge_heads(probs @ v))  # b h t dh -> b t (h dh)
-    return bert_output(context, x, p["output"], cfg), probs
+    if kv is None:
+        kv = project_kv(x, p["self"], H)
+        if past is not None:
+            kv = tuple(np.concatenate([old, new], axis=2) for old, new in zip(past, kv))
+    k, v = kv  # b h tk dh
+    # divided by sqrt(Dh), as BERT writes it (the Q-Former multiplies by Dh^-0.5)
+    context, probs = attention(q, k, v, math.sqrt(q.shape[-1]), mask, divide=True)
+    context = tap("self", merge_heads(context))  # b h t dh -> b t (h dh)
+    return bert_output(context, x, p["output"], cfg), probs, kv
 
 
 def bert_output(h, residual, p, cfg):
@@ -60,24 +68,25 @@ def bert_output(h, residual, p, cfg):
     return tap("output", tap("output.LayerNorm", out))
 
 
-def text_layer(x, p, cfg, self_kv, self_mask, cross):
+def text_layer(x, p, cfg, mask, past, cross):
     """Self-attention, cross-attention to the image, FFN; each post-LN. Mirrors BlipTextLayer.
 
-    Shapes: x (B, T, Dt) -> (B, T, Dt); self_kv / cross: (K, V) pairs (B, H, S, Dh), cross None
-    in a text-only call. Returns (x, self probs, cross probs or None).
+    Shapes: x (B, T, Dt) -> (B, T, Dt); past: the cached self-attention (K, V), each
+    (B, H, past, Dh), or None; cross: the image's (K, V), each (B, H, N, Dh), or None in a
+    text-only call. Returns (x, self (K, V) with this call's tokens, self probs, cross probs).
     """
     with scope("attention"):
-        a, probs = bert_attention(x, *self_kv, p["attention"], cfg, self_mask)
+        a, probs, kv = bert_attention(x, p["attention"], cfg, mask, past=past)
     tap("attention", a)
     cross_probs = None
     if cross is not None:
         with scope("crossattention"):
             # never masked in 5.23, even with an encoder_attention_mask (see text_model)
-            a, cross_probs = bert_attention(a, *cross, p["crossattention"], cfg, mask=None)
+            a, cross_probs, _ = bert_attention(a, p["crossattention"], cfg, None, kv=cross)
         tap("crossattention", a)
     h = ACT2FN[cfg.hidden_act](linear(a, p["intermediate"]["dense"]))  # (B, T, F)
     tap("intermediate", h)
-    return bert_output(h, a, p["output"], cfg), probs, cross_probs
+    return bert_output(h, a, p["output"], cfg), kv, probs, cross_probs
 
 
 def cross_kv(encoder_hidden_states, p, cfg):
@@ -86,8 +95,10 @@ def cross_kv(encoder_hidden_states, p, cfg):
     Shapes: encoder_hidden_states (B, N, Dv) -> [(K, V) per layer], each (B, H, N, Dh).
     """
     H = cfg.num_attention_heads
-    layers = p["encoder"]["layer"]
-    return [project_kv(encoder_hidden_states, lp["crossattention"]["self"], H) for lp in layers]
+    return [
+        project_kv(encoder_hidden_states, layer["crossattention"]["self"], H)
+        for layer in p["encoder"]["layer"]
+    ]
 
 
 def self_mask(attention_mask, T, past_len, is_decoder, dtype):
@@ -96,10 +107,10 @@ def self_mask(attention_mask, T, past_len, is_decoder, dtype):
     Decoder: query t (absolute position past_len + t) sees keys 0 .. past_len + t that are not
     padding. Encoder: every non-padding key. attention_mask (B, past_len + T), 1 = keep, or None.
     """
-    S = past_len + T
-    allowed = np.ones((1, 1, T, S), bool)
+    Tk = past_len + T
+    allowed = np.ones((1, 1, T, Tk), bool)
     if is_decoder:
-        allowed = allowed & (np.arange(S) <= past_len + np.arange(T)[:, None])  # causal
+        allowed = allowed & (np.arange(Tk) <= past_len + np.arange(T)[:, None])  # causal
     if attention_mask is not None:
         allowed = allowed & (np.asarray(attention_mask)[:, None, None, :] != 0)
     elif not is_decoder:
@@ -124,7 +135,7 @@ def text_model(
     """Mirrors BlipTextModel.forward (taps under the caller's scope: "bert." in the LM model).
 
     Shapes: input_ids (B, T) -> last_hidden_state (B, T, Dt); pooled (B, Dt) or None;
-            hidden_states L+1 x (B, T, Dt); attentions / cross_attentions L x (B, H, T, S).
+            hidden_states L+1 x (B, T, Dt); attentions / cross_attentions L x (B, H, T, Tk).
     cache: [(K, V)] of the past tokens (decoder mode) or None; the cache returned holds them
     with this call's tokens appended. encoder_kv: cross_kv(...) precomputed, or None to compute
     it here from encoder_hidden_states.
@@ -155,20 +166,16 @@ def text_encoder(x, p, cfg, mask, encoder_kv, cache):
     """The layer stack, extending each layer's KV cache. Mirrors BlipTextEncoder.
 
     Shapes: x (B, T, Dt) -> last_hidden_state (B, T, Dt); hidden_states L+1 x (B, T, Dt);
-    attentions / cross_attentions L x (B, H, T, S) (None entries without image); cache: per
+    attentions / cross_attentions L x (B, H, T, Tk) (None entries without image); cache: per
     layer (K, V) of (B, H, past + T, Dh).
     """
-    H = cfg.num_attention_heads
     hidden_states, attentions, cross_attentions, new_cache = [x], [], [], []
-    for i, lp in enumerate(p["layer"]):
-        k, v = project_kv(x, lp["attention"]["self"], H)  # this call's tokens: (B, H, T, Dh)
-        if cache is not None:
-            k = np.concatenate([cache[i][0], k], axis=2)  # b h (past + t) dh
-            v = np.concatenate([cache[i][1], v], axis=2)
-        new_cache.append((k, v))
+    for i, layer in enumerate(p["layer"]):
+        past = None if cache is None else cache[i]
         cross = None if encoder_kv is None else encoder_kv[i]
         with scope(f"encoder.layer.{i}"):
-            x, probs, cross_probs = text_layer(x, lp, cfg, (k, v), mask, cross)
+            x, kv, probs, cross_probs = text_layer(x, layer, cfg, mask, past, cross)
+        new_cache.append(kv)  # each (B, H, past + T, Dh)
         hidden_states.append(tap(f"encoder.layer.{i}", x))
         attentions.append(probs)
         cross_attentions.append(cross_probs)
@@ -243,6 +250,76 @@ def lm_loss(logits, labels, label_smoothing=0.0, reduction="mean"):
         return (per_token.sum() / keep.sum()).astype(logits.dtype)
 
 
+def lm_step(p, cfg, name=None):
+    """generate()'s step function for BlipTextLMHeadModel (params p): the new tokens through
+    lm_forward with the cache, the image keys/values from context["encoder_kv"] (cross_kv, once
+    per call). name: the decoder's module path in a bigger model ("text_decoder"), under which
+    each step is recorded, as transformers' hooks see the decoder run once per token.
+
+    Shapes: input_ids (B, T) -> next-token logits (B, V) and text_model's dict (its cache).
+    """
+
+    def step(input_ids, position_ids, attention_mask, past, context):
+        with scope(name) if name else contextlib.nullcontext():
+            logits, out = lm_forward(
+                input_ids,
+                p,
+                cfg,
+                last_only=True,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                cache=past,
+                encoder_kv=context["encoder_kv"],
+            )
+        if name:
+            tap(name, logits)
+        return logits[:, -1], out  # out: the text model's dict (cache, hidden states, ...)
+
+    return step
+
+
+def check_lm_head(p, tied, where=""):
+    """The tensors the LM head needs are in the file, or tied to ones that are."""
+    pp = p["cls"]["predictions"]
+    decoder = pp.get("decoder", {})
+    if "bias" not in decoder and "bias" not in pp:
+        raise CheckpointError(f"{where}cls.predictions: neither bias nor decoder.bias is stored")
+    if "weight" not in decoder and not tied:
+        raise CheckpointError(
+            f"{where}cls.predictions.decoder.weight is missing and tie_word_embeddings is false: "
+            "transformers would leave the LM head randomly initialised"
+        )
+
+
+def attention_shapes(D, kv_in, inner="self"):
+    """{key: shape} of one BERT attention block: {inner}.{query, key, value} and output.{dense,
+    LayerNorm}. kv_in: the width keys and values read (D, or the image's in cross-attention)."""
+    return {
+        f"{inner}.query.weight": (D, D),
+        f"{inner}.query.bias": (D,),
+        f"{inner}.key.weight": (D, kv_in),
+        f"{inner}.key.bias": (D,),
+        f"{inner}.value.weight": (D, kv_in),
+        f"{inner}.value.bias": (D,),
+        "output.dense.weight": (D, D),
+        "output.dense.bias": (D,),
+        "output.LayerNorm.weight": (D,),
+        "output.LayerNorm.bias": (D,),
+    }
+
+
+def ffn_shapes(D, F, name_in="intermediate", name_out="output"):
+    """{key: shape} of one BERT FFN: {name_in}.dense, then {name_out}.dense and LayerNorm."""
+    return {
+        f"{name_in}.dense.weight": (F, D),
+        f"{name_in}.dense.bias": (F,),
+        f"{name_out}.dense.weight": (D, F),
+        f"{name_out}.dense.bias": (D,),
+        f"{name_out}.LayerNorm.weight": (D,),
+        f"{name_out}.LayerNorm.bias": (D,),
+    }
+
+
 def text_shapes(cfg, pooler=False, prefix=""):
     """{key: shape} of BlipTextModel's parameters (checkpoint names, under prefix)."""
     D, F, Dv = cfg.hidden_size, cfg.intermediate_size, cfg.encoder_hidden_size
@@ -252,32 +329,11 @@ def text_shapes(cfg, pooler=False, prefix=""):
         "embeddings.LayerNorm.weight": (D,),
         "embeddings.LayerNorm.bias": (D,),
     }
-    blocks = ["attention"] + (["crossattention"] if cfg.is_decoder else [])
+    blocks = {"attention": D, "crossattention": Dv} if cfg.is_decoder else {"attention": D}
     for i in range(cfg.num_hidden_layers):
-        layer = {
-            "intermediate.dense.weight": (F, D),
-            "intermediate.dense.bias": (F,),
-            "output.dense.weight": (D, F),
-            "output.dense.bias": (D,),
-            "output.LayerNorm.weight": (D,),
-            "output.LayerNorm.bias": (D,),
-        }
-        for blk in blocks:
-            kv_in = Dv if blk == "crossattention" else D
-            layer.update(
-                {
-                    f"{blk}.self.query.weight": (D, D),
-                    f"{blk}.self.query.bias": (D,),
-                    f"{blk}.self.key.weight": (D, kv_in),
-                    f"{blk}.self.key.bias": (D,),
-                    f"{blk}.self.value.weight": (D, kv_in),
-                    f"{blk}.self.value.bias": (D,),
-                    f"{blk}.output.dense.weight": (D, D),
-                    f"{blk}.output.dense.bias": (D,),
-                    f"{blk}.output.LayerNorm.weight": (D,),
-                    f"{blk}.output.LayerNorm.bias": (D,),
-                }
-            )
+        layer = ffn_shapes(D, F)
+        for block, kv_in in blocks.items():
+            layer.update({f"{block}.{k}": s for k, s in attention_shapes(D, kv_in).items()})
         shapes.update({f"encoder.layer.{i}.{k}": s for k, s in layer.items()})
     if pooler:
         shapes.update({"pooler.dense.weight": (D, D), "pooler.dense.bias": (D,)})

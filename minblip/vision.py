@@ -72,9 +72,8 @@ def encoder_layer(x, p, cfg, output_attentions=False):
     a, probs = vision_attention(h, p["self_attn"], cfg, output_attentions)
     x = x + tap("self_attn", a)
     h = tap("layer_norm2", layer_norm(x, p["layer_norm2"], eps))
-    h = linear(
-        ACT2FN[cfg.hidden_act](linear(h, p["mlp"]["fc1"])), p["mlp"]["fc2"]
-    )  # (B, N, F) -> (B, N, Dv)
+    h = ACT2FN[cfg.hidden_act](linear(h, p["mlp"]["fc1"]))  # (B, N, F)
+    h = linear(h, p["mlp"]["fc2"])  # (B, N, F) -> (B, N, Dv)
     return x + tap("mlp", h), probs
 
 
@@ -87,17 +86,28 @@ def vision_model(pixel_values, p, cfg, interpolate_pos_encoding=False, output_at
     """
     x = vision_embeddings(pixel_values, p["embeddings"], cfg, interpolate_pos_encoding)
     hidden_states, attentions = [x], []
-    for i, lp in enumerate(p["encoder"]["layers"]):
+    for i, layer in enumerate(p["encoder"]["layers"]):
         with scope(f"encoder.layers.{i}"):
-            x, probs = encoder_layer(x, lp, cfg, output_attentions)
+            x, probs = encoder_layer(x, layer, cfg, output_attentions)
         hidden_states.append(tap(f"encoder.layers.{i}", x))
-        if output_attentions:  # 16 MB a layer at 384 px: made only when asked for
+        if output_attentions:  # (B, H, N, N) a layer: kept only when asked for
             attentions.append(probs)
     tap("encoder", x)
     last = tap("post_layernorm", layer_norm(x, p["post_layernorm"], cfg.layer_norm_eps))
     # transformers applies post_layernorm a second time to the class token for the pooled output
     pooled = tap("post_layernorm", layer_norm(last[:, 0], p["post_layernorm"], cfg.layer_norm_eps))
     return last, pooled, hidden_states, attentions
+
+
+def vision_tower(x, p, cfg, interpolate_pos_encoding=False, output_attentions=False):
+    """vision_model as the part of a bigger model: its outputs, recorded under "vision_model".
+
+    Shapes: x (B, 3, Hs, Ws) -> as vision_model: (B, N, Dv), (B, Dv), hidden states, attentions.
+    """
+    with scope("vision_model"):
+        out = vision_model(x, p, cfg, interpolate_pos_encoding, output_attentions)
+    tap("vision_model", out[0])
+    return out
 
 
 def vision_shapes(cfg):

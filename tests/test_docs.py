@@ -73,3 +73,25 @@ def placeholder_layout(kind):
 @pytest.mark.parametrize("kind", ["opt", "t5"])
 def test_blip2_placeholder_layout_is_the_processors(kind):
     assert placeholder_layout(kind) in (DOCS / "architecture" / "blip2.md").read_text()
+
+
+def _imports_between_files():
+    """{(a, b)}: minblip/a.py imports minblip/b.py (relative imports, anywhere in the file)."""
+    import ast
+
+    edges = set()
+    for f in (DOCS.parent / "minblip").glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                edges.update((f.stem, n.split(".")[0]) for n in names)
+    return edges
+
+
+def test_the_house_drawing_is_the_import_graph():
+    text = (DOCS / "architecture" / "files.md").read_text()
+    drawn = set(re.findall(r"^\s+(\w+) -\.?-> (\w+)$", text, re.M))
+    assert drawn == _imports_between_files()
+    files = {f.stem for f in (DOCS.parent / "minblip").glob("*.py")}
+    described = set(re.findall(r"^\| `(\w+)\.py` \|", text, re.M))
+    assert described == files

@@ -231,3 +231,55 @@ def test_layer_norm_twin_declines_what_it_does_not_take():
         (np.ones((0, 3), np.float32), p32),
     ]:
         assert kernels.layer_norm(x, p, 1e-5) is NotImplemented
+
+
+# ----------------------------------------------------------------------------- attention
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@given(data=st.data())
+def test_attention_twin_is_bit_identical_to_reference(backend, data):
+    """One head at a time gives the very bits of the batched reference: the same matrix products
+    on the same 2-D slices, the same softmax rows, and a power-of-two scale is exact on q."""
+    B, H, T, Tk = (data.draw(st.integers(1, n)) for n in (2, 3, 7, 7))
+    Dh = data.draw(st.sampled_from([1, 3, 4, 16, 64]))
+    dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    if data.draw(st.booleans()):  # vision.py's strided views of one fused qkv
+        q, k, v = rng.standard_normal((B, T, 3, H, Dh)).astype(dtype).transpose(2, 0, 3, 1, 4)
+    else:  # keys/values of batch 1 may serve every query row (one image, many texts)
+        Bk = data.draw(st.sampled_from([1, B]))
+        q = rng.standard_normal((B, H, T, Dh)).astype(dtype)
+        k, v = (rng.standard_normal((Bk, H, Tk, Dh)).astype(dtype) for _ in "kv")
+    divide = data.draw(st.booleans())  # BERT: / sqrt(Dh); ViT and Q-Former: * Dh^-0.5
+    scale = math.sqrt(Dh) if divide else Dh**-0.5
+    mask = None
+    if data.draw(st.booleans()):
+        rows = data.draw(st.sampled_from([1, T]))
+        masked = rng.random((B, 1, rows, k.shape[2])) < 0.3
+        mask = np.where(masked, np.finfo(dtype).min, 0).astype(dtype)
+    return_probs = data.draw(st.booleans())
+    before = ops.get_backend()
+    ops.set_backend(backend)  # the softmax both call: NumPy's, or the Numba twin
+    try:
+        want = ops.attention.reference(q, k, v, scale, mask, return_probs, divide=divide)
+        got = kernels.attention_per_head(q, k, v, scale, mask, return_probs, divide=divide)
+    finally:
+        ops.set_backend(before)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[0].dtype == want[0].dtype
+    if return_probs:
+        np.testing.assert_array_equal(got[1], want[1])
+    else:
+        assert got[1] is None and want[1] is None
+
+
+def test_attention_twin_loops_over_heads_only_for_large_score_blocks():
+    """The vision shape (16 MB of scores) goes head by head, bit-identical; a decode step's
+    block is left to the batched reference."""
+    rng = np.random.default_rng(0)
+    q, k, v = rng.standard_normal((1, 577, 3, 12, 64)).astype(np.float32).transpose(2, 0, 3, 1, 4)
+    want = ops.attention.reference(q, k, v, 0.125, return_probs=False)
+    np.testing.assert_array_equal(kernels.attention(q, k, v, 0.125, return_probs=False)[0], want[0])
+    assert kernels.attention(q[:, :, :1], k, v, 0.125) is NotImplemented  # (1, 12, 1, 577)
+    assert ops._kernel("attention") is kernels.attention  # dispatched to under "numba"

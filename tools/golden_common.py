@@ -375,24 +375,64 @@ def scratch_dir():
     return Path(tempfile.mkdtemp(prefix="golden-"))
 
 
-def build_shared_group(out, cases, class_name, seed):
+def build_group(
+    out, cases, seed, *, class_name=None, full_pixel_seed=None, keep_full=(), after_case=None
+):
     """Write a group of cases (name, write_case kwargs with "config" and optionally "cls") into
-    out, wiped first. Cases of one class and config share the first one's model folder (same
-    seed, so the same weights): the later ones drop theirs and point meta["model_dir"] at it."""
+    out: a model folder + inputs + outputs per case. The case folders are wiped first; files
+    beside them (a README.md) stay.
+
+    seed: the weights' seed, an int or {class name: int}; a full-size case adds 1000. Cases of
+    one class, config and seed share the first one's model folder (the same weights): the later
+    ones drop theirs and point meta["model_dir"] at it. A generate case records no module unless
+    it says so (record=None: every module): one trace per decode step would cost ~0.5 MB a case.
+    A full-size case keeps only the outputs named in keep_full and regenerates its pixel_values
+    from full_pixel_seed. after_case(case_dir, meta, class_name, spec) may add to meta before
+    the model folder is shared.
+    """
     out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
-    first = {}  # (class, config) -> the case whose model folder later ones share
+    for old in out.glob("*/"):
+        shutil.rmtree(old)
+    first = {}  # (class, config, seed) -> the case whose model folder later ones share
     with quiet():
         for name, spec in cases:
             spec = dict(spec)
             cls, config = spec.pop("cls", class_name), spec.pop("config")
-            write_case(out / name, cls, config, seed=seed, **spec)
-            key = (cls, json.dumps(config, sort_keys=True))
-            if key in first:
-                meta = json.loads((out / name / "meta.json").read_text())
-                shutil.rmtree(out / name / "model")
+            full = spec.get("full_size", False)
+            case_seed = (seed[cls] if isinstance(seed, dict) else seed) + (1000 if full else 0)
+            if spec.get("method") == "generate" and not full and "record" not in spec:
+                spec["record"] = ()
+            elif "record" in spec and spec["record"] is None:
+                del spec["record"]
+            print(" ", name, flush=True)
+            case = out / name
+            write_case(case, cls, config, seed=case_seed, **spec)
+            meta = json.loads((case / "meta.json").read_text())
+            if after_case is not None:
+                after_case(case, meta, cls, spec)
+            key = (cls, json.dumps(config, sort_keys=True), case_seed)
+            if key in first and not full:
+                shutil.rmtree(case / "model")
                 meta["model_dir"] = f"../{first[key]}/model"
-                (out / name / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
             first.setdefault(key, name)
-            print(f"  {name}: {dir_size(out / name) / 1e3:.0f} kB", flush=True)
+            if full:
+                slim_full_size(case, meta, spec["inputs"], full_pixel_seed, keep_full)
+            (case / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"  golden/{out.name}: {dir_size(out) / 2**20:.2f} MB")
+
+
+def slim_full_size(case, meta, inputs, pixel_seed, keep):
+    """Regenerated pixels instead of the stored array; only the small outputs (keep) kept."""
+    px = inputs["pixel_values"]
+    spec = {"seed": pixel_seed, "shape": list(px.shape), "sha256": array_sha256(px)}
+    meta["generated_inputs"] = {"pixel_values": spec}
+    kept = {k: v for k, v in np.load(case / "inputs.npz").items() if k != "pixel_values"}
+    np.savez_compressed(case / "inputs.npz", **kept)
+    outs = {k: v for k, v in np.load(case / "outputs.npz").items() if k in keep}
+    np.savez_compressed(case / "outputs.npz", **outs)
+    meta["outputs"] = [k for k in meta["outputs"] if k in keep]
+
+
+def build_shared_group(out, cases, class_name, seed):
+    """build_group for a group of one seed and no full-size cases."""
+    build_group(out, cases, seed, class_name=class_name)

@@ -8,37 +8,14 @@ cross-attention key/value projection is rectangular. Full-size cases use the hub
 blip-itm-base-coco and blip-vqa-base with weights regenerated from their seed.
 """
 
-import json
-import shutil
 from pathlib import Path
 
 import golden_common as gc
-import numpy as np
 
+from golden_cases.caption import TEXT_BASE, TEXT_TINY, VISION_TINY, texts  # noqa: F401 (texts: re-exported)
 from golden_cases.vision import BASE as VISION_BASE
-from minblip.testing import array_sha256
 from minblip.testing import random_pixels as pixels
 
-TEXT_TINY = dict(
-    vocab_size=99,
-    hidden_size=36,
-    intermediate_size=50,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    max_position_embeddings=40,
-    bos_token_id=30,
-    pad_token_id=0,
-    sep_token_id=3,
-    eos_token_id=2,
-)
-VISION_TINY = dict(
-    hidden_size=24,
-    intermediate_size=40,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    image_size=32,
-    patch_size=8,
-)
 TINY = dict(
     text_config=TEXT_TINY, vision_config=VISION_TINY, projection_dim=16, image_text_hidden_size=12
 )
@@ -46,33 +23,8 @@ TINY = dict(
 # for the *vision* width (BlipConfig sets encoder_hidden_size = vision hidden_size), so BLIP VQA
 # only runs when the two widths are equal (768 and 768 on the hub); transformers fails otherwise.
 VQA_TINY = dict(TINY, vision_config=dict(VISION_TINY, hidden_size=36, num_attention_heads=4))
-# hub text config of blip-itm-base-coco / blip-vqa-base (checkpoints.md §2.1)
-TEXT_BASE = dict(
-    vocab_size=30524,
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    max_position_embeddings=512,
-    bos_token_id=30522,
-    pad_token_id=0,
-    sep_token_id=102,
-    eos_token_id=2,
-    layer_norm_eps=1e-12,
-)
+# blip-itm-base-coco and blip-vqa-base have the text config of blip-image-captioning-base
 BASE = dict(text_config=TEXT_BASE, vision_config=VISION_BASE)
-
-
-def texts(seed, lengths, vocab=99, cls=1, sep=3, low=4):
-    """Right-padded ids (B, max(lengths)) = [cls, words..., sep, 0...] and their attention mask."""
-    rng = np.random.default_rng(seed)
-    T = max(lengths)
-    ids = np.zeros((len(lengths), T), np.int64)
-    mask = np.zeros((len(lengths), T), np.int64)
-    for b, n in enumerate(lengths):
-        ids[b, :n] = [cls, *rng.integers(low, vocab, n - 2), sep]
-        mask[b, :n] = 1
-    return ids, mask
 
 
 FULL_PIXEL_SEED = 24
@@ -379,39 +331,10 @@ KEEP_FULL = ("out", "out.itm_score")
 
 
 def build(root: Path):
-    group = root / "blip_tasks"
-    if group.exists():
-        shutil.rmtree(group)
-    first_dir = {}
-    with gc.quiet():
-        for name, kw in cases():
-            cls, config = kw.pop("cls"), kw.pop("config")
-            full = kw.get("full_size", False)
-            seed = SEEDS[cls] + (1000 if full else 0)
-            if kw.get("method") == "generate" and not full:
-                kw.setdefault("record", ())  # one trace per decode step would cost ~0.5 MB a case
-            print(" ", name, flush=True)
-            gc.write_case(group / name, cls, config, seed=seed, **kw)
-            case = group / name
-            meta = json.loads((case / "meta.json").read_text())
-            key = (cls, json.dumps(config, sort_keys=True), seed)
-            if key in first_dir and not full:
-                shutil.rmtree(case / "model")
-                meta["model_dir"] = f"../{first_dir[key]}/model"
-            first_dir.setdefault(key, name)
-            if full:
-                _slim_full_size(case, meta, kw["inputs"])
-            (case / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"  golden/blip_tasks: {gc.dir_size(group) / 2**20:.2f} MB")
-
-
-def _slim_full_size(case, meta, inputs):
-    """Regenerated pixels instead of the stored array; only the small outputs kept."""
-    px = inputs["pixel_values"]
-    spec = {"seed": FULL_PIXEL_SEED, "shape": list(px.shape), "sha256": array_sha256(px)}
-    meta["generated_inputs"] = {"pixel_values": spec}
-    kept = {k: v for k, v in np.load(case / "inputs.npz").items() if k != "pixel_values"}
-    np.savez_compressed(case / "inputs.npz", **kept)
-    outs = {k: v for k, v in np.load(case / "outputs.npz").items() if k in KEEP_FULL}
-    np.savez_compressed(case / "outputs.npz", **outs)
-    meta["outputs"] = [k for k in meta["outputs"] if k in KEEP_FULL]
+    gc.build_group(
+        Path(root) / "blip_tasks",
+        cases(),
+        SEEDS,
+        full_pixel_seed=FULL_PIXEL_SEED,
+        keep_full=KEEP_FULL,
+    )

@@ -9,7 +9,6 @@ are exercised. Every greedy case's meta.json carries "margins": per step and row
 the best and the second-best processed score, so a near-tie (a flaky golden token) is visible.
 """
 
-import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 import transformers
 
 from golden_cases.vision import BASE as VISION_BASE
-from minblip.testing import array_sha256, materialize
+from minblip.testing import materialize
 from minblip.testing import random_pixels as pixels
 
 TEXT_TINY = dict(
@@ -550,44 +549,30 @@ def cases():
     return out
 
 
-SEED, FULL_SEED = 200, 1200
+SEED = 200  # full-size cases: 1200 (build_group adds 1000)
 KEEP_FULL = ("out", "out.logits", "out.loss")
 
 
 def build(root: Path):
-    group = Path(root) / "caption"
-    for old in group.glob("*/"):  # every case folder; README.md stays
-        shutil.rmtree(old)
-    first_dir = {}
-    with gc.quiet():
-        for name, kw in cases():
-            config, cls = kw.pop("config"), kw.pop("cls", CLS)
-            full = kw.get("full_size", False)
-            seed = FULL_SEED if full else SEED
-            if kw.get("method") == "generate" and not full and "record" not in kw:
-                kw["record"] = ()  # one trace per decode step: only greedy_traced keeps it
-            elif "record" in kw and kw["record"] is None:
-                del kw["record"]
-            print(" ", name, flush=True)
-            case = group / name
-            gc.write_case(case, cls, config, seed=seed, **kw)
-            meta = json.loads((case / "meta.json").read_text())
-            if kw.get("method") == "generate":
-                mdir = materialize(case, gc.scratch_dir()) if full else case / "model"
-                meta["margins"] = margins(
-                    cls, mdir, kw["inputs"], kw.get("kwargs", {}), kw.get("dtype")
-                )
-                if full:
-                    shutil.rmtree(mdir)
-            key = (cls, json.dumps(config, sort_keys=True), seed)
-            if key in first_dir and not full:
-                shutil.rmtree(case / "model")
-                meta["model_dir"] = f"../{first_dir[key]}/model"
-            first_dir.setdefault(key, name)
-            if full:
-                _slim_full_size(case, meta, kw["inputs"])
-            (case / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"  golden/caption: {gc.dir_size(group) / 2**20:.2f} MB")
+    gc.build_group(
+        Path(root) / "caption",
+        [(name, {"cls": CLS, **spec}) for name, spec in cases()],
+        SEED,
+        full_pixel_seed=FULL_PIXEL_SEED,
+        keep_full=KEEP_FULL,
+        after_case=_add_margins,
+    )
+
+
+def _add_margins(case, meta, cls, spec):
+    """generate cases: the greedy margins of each step, for the tests' tie check."""
+    if spec.get("method") != "generate":
+        return
+    full = spec.get("full_size", False)
+    mdir = materialize(case, gc.scratch_dir()) if full else case / "model"
+    meta["margins"] = margins(cls, mdir, spec["inputs"], spec.get("kwargs", {}), spec.get("dtype"))
+    if full:
+        shutil.rmtree(mdir)
 
 
 def margins(cls, model_dir, inputs, kwargs, dtype):
@@ -604,15 +589,3 @@ def margins(cls, model_dir, inputs, kwargs, dtype):
         top2 = torch.topk(s.double(), 2, dim=-1).values
         rows.append([round(float(m), 6) for m in (top2[:, 0] - top2[:, 1])])
     return rows
-
-
-def _slim_full_size(case, meta, inputs):
-    """Regenerated pixels instead of the stored array; only the small outputs kept."""
-    px = inputs["pixel_values"]
-    spec = {"seed": FULL_PIXEL_SEED, "shape": list(px.shape), "sha256": array_sha256(px)}
-    meta["generated_inputs"] = {"pixel_values": spec}
-    kept = {k: v for k, v in np.load(case / "inputs.npz").items() if k != "pixel_values"}
-    np.savez_compressed(case / "inputs.npz", **kept)
-    outs = {k: v for k, v in np.load(case / "outputs.npz").items() if k in KEEP_FULL}
-    np.savez_compressed(case / "outputs.npz", **outs)
-    meta["outputs"] = [k for k in meta["outputs"] if k in KEEP_FULL]

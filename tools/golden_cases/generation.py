@@ -7,8 +7,6 @@ whole sampling path -- warpers, renormalisation, expansion by num_return_sequenc
 depending on torch's random numbers. Caption and VQA models share one tiny model each.
 """
 
-import json
-import shutil
 from pathlib import Path
 
 import golden_common as gc
@@ -189,29 +187,12 @@ def cases():
     ]
 
 
+SEEDS = {"BlipForConditionalGeneration": 500, "BlipForQuestionAnswering": 501}
+
+
 def build(root: Path):
-    group = Path(root) / "generation"
-    if group.exists():
-        shutil.rmtree(group)
-    first, seeds = {}, {"BlipForConditionalGeneration": 500, "BlipForQuestionAnswering": 501}
-    with gc.quiet():
-        for name, cls, config, inputs, kwargs in cases():
-            print(" ", name, flush=True)
-            case = group / name
-            gc.write_case(
-                case,
-                cls,
-                config,
-                seed=seeds[cls],
-                inputs=inputs,
-                kwargs=kwargs,
-                method="generate",
-                record=(),
-            )
-            meta = json.loads((case / "meta.json").read_text())
-            if cls in first:
-                shutil.rmtree(case / "model")
-                meta["model_dir"] = f"../{first[cls]}/model"
-            first.setdefault(cls, name)
-            (case / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"  golden/generation: {gc.dir_size(group) / 2**20:.2f} MB")
+    group = [
+        (name, dict(cls=cls, config=config, inputs=inputs, kwargs=kwargs, method="generate"))
+        for name, cls, config, inputs, kwargs in cases()
+    ]
+    gc.build_group(Path(root) / "generation", group, SEEDS)

@@ -1,6 +1,6 @@
 """Max error against transformers per module kind, over every golden case (no torch needed).
 
-    python tools/conformance.py                  # every group: vision ... blip2_qformer
+    python tools/conformance.py                  # every group: vision ... blip2_generation
     python tools/conformance.py vision caption   # some groups only
 
 Runs each case as the tests do and groups the absolute errors by module kind: the module path
@@ -90,5 +90,8 @@ if __name__ == "__main__":
             "blip2_vision",
             "blip2_qformer",
             "blip2_tasks",
+            "opt",
+            "t5",
+            "blip2_generation",
         ]
     )

@@ -52,7 +52,7 @@ def blip_text_masks():
             ["[DEC]"] + CAPTION,
         ),
         "encoder (ITM, ITC, VQA): bidirectional": (
-            allowed(self_mask(ones, T, 0, False, np.float32)).repeat(T, axis=0),
+            allowed(self_mask(ones, T, 0, False, np.float32)),
             ["[CLS]"] + CAPTION,
         ),
     }

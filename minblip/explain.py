@@ -14,6 +14,13 @@ Writes <out>/explain.png (the photo, then one tile per word: the attention as a 
 the photo), <out>/explain.html (the same tiles in one self-contained page: images inlined, no
 script, no network) and <out>/explain.npz (the numbers drawn: words, token ids, maps, cls).
 Drawn with Pillow and NumPy; the colour map (viridis) is the table below.
+
+BLIP-2 (query_attention, the same command on a Blip2ForConditionalGeneration checkpoint): the
+language model never sees the image, only Q learned queries' outputs in Q placeholder slots. So
+the picture has two parts: per query, the Q-Former's cross-attention over the photo (which
+regions that query reads), and per generated word, the attention the language model's choosing
+position gave to each query's placeholder (OPT: self-attention; T5: the decoder's
+cross-attention to the encoder).
 """
 
 import base64

@@ -18,12 +18,14 @@ tests/test_draw_masks.py checks the masks against the functions and the PNGs aga
 """
 
 import pathlib
+import sys
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from minblip.qformer import padding_mask
-from minblip.text_bert import self_mask
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout
+from minblip.qformer import padding_mask  # noqa: E402
+from minblip.text_bert import self_mask  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img"

@@ -15,13 +15,15 @@ them and fails when the doc's text differs.
 import argparse
 import pathlib
 import re
+import sys
 
 import numpy as np
 from PIL import Image
 
-from minblip import Blip2ForConditionalGeneration, BlipForConditionalGeneration, trace
-from minblip.config import blip2_config_from_dict, blip_config_from_dict
-from minblip.preprocess import BlipImageProcessor
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # this checkout
+from minblip import Blip2ForConditionalGeneration, BlipForConditionalGeneration, trace  # noqa: E402
+from minblip.config import blip2_config_from_dict, blip_config_from_dict  # noqa: E402
+from minblip.preprocess import BlipImageProcessor  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "walkthrough.md"
@@ -285,12 +287,12 @@ def blip2_run(kind):
         call = dict(input_ids=ids)
         said = f"generate -> input_ids {shape(ids)}: {ids[0].tolist()}"
         said += f"  ({Q} x <image> = {token}, bos, new)"
-    else:  # T5: the encoder reads Q placeholders + </s>; generate returned the decoder ids
-        prompt = np.array([[token] * Q + [cfg.text_config.eos_token_id]])
+    else:  # T5: the encoder reads Q placeholders + bos, as generate builds it; then the decoder
+        prompt = np.array([[token] * Q + [cfg.text_config.bos_token_id]])
         call = dict(input_ids=prompt, decoder_input_ids=ids)
         said = (
             f"encoder input_ids {shape(prompt)}: {prompt[0].tolist()}"
-            f"  ({Q} x <image> = {token}, </s>)\n"
+            f"  ({Q} x <image> = {token}, bos)\n"
             f"generate -> decoder ids {shape(ids)}: {ids[0].tolist()}  (decoder_start, new)"
         )
     with trace.record() as acts:

@@ -84,6 +84,7 @@ def add_subcommands(sub):
 
 
 def cmd_explain(args):
+    from .blip2 import Blip2ForConditionalGeneration
     from .explain import caption_attention, check_out_dir, write_explanation
     from .pipeline import load_captioner
     from .preprocess import load_image
@@ -91,11 +92,39 @@ def cmd_explain(args):
     out = check_out_dir(args.out, args.overwrite)
     photo = load_image(args.image)
     model, processor = load_captioner(args.model)
+    title = f"minblip explain {args.image}"
+    if isinstance(model, Blip2ForConditionalGeneration):
+        return _explain_blip2(args, out, photo, model, processor, title)
     result = caption_attention(
         model, processor, photo, args.prompt, args.layer, args.max_new_tokens
     )
-    written = write_explanation(out, photo, result, title=f"minblip explain {args.image}")
+    written = write_explanation(out, photo, result, title=title)
     print(result["caption"])
+    for path in written:
+        print(f"  wrote {path}")
+    return 0
+
+
+def _explain_blip2(args, out, photo, model, processor, title):
+    """BLIP-2: each learned query's cross-attention over the photo, and per generated word
+    which queries the language model read."""
+    from .explain import query_attention, write_query_explanation
+
+    inputs = processor(images=photo, text=args.prompt)
+    result = query_attention(
+        model,
+        inputs["pixel_values"],
+        inputs.get("input_ids") if args.prompt is not None else None,
+        args.layer,
+        args.max_new_tokens,
+    )
+    ids = result["token_ids"]
+    words = [
+        processor.decode([int(ids[p])]).strip() or repr(processor.decode([int(ids[p])]))
+        for p in result["positions"]
+    ]
+    written = write_query_explanation(out, photo, result, words, title=title)
+    print(processor.decode([int(ids[p]) for p in result["positions"]]).strip())
     for path in written:
         print(f"  wrote {path}")
     return 0
@@ -110,7 +139,9 @@ def add_explain(sub):
         description="Caption a photo with a BLIP captioning model (greedy) and draw, per "
         "generated word, the decoder's cross-attention over the image patches as a heatmap "
         "over the photo: explain.png (a grid), explain.html (one self-contained page) and "
-        "explain.npz (the numbers) in --out.",
+        "explain.npz (the numbers) in --out. With a BLIP-2 checkpoint: each learned query's "
+        "Q-Former cross-attention over the photo, and per word which queries the language "
+        "model read.",
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
@@ -120,7 +151,8 @@ def add_explain(sub):
         type=int,
         default=None,
         metavar="K",
-        help="draw decoder layer K's cross-attention (default: the mean over layers)",
+        help="draw decoder layer K's cross-attention (BLIP-2: the Q-Former's K-th "
+        "cross-attention layer; default: the mean over layers)",
     )
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N")
     p.add_argument("--out", default="explain", metavar="DIR", help="folder (default ./explain)")

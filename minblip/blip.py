@@ -136,6 +136,20 @@ def text_decoder(
     return logits, loss
 
 
+def fixed_stop_ids(generate_kwargs, owner):
+    """BLIP's captioning and VQA generate pass eos_token_id=sep_token_id and pad_token_id to
+    their text decoder themselves, so transformers 5.23 refuses either one in **generate_kwargs
+    (Python's TypeError "got multiple values for keyword argument"). minblip refuses them too,
+    by name, and says where the ids come from."""
+    given = [k for k in ("eos_token_id", "pad_token_id") if k in generate_kwargs]
+    if given:
+        raise InputError(
+            f"{owner}.generate takes no {' or '.join(given)}: it always stops at "
+            "text_config.sep_token_id and pads with text_config.pad_token_id (transformers 5.23 "
+            "refuses them too, with a TypeError); change those in the config to change them"
+        )
+
+
 def decode(p, cfg, prompt, mask, memory, eos_token_id, pad_token_id, name, generate_kwargs):
     """generate() with a BLIP text decoder (params p): memory (B, N, Dv) is what it cross-attends
     to (the image, or VQA's encoded question), its keys/values computed once here.
@@ -232,6 +246,7 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
         rows are filled with pad. Settings: minblip.generate.generate. input_ids is not modified.
         """
         require("generate", pixel_values=pixel_values)
+        fixed_stop_ids(generate_kwargs, "BlipForConditionalGeneration")
         tcfg = self.config.text_config
         image = self.vision_outputs(pixel_values, interpolate_pos_encoding)[0]
         prompt, mask = self.decoder_prompt(input_ids, attention_mask, image.shape[0])

@@ -385,7 +385,7 @@ class BlipTextModel(PreTrainedModel):
     """transformers.BlipTextModel (with its pooler) from a blip_text_model checkpoint.
 
     Encoder mode (is_decoder=False, the default) attends both ways; decoder mode is causal and
-    returns its KV cache as past_key_values ([(K, V)] per layer, (B, H, T, Dh)).
+    returns its KV cache as past_key_values (see _with_cache), which a later call continues.
     """
 
     config_types = (BlipTextConfig,)

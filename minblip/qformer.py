@@ -20,9 +20,9 @@ from .trace import scope, tap
 def qformer_attention(x, memory, mask, p, cfg, output_attentions=False):
     """Multi-head attention + dense + LayerNorm(x + .). Mirrors Blip2QFormerAttention.
 
-    Shapes: x (B, Q+T, Dq) attends to memory (B, Tk, Dq | Dv) -> (B, Q+T, Dq), and the
-    probabilities (B, H, Q+T, Tk) if output_attentions else None; mask additive, broadcastable
-    to (B, H, Q+T, Tk), or None. Weights: attention.{query,key,value}, output.dense,
+    Shapes: x (B, Q+T, Dq) attends to memory (B, Tk, Dq | Dv) -> (B, Q+T, Dq); mask additive,
+    broadcastable to (B, H, Q+T, Tk), or None. Also returns the probabilities (B, H, Q+T, Tk) if
+    output_attentions, else None. Weights: attention.{query,key,value}, output.dense,
     output.LayerNorm.
     """
     H = cfg.num_attention_heads

@@ -23,8 +23,8 @@ from .trace import scope, tap
 def text_embeddings(input_ids, position_ids, p, cfg, inputs_embeds=None):
     """Word + learned position embeddings, then LayerNorm. Mirrors BlipTextEmbeddings.
 
-    Shapes: input_ids (B, T) or inputs_embeds (B, T, Dt) (given in place of the word
-    embeddings), position_ids (B|1, T) -> (B, T, Dt). No token-type embeddings.
+    Shapes: input_ids (B, T), position_ids (B|1, T) -> (B, T, Dt). No token-type embeddings.
+    inputs_embeds (B, T, Dt), when given, stand in for the word embeddings of input_ids.
     Weights: word_embeddings.weight (V, Dt), position_embeddings.weight (512, Dt), LayerNorm.
     """
     words = p["word_embeddings"]["weight"][input_ids] if inputs_embeds is None else inputs_embeds

@@ -369,13 +369,14 @@ def _cross_cache(cross, enc):
     return cross if enc is not None else None
 
 
-def _with_cache(model, out, use_cache):
+def _with_cache(model, out, use_cache, continued):
     """Sets out["cache"] to what past_key_values returns: with use_cache (default: the config's)
     {"self_attention": [(K, V)] per layer (B, H, past + T, Dh), "cross_attention": [(K, V)] per
     layer (B, H, N, Dh) or None without encoder_hidden_states} (transformers' EncoderDecoderCache);
-    else None."""
+    else None. A call continued from a past_key_values returns the cache whatever use_cache says
+    (continued), as transformers returns the cache object it was given."""
     use = model.config.use_cache if use_cache is None else use_cache
-    if not use:
+    if not (use or continued):
         out["cache"] = None
         return
     out["cache"] = {"self_attention": out["cache"], "cross_attention": out["encoder_kv"]}
@@ -436,7 +437,10 @@ class BlipTextModel(PreTrainedModel):
             inputs_embeds=embeds,
             encoder_embeds=enc_embeds,
         )
-        _with_cache(self, out, use_cache if is_decoder else False)
+        if is_decoder:
+            _with_cache(self, out, use_cache, past_key_values is not None)
+        else:  # the encoder mode keeps no cache (transformers sets use_cache False)
+            out["cache"] = None
         return _text_output(self.config, out, output_attentions, output_hidden_states, return_dict)
 
     forward = __call__
@@ -505,8 +509,11 @@ class BlipTextLMHeadModel(PreTrainedModel):
             encoder_kv=_cross_cache(cross, enc),
             inputs_embeds=embeds,
         )
-        use_cache = False if labels is not None or not is_decoder else use_cache
-        _with_cache(self, out, use_cache)
+        if is_decoder:  # labels turn use_cache off, as in transformers
+            use_cache = False if labels is not None else use_cache
+            _with_cache(self, out, use_cache, past_key_values is not None)
+        else:
+            out["cache"] = None
         if return_logits:  # transformers returns the shifted logits alone
             return logits[:, :-1]
         smoothing, pairing = (

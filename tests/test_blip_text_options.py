@@ -65,6 +65,17 @@ def test_use_cache_off_and_labels_return_no_cache():
     assert model(**inputs, use_cache=False).past_key_values is None
     labels = inputs["input_ids"]
     assert model(**inputs, labels=labels, use_cache=True).past_key_values is None
+    # a continued call returns the cache it extended, as transformers returns the one it was given
+    first = model(**inputs)
+    with np.load(case / "continuation.npz") as f:
+        rest, full_mask = f["inputs.input_ids"], f["inputs.attention_mask"]
+    later = model(
+        input_ids=rest,
+        attention_mask=full_mask,
+        past_key_values=first.past_key_values,
+        use_cache=False,
+    )
+    assert later.past_key_values["self_attention"][0][0].shape[2] == full_mask.shape[1]
     text = minblip.BlipTextModel.from_pretrained(model_dir(_case("text_model_inputs_embeds")))
     # the encoder mode keeps no cache, whatever use_cache says (transformers sets it False)
     assert text(input_ids=inputs["input_ids"], use_cache=True).past_key_values is None

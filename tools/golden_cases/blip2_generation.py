@@ -193,6 +193,24 @@ def lm_cases(kind):
             ),
         ),
         (
+            f"{kind}_generate_attentions_hidden_states",
+            dict(
+                cls=gen,
+                config=config(text, eager=True),
+                method="generate",
+                inputs=padded_inputs,
+                kwargs={
+                    "max_new_tokens": 3,
+                    "return_dict_in_generate": True,
+                    "output_attentions": True,
+                    "output_hidden_states": True,
+                },
+                record=(),
+                notes="eager (sdpa returns no probabilities): the language model's generate "
+                "fields (T5: encoder_* once, decoder_* and cross_attentions per step)",
+            ),
+        ),
+        (
             f"{kind}_generate_beams",
             dict(
                 cls=gen,

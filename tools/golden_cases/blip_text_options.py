@@ -8,6 +8,7 @@ The caption group's tiny configs (tools/golden_cases/caption.py). Cases:
   (the embeddings module does not run), encoder mode with cross-attention and the pooler.
 - text_lm_inputs_embeds_keep_rows: BlipTextLMHeadModel from inputs_embeds with a (B, 2) integer
   logits_to_keep (positions per row).
+- text_lm_inputs_embeds_float64: the same in float64, logits_to_keep=2, attentions.
 - text_lm_keep_last3: logits_to_keep=3 (the last three positions), hidden states of every one.
 - forward_keep_last1: BlipForConditionalGeneration.forward with logits_to_keep=1.
 - text_lm_cache: BlipTextLMHeadModel on the first 4 tokens with use_cache=True; its
@@ -81,6 +82,20 @@ def cases():
                     "encoder_hidden_states": enc,
                     "logits_to_keep": keep_rows,
                 },
+            },
+        ),
+        (
+            "text_lm_inputs_embeds_float64",
+            {
+                "cls": "BlipTextLMHeadModel",
+                "config": TEXT,
+                "dtype": "float64",
+                "inputs": {
+                    "inputs_embeds": embeds,
+                    "attention_mask": mask2,
+                    "encoder_hidden_states": enc,
+                },
+                "kwargs": {"logits_to_keep": 2, "output_attentions": True},
             },
         ),
         (

@@ -60,10 +60,10 @@ class BlipVisionModel(PreTrainedModel):
     def __call__(
         self,
         pixel_values=None,
+        interpolate_pos_encoding=False,
         output_attentions=None,
         output_hidden_states=None,
         return_dict=True,
-        interpolate_pos_encoding=False,
     ):
         if pixel_values is None:
             raise InputError("You have to specify pixel_values")
@@ -104,15 +104,28 @@ class BlipPreTrainedModel(PreTrainedModel):
         return output_flags(self.config.vision_config, output_hidden_states, output_attentions)
 
 
-def text_decoder(p, cfg, ids, mask, memory, labels, pairing, memory_mask=None, what="the logits"):
+def text_decoder(
+    p,
+    cfg,
+    ids,
+    mask,
+    memory,
+    labels,
+    pairing,
+    memory_mask=None,
+    what="the logits",
+    logits_to_keep=0,
+):
     """The text_decoder part of a BLIP model (params p) on given ids: logits (B, T, V) and the
     loss against labels (B, T) (None without labels). memory (B, N, Dv): what it cross-attends
-    to; pairing says how its batch and the ids' paired, for the labels' error message."""
+    to; pairing says how its batch and the ids' paired, for the labels' error message.
+    logits_to_keep: the positions the head projects (text_bert.keep_positions)."""
     with scope("text_decoder"):
         logits, _ = lm_forward(
             ids,
             p,
             cfg,
+            logits_to_keep=logits_to_keep,
             attention_mask=mask,
             encoder_hidden_states=memory,
             encoder_attention_mask=memory_mask,
@@ -121,6 +134,20 @@ def text_decoder(p, cfg, ids, mask, memory, labels, pairing, memory_mask=None, w
     loss = labels_loss(labels, logits, loss_fn, pairing, what)
     tap("text_decoder", logits if loss is None else loss)  # its output's first field
     return logits, loss
+
+
+def fixed_stop_ids(generate_kwargs, owner):
+    """BLIP's captioning and VQA generate pass eos_token_id=sep_token_id and pad_token_id to
+    their text decoder themselves, so transformers 5.23 refuses either one in **generate_kwargs
+    (Python's TypeError "got multiple values for keyword argument"). minblip refuses them too,
+    by name, and says where the ids come from."""
+    given = [k for k in ("eos_token_id", "pad_token_id") if k in generate_kwargs]
+    if given:
+        raise InputError(
+            f"{owner}.generate takes no {' or '.join(given)}: it always stops at "
+            "text_config.sep_token_id and pads with text_config.pad_token_id (transformers 5.23 "
+            "refuses them too, with a TypeError); change those in the config to change them"
+        )
 
 
 def decode(p, cfg, prompt, mask, memory, eos_token_id, pad_token_id, name, generate_kwargs):
@@ -175,12 +202,14 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
         input_ids=None,
         attention_mask=None,
         labels=None,
+        interpolate_pos_encoding=False,
+        logits_to_keep=0,
         output_attentions=None,
         output_hidden_states=None,
         return_dict=True,
-        interpolate_pos_encoding=False,
     ):
-        """Mirrors BlipForConditionalGeneration.forward: input_ids are used as given (no [DEC])."""
+        """Mirrors BlipForConditionalGeneration.forward: input_ids are used as given (no [DEC]).
+        logits_to_keep: the positions the decoder's head projects (text_bert.keep_positions)."""
         require("BlipForConditionalGeneration", pixel_values=pixel_values, input_ids=input_ids)
         tcfg = self.config.text_config
         ids = token_ids(input_ids, tcfg.vocab_size)
@@ -190,7 +219,9 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
         paired_batch(ids.shape[0], image.shape[0])  # one image may serve many texts
         pairing = f"texts x tokens, after pairing {ids.shape[0]} texts with {image.shape[0]} images"
         p = self.params["text_decoder"]
-        logits, loss = text_decoder(p, tcfg, ids, mask, image, labels, pairing)
+        logits, loss = text_decoder(
+            p, tcfg, ids, mask, image, labels, pairing, logits_to_keep=logits_to_keep
+        )
         out = BlipForConditionalGenerationModelOutput(
             loss=loss,
             logits=logits,
@@ -215,6 +246,7 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
         rows are filled with pad. Settings: minblip.generate.generate. input_ids is not modified.
         """
         require("generate", pixel_values=pixel_values)
+        fixed_stop_ids(generate_kwargs, "BlipForConditionalGeneration")
         tcfg = self.config.text_config
         image = self.vision_outputs(pixel_values, interpolate_pos_encoding)[0]
         prompt, mask = self.decoder_prompt(input_ids, attention_mask, image.shape[0])
@@ -255,20 +287,58 @@ class BlipForConditionalGeneration(BlipPreTrainedModel):
 def _text_inputs(model, input_ids, attention_mask, encoder_hidden_states, generate_kwargs=None):
     """ids, mask and encoder states, checked. The two batches pair as torch broadcasts them
     (paired_batch), or in generate (generate_kwargs given) by generate_pairing's rule."""
-    cfg = model.config
     require(type(model).__name__, input_ids=input_ids)
-    ids = token_ids(input_ids, cfg.vocab_size)
-    enc = None
-    if encoder_hidden_states is not None:
-        E = cfg.encoder_hidden_size
-        enc = features(
-            encoder_hidden_states, E, model.dtype, dims="batch, tokens, encoder_hidden_size "
-        )
-        if generate_kwargs is None:
-            paired_batch(ids.shape[0], enc.shape[0], "texts")
-        else:
-            generate_pairing(ids.shape[0], enc.shape[0], generate_kwargs, "encoder states")
+    ids = token_ids(input_ids, model.config.vocab_size)
+    enc = _encoder_states(model, encoder_hidden_states, ids.shape[0], generate_kwargs)
     return ids, mask_like(attention_mask, ids), enc
+
+
+def _encoder_states(model, encoder_hidden_states, n_texts, generate_kwargs=None):
+    """encoder_hidden_states (B, N, E) checked and cast, or None."""
+    if encoder_hidden_states is None:
+        return None
+    dims = "batch, tokens, encoder_hidden_size "
+    enc = features(encoder_hidden_states, model.config.encoder_hidden_size, model.dtype, dims=dims)
+    if generate_kwargs is None:
+        paired_batch(n_texts, enc.shape[0], "texts")
+    else:
+        generate_pairing(n_texts, enc.shape[0], generate_kwargs, "encoder states")
+    return enc
+
+
+def _forward_inputs(model, input_ids, inputs_embeds, encoder_embeds, attention_mask, enc, past):
+    """What BlipTextModel.forward takes as its text: (ids or None, inputs_embeds or None,
+    encoder_embeds or None, mask, encoder states, self-attention cache, cross cache), checked.
+    past_key_values: the dict a call with use_cache returns ({"self_attention": [(K, V)],
+    "cross_attention": [(K, V)] or None}), or a bare [(K, V)] list (self-attention only, as
+    transformers wraps a DynamicCache)."""
+    cfg, name = model.config, type(model).__name__
+    if input_ids is not None and inputs_embeds is not None:
+        raise InputError("You cannot specify both input_ids and inputs_embeds at the same time")
+    D = cfg.hidden_size
+    if encoder_embeds is not None:  # the embedding output itself: input_ids are not read
+        ids, embeds = None, None
+        encoder_embeds = features(encoder_embeds, D, model.dtype, "encoder_embeds")
+        like = encoder_embeds
+    elif inputs_embeds is not None:
+        ids, embeds = None, features(inputs_embeds, D, model.dtype, "inputs_embeds")
+        like = embeds
+    else:
+        require(name, input_ids=input_ids)
+        ids, embeds = token_ids(input_ids, cfg.vocab_size), None
+        like = ids
+    cache, cross = None, None
+    if past is not None:
+        dict_cache = isinstance(past, dict)
+        cache, cross = (
+            (past["self_attention"], past["cross_attention"]) if dict_cache else (past, None)
+        )
+    B, T = like.shape[:2]
+    past_len = 0 if not cache else cache[0][0].shape[2]
+    what = "the past and new tokens" if past_len else "the tokens"
+    mask = mask_like(attention_mask, (B, past_len + T), like_name=what)
+    enc = _encoder_states(model, enc, B)
+    return ids, embeds, encoder_embeds, mask, enc, cache or None, cross
 
 
 def _text_output(cfg, out, output_attentions, output_hidden_states, return_dict, head=None):
@@ -293,11 +363,30 @@ def _text_output(cfg, out, output_attentions, output_hidden_states, return_dict,
     return returned(result, return_dict)
 
 
+def _cross_cache(cross, enc):
+    """The cached cross-attention keys/values, used (as transformers reuses them) only when the
+    call gives encoder_hidden_states: without them the layers skip cross-attention."""
+    return cross if enc is not None else None
+
+
+def _with_cache(model, out, use_cache, continued):
+    """Sets out["cache"] to what past_key_values returns: with use_cache (default: the config's)
+    {"self_attention": [(K, V)] per layer (B, H, past + T, Dh), "cross_attention": [(K, V)] per
+    layer (B, H, N, Dh) or None without encoder_hidden_states} (transformers' EncoderDecoderCache);
+    else None. A call continued from a past_key_values returns the cache whatever use_cache says
+    (continued), as transformers returns the cache object it was given."""
+    use = model.config.use_cache if use_cache is None else use_cache
+    if not (use or continued):
+        out["cache"] = None
+        return
+    out["cache"] = {"self_attention": out["cache"], "cross_attention": out["encoder_kv"]}
+
+
 class BlipTextModel(PreTrainedModel):
     """transformers.BlipTextModel (with its pooler) from a blip_text_model checkpoint.
 
     Encoder mode (is_decoder=False, the default) attends both ways; decoder mode is causal and
-    returns its KV cache as past_key_values ([(K, V)] per layer, (B, H, T, Dh)).
+    returns its KV cache as past_key_values (see _with_cache), which a later call continues.
     """
 
     config_types = (BlipTextConfig,)
@@ -311,14 +400,28 @@ class BlipTextModel(PreTrainedModel):
         input_ids=None,
         attention_mask=None,
         position_ids=None,
+        inputs_embeds=None,
+        encoder_embeds=None,
         encoder_hidden_states=None,
         encoder_attention_mask=None,
+        past_key_values=None,
+        use_cache=None,
         is_decoder=False,
         output_attentions=None,
         output_hidden_states=None,
         return_dict=True,
     ):
-        ids, mask, enc = _text_inputs(self, input_ids, attention_mask, encoder_hidden_states)
+        """Mirrors BlipTextModel.forward. past_key_values / use_cache: see _forward_inputs and
+        _with_cache (decoder mode only: the encoder mode keeps no cache, as in transformers)."""
+        ids, embeds, enc_embeds, mask, enc, cache, cross = _forward_inputs(
+            self,
+            input_ids,
+            inputs_embeds,
+            encoder_embeds,
+            attention_mask,
+            encoder_hidden_states,
+            past_key_values,
+        )
         out = text_model(
             ids,
             self.params,
@@ -328,8 +431,16 @@ class BlipTextModel(PreTrainedModel):
             encoder_hidden_states=enc,
             encoder_attention_mask=encoder_attention_mask,
             is_decoder=is_decoder,
+            cache=cache,
+            encoder_kv=_cross_cache(cross, enc),
             pooler=True,
+            inputs_embeds=embeds,
+            encoder_embeds=enc_embeds,
         )
+        if is_decoder:
+            _with_cache(self, out, use_cache, past_key_values is not None)
+        else:  # the encoder mode keeps no cache (transformers sets use_cache False)
+            out["cache"] = None
         return _text_output(self.config, out, output_attentions, output_hidden_states, return_dict)
 
     forward = __call__
@@ -357,29 +468,52 @@ class BlipTextLMHeadModel(PreTrainedModel):
         input_ids=None,
         attention_mask=None,
         position_ids=None,
+        inputs_embeds=None,
         encoder_hidden_states=None,
         encoder_attention_mask=None,
         labels=None,
+        past_key_values=None,
+        use_cache=None,
         return_logits=False,
         is_decoder=True,
         reduction="mean",
+        logits_to_keep=0,
         output_attentions=None,
         output_hidden_states=None,
         return_dict=True,
     ):
-        ids, mask, enc = _text_inputs(self, input_ids, attention_mask, encoder_hidden_states)
+        """Mirrors BlipTextLMHeadModel.forward. logits_to_keep: the positions the head projects
+        (keep_positions: 0 all, n the last n, or index arrays); labels turn use_cache off."""
+        ids, embeds, _, mask, enc, cache, cross = _forward_inputs(
+            self,
+            input_ids,
+            inputs_embeds,
+            None,
+            attention_mask,
+            encoder_hidden_states,
+            past_key_values,
+        )
         if reduction not in ("mean", "none"):
             raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         logits, out = lm_forward(
             ids,
             self.params,
             self.config,
+            logits_to_keep=logits_to_keep,
             attention_mask=mask,
             position_ids=position_ids,
             encoder_hidden_states=enc,
             encoder_attention_mask=encoder_attention_mask,
             is_decoder=is_decoder,
+            cache=cache,
+            encoder_kv=_cross_cache(cross, enc),
+            inputs_embeds=embeds,
         )
+        if is_decoder:  # labels turn use_cache off, as in transformers
+            use_cache = False if labels is not None else use_cache
+            _with_cache(self, out, use_cache, past_key_values is not None)
+        else:
+            out["cache"] = None
         if return_logits:  # transformers returns the shifted logits alone
             return logits[:, :-1]
         smoothing, pairing = (

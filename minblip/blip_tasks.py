@@ -10,7 +10,7 @@ and visual question answering, composed from the vision tower and the BERT text 
 
 import numpy as np
 
-from .blip import BlipPreTrainedModel, decode, text_decoder
+from .blip import BlipPreTrainedModel, decode, fixed_stop_ids, text_decoder
 from .errors import ConfigError, InputError
 from .modeling import mask_like, paired_batch, require, token_ids, tower_fields, tower_output
 from .ops import linear, log_softmax, normalize
@@ -329,6 +329,7 @@ class BlipForQuestionAnswering(_BlipTask):
         """Mirrors BlipForQuestionAnswering.generate -> answer ids (B * n_return, L) from [DEC]."""
         if input_ids is None or pixel_values is None:
             raise InputError("generate needs input_ids (the question) and pixel_values")
+        fixed_stop_ids(generate_kwargs, "BlipForQuestionAnswering")
         tcfg = self.config.text_config
         _, question = self._question(
             input_ids, pixel_values, attention_mask, interpolate_pos_encoding

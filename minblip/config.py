@@ -82,6 +82,8 @@ class Blip2QFormerConfig:
     cross_attention_frequency: int = 2
     encoder_hidden_size: int = 1408  # Blip2Config overwrites it with vision_config.hidden_size
     use_qformer_text_input: bool = False
+    output_hidden_states: bool = False
+    output_attentions: bool = False
     model_type: str = "blip_2_qformer"
 
 

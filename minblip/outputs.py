@@ -78,7 +78,8 @@ class BaseModelOutputWithPooling(ModelOutput):
 
 class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
     """A BERT tower or the Q-Former: last_hidden_state (B, T, D), pooler_output (B, D),
-    hidden_states L+1 x (B, T, D), past_key_values L x (K, V) each (B, H, T, Dh), attentions
+    hidden_states L+1 x (B, T, D), past_key_values {"self_attention": L x (K, V) each
+    (B, H, T, Dh), "cross_attention": L x (K, V) each (B, H, N, Dh) or None}, attentions
     L x (B, H, T, T), cross_attentions L x (B, H, T, N)."""
 
     fields = (
@@ -92,9 +93,9 @@ class BaseModelOutputWithPoolingAndCrossAttentions(ModelOutput):
 
 
 class CausalLMOutputWithCrossAttentions(ModelOutput):
-    """BlipTextLMHeadModel: loss () or (B,), logits (B, T, V), past_key_values L x (K, V) each
-    (B, H, T, Dh), hidden_states L+1 x (B, T, Dt), attentions L x (B, H, T, T),
-    cross_attentions L x (B, H, T, N)."""
+    """BlipTextLMHeadModel: loss () or (B,), logits (B, T, V), past_key_values as
+    BaseModelOutputWithPoolingAndCrossAttentions', hidden_states L+1 x (B, T, Dt), attentions
+    L x (B, H, T, T), cross_attentions L x (B, H, T, N)."""
 
     fields = (
         "loss",

@@ -10,18 +10,19 @@ import numpy as np
 
 from .config import Blip2QFormerConfig
 from .errors import InputError
-from .modeling import PreTrainedModel, features, mask_like
+from .modeling import PreTrainedModel, features, mask_like, output_flags, select_hidden_states
 from .ops import ACT2FN, attention, layer_norm, linear, merge_heads, split_heads
 from .outputs import BaseModelOutputWithPoolingAndCrossAttentions, returned
 from .text_bert import attention_shapes, ffn_shapes
 from .trace import scope, tap
 
 
-def qformer_attention(x, memory, mask, p, cfg):
+def qformer_attention(x, memory, mask, p, cfg, output_attentions=False):
     """Multi-head attention + dense + LayerNorm(x + .). Mirrors Blip2QFormerAttention.
 
     Shapes: x (B, Q+T, Dq) attends to memory (B, Tk, Dq | Dv) -> (B, Q+T, Dq); mask additive,
-    broadcastable to (B, H, Q+T, Tk), or None. Weights: attention.{query,key,value}, output.dense,
+    broadcastable to (B, H, Q+T, Tk), or None. Also returns the probabilities (B, H, Q+T, Tk) if
+    output_attentions, else None. Weights: attention.{query,key,value}, output.dense,
     output.LayerNorm.
     """
     H = cfg.num_attention_heads
@@ -30,11 +31,11 @@ def qformer_attention(x, memory, mask, p, cfg):
     k = split_heads(linear(memory, a["key"]), H)  # b tk (h dh) -> b h tk dh
     v = split_heads(linear(memory, a["value"]), H)
     # multiplied by Dh^-0.5, as transformers' Q-Former does (BERT divides by sqrt(Dh))
-    context, _ = attention(q, k, v, q.shape[-1] ** -0.5, mask, return_probs=False)
+    context, probs = attention(q, k, v, q.shape[-1] ** -0.5, mask, return_probs=output_attentions)
     context = tap("attention", merge_heads(context))  # b h t dh -> b t (h dh)
     o = p["output"]
     out = layer_norm(linear(context, o["dense"]) + x, o["LayerNorm"], cfg.layer_norm_eps)
-    return tap("output", tap("output.LayerNorm", out))
+    return tap("output", tap("output.LayerNorm", out)), probs
 
 
 def qformer_ffn(x, p, names, cfg):
@@ -48,39 +49,67 @@ def qformer_ffn(x, p, names, cfg):
     return tap(n_out, tap(f"{n_out}.LayerNorm", y))
 
 
-def qformer_layer(x, image, self_mask, image_mask, Q, p, cfg):
+def qformer_layer(x, image, self_mask, image_mask, Q, p, cfg, output_attentions=False):
     """Mirrors Blip2QFormerLayer: self-attention over all Q+T positions; the first Q (queries)
     then cross-attend to the image (in layers that have it) and take the query FFN; the rest
-    (text) take the text FFN.  x (B, Q+T, Dq), image (B, N, Dv) -> (B, Q+T, Dq)."""
+    (text) take the text FFN.  x (B, Q+T, Dq), image (B, N, Dv) -> (B, Q+T, Dq), the
+    self-attention probs (B, H, Q+T, Q+T) and the cross-attention probs (B, H, Q, N) (None
+    when not output_attentions, or when the layer has no cross-attention or no queries)."""
     with scope("attention"):
-        a = qformer_attention(x, x, self_mask, p["attention"], cfg)
+        a, probs = qformer_attention(x, x, self_mask, p["attention"], cfg, output_attentions)
     tap("attention", a)
     if Q == 0:
-        return qformer_ffn(a, p, ("intermediate", "output"), cfg)
-    aq = a[:, :Q]
+        return qformer_ffn(a, p, ("intermediate", "output"), cfg), probs, None
+    aq, cross_probs = a[:, :Q], None
     if "crossattention" in p:
         with scope("crossattention"):
-            aq = qformer_attention(aq, image, image_mask, p["crossattention"], cfg)
+            aq, cross_probs = qformer_attention(
+                aq, image, image_mask, p["crossattention"], cfg, output_attentions
+            )
         tap("crossattention", aq)
     y = qformer_ffn(aq, p, ("intermediate_query", "output_query"), cfg)
     if a.shape[1] > Q:  # text positions after the queries
         yt = qformer_ffn(a[:, Q:], p, ("intermediate", "output"), cfg)
         y = np.concatenate([y, yt], axis=1)  # b (q t) d
-    return y
+    return y, probs, cross_probs
 
 
-def qformer_forward(x, Q, image, self_mask, image_mask, p, cfg):
+def qformer_encoder(x, Q, image, self_mask, image_mask, p, cfg, output_attentions=False):
     """LayerNorm, then the layers. Mirrors Blip2QFormerModel.forward's computation.
 
     Shapes: x (B, Q+T, Dq), its first Q positions queries; image (B, N, Dv) or None; masks
-    additive (B, 1, 1, Q+T|N) or None -> last_hidden_state (B, Q+T, Dq).
+    additive (B, 1, 1, Q+T|N) or None -> {"last_hidden_state": (B, Q+T, Dq), "hidden_states":
+    L+1 x (B, Q+T, Dq) (the LayerNorm's output, then each layer's), "attentions",
+    "cross_attentions": the probabilities as 5.23 collects them (output_attentions only)}.
+    5.23 records "attentions" from every Blip2QFormerMultiHeadAttention whose path contains
+    ".attention." -- the cross-attention's own (crossattention.attention) matches too -- so
+    its attentions interleave self (B, H, Q+T, Q+T) and cross (B, H, Q, N) probabilities in the
+    order they run; cross_attentions holds the cross ones alone.
     """
     x = tap("layernorm", layer_norm(x, p["layernorm"], cfg.layer_norm_eps))
+    hidden_states, attentions, cross_attentions = [x], [], []
     for i, layer in enumerate(p["encoder"]["layer"]):
         with scope(f"encoder.layer.{i}"):
-            x = qformer_layer(x, image, self_mask, image_mask, Q, layer, cfg)
-        tap(f"encoder.layer.{i}", x)
-    return tap("encoder", x)
+            x, probs, cross_probs = qformer_layer(
+                x, image, self_mask, image_mask, Q, layer, cfg, output_attentions
+            )
+        hidden_states.append(tap(f"encoder.layer.{i}", x))
+        if output_attentions:
+            attentions.append(probs)
+            if cross_probs is not None:
+                attentions.append(cross_probs)
+                cross_attentions.append(cross_probs)
+    return {
+        "last_hidden_state": tap("encoder", x),
+        "hidden_states": hidden_states,
+        "attentions": attentions,
+        "cross_attentions": cross_attentions,
+    }
+
+
+def qformer_forward(x, Q, image, self_mask, image_mask, p, cfg):
+    """qformer_encoder's last_hidden_state (B, Q+T, Dq) alone."""
+    return qformer_encoder(x, Q, image, self_mask, image_mask, p, cfg)["last_hidden_state"]
 
 
 def padding_mask(mask, dtype):
@@ -146,16 +175,19 @@ class Blip2QFormerModel(PreTrainedModel):
         attention_mask=None,
         encoder_hidden_states=None,
         encoder_attention_mask=None,
+        output_attentions=None,
+        output_hidden_states=None,
         return_dict=True,
     ):
         x, Q, image = self._inputs(query_embeds, query_length, encoder_hidden_states)
+        want_h, want_a = output_flags(self.config, output_hidden_states, output_attentions)
         mask = mask_like(attention_mask, x.shape[:2], like_name="query_embeds")
         image_mask = None
         if image is not None:
             image_mask = mask_like(
                 encoder_attention_mask, image.shape[:2], "encoder_attention_mask", "the image"
             )
-        x = qformer_forward(
+        enc = qformer_encoder(
             x,
             Q,
             image,
@@ -163,9 +195,15 @@ class Blip2QFormerModel(PreTrainedModel):
             padding_mask(image_mask, x.dtype),
             self.params,
             self.config,
+            output_attentions=bool(want_a),
         )
+        x = enc["last_hidden_state"]
         out = BaseModelOutputWithPoolingAndCrossAttentions(
-            last_hidden_state=x, pooler_output=x[:, 0]
+            last_hidden_state=x,
+            pooler_output=x[:, 0],
+            hidden_states=select_hidden_states(enc["hidden_states"], want_h),
+            attentions=tuple(enc["attentions"]) if want_a else None,
+            cross_attentions=tuple(enc["cross_attentions"]) if want_a else None,
         )
         return returned(out, return_dict)
 

@@ -362,33 +362,42 @@ def t5_generate(p, cfg, inputs_embeds=None, input_ids=None, attention_mask=None,
     ModelOutput with return_dict_in_generate). Lengths (max_length, max_new_tokens, min_length)
     count decoder tokens, the start token included, as 5.23 counts them for encoder-decoders.
     eos_token_id / pad_token_id / decoder_start_token_id override the config's.
+    output_attentions / output_hidden_states (with return_dict_in_generate) give 5.23's
+    GenerateEncoderDecoderOutput fields: encoder_attentions L x (B, H, S, S) and
+    encoder_hidden_states L+1 x (B, S, D) once (not copied per beam, as 5.23 leaves them), and
+    per step decoder_attentions L x (R, H, 1, t), cross_attentions L x (R, H, 1, S) and
+    decoder_hidden_states L+1 x (R, 1, D), R = every decoded row (beams included).
     """
     eos = generate_kwargs.pop("eos_token_id", cfg.eos_token_id)
     pad = generate_kwargs.pop("pad_token_id", cfg.pad_token_id)
     first = generate_kwargs.pop("decoder_start_token_id", None)
     first = start_token(cfg) if first is None else first
-    for name in ("output_attentions", "output_hidden_states"):
-        if generate_kwargs.get(name):
-            raise InputError(f"T5 generate: {name} is not supported")
+    want_a = bool(generate_kwargs.get("output_attentions"))
     if (input_ids is None) == (inputs_embeds is None):
         raise InputError("T5 generate: pass exactly one of input_ids and inputs_embeds")
     if inputs_embeds is None:
         # no mask inferred from pad ids: 5.23 infers one for decoder-only models only, so an
         # encoder input holding pad tokens without attention_mask is attended in full
         inputs_embeds = stack_table(p, "encoder")[check_ids(input_ids, cfg.vocab_size)]
-    enc = t5_encoder(p, cfg, inputs_embeds, attention_mask)["last_hidden_state"]
+    encoded = t5_encoder(p, cfg, inputs_embeds, attention_mask, want_a)
+    enc = encoded["last_hidden_state"]
     B = enc.shape[0]
     context = {"kv": t5_cross_kv(p, cfg, enc), "mask": None}
     if attention_mask is not None:
         context["mask"] = np.asarray(attention_mask, np.int64)
 
+    cross_steps = []  # the cross-attention probabilities of each step (generate keeps the rest)
+
     def step(ids, positions, mask, cache, ctx):  # T5 has no positions: the cache gives past
         out = t5_decoder_forward(
-            p, cfg, ids, None, ctx["mask"], cache=cache, cross_kv=ctx["kv"], last_only=True
-        )
-        return out["logits"][:, -1], {"cache": out["cache"]}
+            p, cfg, ids, None, ctx["mask"], cache=cache, cross_kv=ctx["kv"], last_only=True,
+            output_attentions=want_a,
+        )  # fmt: skip
+        if want_a:
+            cross_steps.append(tuple(out["cross_attentions"]))
+        return out["logits"][:, -1], out
 
-    return generate(
+    result = generate(
         step,
         np.full((B, 1), first, np.int64),
         eos_token_id=eos,
@@ -399,6 +408,27 @@ def t5_generate(p, cfg, inputs_embeds=None, input_ids=None, attention_mask=None,
         context=context,
         **generate_kwargs,
     )
+    if not isinstance(result, ModelOutput):
+        return result
+    return encoder_decoder_output(result, encoded, cross_steps, generate_kwargs)
+
+
+def encoder_decoder_output(result, encoded, cross_steps, generate_kwargs):
+    """generate's decoder-only ModelOutput as 5.23's GenerateEncoderDecoderOutput (or its beam
+    twin): attentions -> decoder_attentions, hidden_states -> decoder_hidden_states, with the
+    encoder's attentions and hidden states and the per-step cross_attentions, in its field order."""
+    want_a = bool(generate_kwargs.get("output_attentions"))
+    want_h = bool(generate_kwargs.get("output_hidden_states"))
+    kept = [k for k in result._names if k not in ("attentions", "hidden_states")]
+    fields = {k: result.get(k) for k in kept}
+    fields.update(
+        encoder_attentions=tuple(encoded["attentions"]) if want_a else None,
+        encoder_hidden_states=tuple(encoded["hidden_states"]) if want_h else None,
+        decoder_attentions=result.get("attentions"),
+        cross_attentions=tuple(cross_steps) if want_a else None,
+        decoder_hidden_states=result.get("hidden_states"),
+    )
+    return ModelOutput(**fields)
 
 
 # ----------------------------------------------------------------------------- checkpoint keys

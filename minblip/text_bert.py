@@ -20,13 +20,15 @@ from .ops import ACT2FN, attention, layer_norm, linear, log_softmax, merge_heads
 from .trace import scope, tap
 
 
-def text_embeddings(input_ids, position_ids, p, cfg):
+def text_embeddings(input_ids, position_ids, p, cfg, inputs_embeds=None):
     """Word + learned position embeddings, then LayerNorm. Mirrors BlipTextEmbeddings.
 
     Shapes: input_ids (B, T), position_ids (B|1, T) -> (B, T, Dt). No token-type embeddings.
+    inputs_embeds (B, T, Dt), when given, stand in for the word embeddings of input_ids.
     Weights: word_embeddings.weight (V, Dt), position_embeddings.weight (512, Dt), LayerNorm.
     """
-    x = p["word_embeddings"]["weight"][input_ids] + p["position_embeddings"]["weight"][position_ids]
+    words = p["word_embeddings"]["weight"][input_ids] if inputs_embeds is None else inputs_embeds
+    x = words + p["position_embeddings"]["weight"][position_ids]
     x = tap("embeddings.LayerNorm", layer_norm(x, p["LayerNorm"], cfg.layer_norm_eps))
     return tap("embeddings", x)  # (dropout: identity at inference)
 
@@ -131,21 +133,30 @@ def text_model(
     cache=None,
     encoder_kv=None,
     pooler=False,
+    inputs_embeds=None,
+    encoder_embeds=None,
 ):
     """Mirrors BlipTextModel.forward (taps under the caller's scope: "bert." in the LM model).
 
     Shapes: input_ids (B, T) -> last_hidden_state (B, T, Dt); pooled (B, Dt) or None;
             hidden_states L+1 x (B, T, Dt); attentions / cross_attentions L x (B, H, T, Tk).
+    inputs_embeds (B, T, Dt): word embeddings given instead of input_ids (positions and the
+    LayerNorm still added). encoder_embeds (B, T, Dt): the whole embedding output given, as
+    transformers takes it (the embeddings module is skipped; input_ids and position_ids unused).
     cache: [(K, V)] of the past tokens (decoder mode) or None; the cache returned holds them
     with this call's tokens appended. encoder_kv: cross_kv(...) precomputed, or None to compute
     it here from encoder_hidden_states.
     """
-    T = input_ids.shape[1]
     past_len = 0 if cache is None else cache[0][0].shape[2]
-    if position_ids is None:
-        position_ids = np.arange(past_len, past_len + T)[None, :]
-    check_positions(position_ids, cfg)
-    x = text_embeddings(input_ids, position_ids, p["embeddings"], cfg)
+    if encoder_embeds is not None:
+        x = encoder_embeds
+    else:
+        T = (input_ids if inputs_embeds is None else inputs_embeds).shape[1]
+        if position_ids is None:
+            position_ids = np.arange(past_len, past_len + T)[None, :]
+        check_positions(position_ids, cfg)
+        x = text_embeddings(input_ids, position_ids, p["embeddings"], cfg, inputs_embeds)
+    T = x.shape[1]
     smask = self_mask(attention_mask, T, past_len, is_decoder, x.dtype)
     if encoder_kv is None and encoder_hidden_states is not None:
         encoder_kv = cross_kv(encoder_hidden_states, p, cfg)
@@ -159,6 +170,7 @@ def text_model(
         out["pooler_output"] = tap("pooler", np.tanh(linear(x[:, 0], p["pooler"]["dense"])))
     if not is_decoder:  # encoder mode keeps no cache
         out["cache"] = None
+    out["encoder_kv"] = encoder_kv  # the image's keys/values, for a caller that caches them
     return out
 
 
@@ -362,16 +374,36 @@ def lm_shapes(cfg, prefix=""):
     return shapes, optional
 
 
-def lm_forward(input_ids, p, cfg, last_only=False, **kw):
+def lm_forward(input_ids, p, cfg, last_only=False, logits_to_keep=0, **kw):
     """Mirrors BlipTextLMHeadModel.forward without the loss: bert (decoder mode) + cls.
 
     Shapes: input_ids (B, T) -> logits (B, T, V), or (B, 1, V) with last_only (generate's
-    logits_to_keep=1: the head sees only the last position); returns (logits, text_model's dict).
+    logits_to_keep=1: the head sees only the last position), or the positions logits_to_keep
+    selects (keep_positions); returns (logits, text_model's dict).
     """
     with scope("bert"):
         out = text_model(input_ids, p["bert"], cfg, **{"is_decoder": True, **kw})
     h = tap("bert", out["last_hidden_state"])
     word_embeddings = p["bert"]["embeddings"]["word_embeddings"]["weight"]
     with scope("cls"):
-        logits = lm_head(h[:, -1:] if last_only else h, p["cls"], word_embeddings, cfg)
+        logits = lm_head(
+            keep_positions(h, 1 if last_only else logits_to_keep), p["cls"], word_embeddings, cfg
+        )
     return tap("cls", logits), out
+
+
+def keep_positions(h, logits_to_keep):
+    """The positions the LM head projects. Mirrors transformers' slice_logits_to_keep: an int n
+    keeps the last n (0: all), a 1-D index array those positions of every row, a 2-D (B, n)
+    integer array n positions per row, a 2-D boolean (B, T) mask the True positions flattened.
+
+    Shapes: h (B, T, Dt) -> (B, n, Dt), or (count, Dt) for a boolean mask.
+    """
+    if isinstance(logits_to_keep, (int, np.integer)):
+        return h[:, -int(logits_to_keep) :] if logits_to_keep else h
+    keep = np.asarray(logits_to_keep)
+    if keep.ndim == 2 and keep.dtype == bool:
+        return h[keep]
+    if keep.ndim == 2:
+        return np.take_along_axis(h, keep[..., None].astype(np.int64), axis=1)
+    return h[:, keep]

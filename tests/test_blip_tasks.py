@@ -91,6 +91,8 @@ def test_text_and_image_batches_that_torch_cannot_broadcast_are_refused():
     vthree = np.concatenate([vin["pixel_values"], vin["pixel_values"][:1]])
     with pytest.raises(minblip.InputError, match="2 questions for 3 images"):
         vqa.generate(input_ids=vin["input_ids"], pixel_values=vthree)
+    with pytest.raises(minblip.InputError, match="takes no pad_token_id"):  # as 5.23 refuses it
+        vqa.generate(input_ids=vin["input_ids"], pixel_values=vin["pixel_values"], pad_token_id=1)
     with pytest.raises(minblip.InputError, match="labels have shape"):  # 1 answer, 2 questions
         vqa(input_ids=vin["input_ids"], pixel_values=vin["pixel_values"], labels=vin["labels"][:1])
 

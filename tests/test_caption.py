@@ -195,6 +195,9 @@ def test_prompt_filling_max_length():
         ({"do_sample": True, "top_p": 1.5}, "top_p"),
         ({"temperatur": 0.5}, "temperatur"),
         ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        # BLIP's generate passes sep / pad itself: transformers 5.23 raises TypeError on these
+        ({"eos_token_id": 5}, "takes no eos_token_id: it always stops at text_config.sep"),
+        ({"pad_token_id": 5, "eos_token_id": 5}, "eos_token_id or pad_token_id"),
     ],
 )
 def test_bad_generation_settings(kwargs, match):

@@ -105,6 +105,10 @@ def t5_prompts(seed, lengths):
     return ids, mask
 
 
+# generate's own stop ids: common enough in the tiny models' output that rows stop early
+EOS_OVERRIDE = list(range(20, 45))
+
+
 def lm_cases(kind):
     text, prompts = (OPT, opt_prompts) if kind == "opt" else (T5, t5_prompts)
     px2 = pixels(601, 2, 28, 28)
@@ -174,6 +178,36 @@ def lm_cases(kind):
                 inputs=padded_inputs,
                 kwargs={"max_new_tokens": 5},
                 record=(),
+            ),
+        ),
+        (
+            f"{kind}_generate_eos_pad",
+            dict(
+                cls=gen,
+                config=config(text),
+                method="generate",
+                inputs=padded_inputs,
+                kwargs={"max_new_tokens": 8, "eos_token_id": EOS_OVERRIDE, "pad_token_id": 7},
+                record=(),
+                notes="eos_token_id / pad_token_id given to generate override the config's",
+            ),
+        ),
+        (
+            f"{kind}_generate_attentions_hidden_states",
+            dict(
+                cls=gen,
+                config=config(text, eager=True),
+                method="generate",
+                inputs=padded_inputs,
+                kwargs={
+                    "max_new_tokens": 3,
+                    "return_dict_in_generate": True,
+                    "output_attentions": True,
+                    "output_hidden_states": True,
+                },
+                record=(),
+                notes="eager (sdpa returns no probabilities): the language model's generate "
+                "fields (T5: encoder_* once, decoder_* and cross_attentions per step)",
             ),
         ),
         (

@@ -5,7 +5,7 @@ and image features (B, S, De). Cases: queries only with cross-attention every 2n
 hub layout), every layer and every 3rd; queries + text with the text FFN
 (use_qformer_text_input, the ITM layout) and a padded text; an image padding mask, which the
 Q-Former's cross-attention does apply (unlike BLIP's text tower); text only (query_length 0);
-float64; odd head widths.
+float64; odd head widths; output_attentions / output_hidden_states.
 """
 
 from pathlib import Path
@@ -87,6 +87,22 @@ def cases():
                 kwargs={"query_length": 0},
                 record=(),  # outputs only: golden/ is near its size budget
                 notes="query_length 0: text through self-attention and the text FFN only",
+            ),
+        ),
+        (
+            "attentions_hidden_states",
+            dict(
+                # eager: sdpa returns no probabilities (5.23 then gives empty attentions)
+                config=dict(TINY, use_qformer_text_input=True, attn_implementation="eager"),
+                inputs={
+                    "query_embeds": q7,
+                    "encoder_hidden_states": img7,
+                    "attention_mask": text_mask,
+                },
+                kwargs={"query_length": 4, "output_attentions": True, "output_hidden_states": True},
+                record=(),  # the outputs hold every layer already
+                notes="hidden_states: the layernorm output, then each Blip2QFormerLayer's; "
+                "attentions / cross_attentions as 5.23's OutputRecorders collect them",
             ),
         ),
         (

@@ -12,10 +12,12 @@ model folder saved with
 the hub-style config (tie_word_embeddings false, no scale_decoder_outputs key), so the loader
 derives the no-rescale rule as 5.23 does. The others: gated-gelu with the derived gelu_new and a
 tied head (rescaled by d_model**-0.5), non-gated relu. full_width: Flan-T5-XL widths with 2 + 2
-blocks, weights regenerated from the seed, greedy ids + logits only.
+blocks, weights regenerated from the seed, greedy ids + logits only. *_attentions_hidden_states:
+generate's encoder / decoder / cross attentions and hidden states (greedy and beams, eager).
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import golden_common as gc
@@ -233,15 +235,73 @@ def cases():
                 notes="Flan-T5-XL widths, 2 + 2 blocks, untied head: greedy ids and raw logits",
             ),
         ),
+    ] + generate_outputs_cases(flan, enc, enc_mask)
+
+
+def generate_outputs_cases(flan, enc, enc_mask):
+    """generate with output_attentions / output_hidden_states (eager: SDPA gives no
+    probabilities): greedy on a padded batch, and beams, whose decoder fields hold every beam row
+    while the encoder's stay one per input."""
+    eager = dict(flan, config=dict(FLAN, attn_implementation="eager"))
+    asked = {
+        "return_dict_in_generate": True,
+        "output_attentions": True,
+        "output_hidden_states": True,
+    }
+    return [
+        (
+            "flan_greedy_attentions_hidden_states",
+            dict(
+                eager,
+                method="generate",
+                record=(),
+                inputs={"input_ids": enc, "attention_mask": enc_mask},
+                kwargs={"max_new_tokens": 3, "output_scores": True, **asked},
+            ),
+        ),
+        (
+            "flan_beams_attentions_hidden_states",
+            dict(
+                eager,
+                method="generate",
+                record=(),
+                inputs={"input_ids": enc[:1], "attention_mask": enc_mask[:1]},
+                kwargs={"num_beams": 2, "max_new_tokens": 3, **asked},
+            ),
+        ),
     ]
 
 
 SEED = 500
 
 
+def write_group(out, cases, class_name, seed):
+    """The cases into out, wiped first, as this group was first written: one seed for every case
+    (the full-size one too), every module recorded unless a case says record=(), and cases of one
+    class and config sharing the first one's model folder. (golden_common.build_group has since
+    changed the first two for new groups; this keeps golden/t5 byte-identical on regeneration.)"""
+    out = Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    first = {}  # (class, config) -> the case whose model folder later ones share
+    with gc.quiet():
+        for name, spec in cases:
+            spec = dict(spec)
+            cls, config = spec.pop("cls", class_name), spec.pop("config")
+            print(" ", name, flush=True)
+            gc.write_case(out / name, cls, config, seed=seed, **spec)
+            key = (cls, json.dumps(config, sort_keys=True))
+            if key in first:
+                meta = json.loads((out / name / "meta.json").read_text())
+                shutil.rmtree(out / name / "model")
+                meta["model_dir"] = f"../{first[key]}/model"
+                (out / name / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+            first.setdefault(key, name)
+
+
 def build(root: Path):
     out = Path(root) / "t5"
-    gc.build_shared_group(out, cases(), "T5ForConditionalGeneration", SEED)
+    write_group(out, cases(), "T5ForConditionalGeneration", SEED)
     for case in out.iterdir():  # the full-size case: only the small outputs are kept
         meta = json.loads((case / "meta.json").read_text())
         if (case / "weights.json").exists():

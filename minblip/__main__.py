@@ -20,49 +20,53 @@ DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
 
 
 def cmd_caption(args):
-    """Caption every image; report unreadable ones and carry on; exit 1 if any failed."""
-    from .pipeline import caption_one, find_images, load_captioner
+    """Caption every image; report unreadable ones and carry on; exit 1 if any failed. With
+    --output, to sidecars / JSONL / CSV files (minblip/caption_files.py)."""
+    from .caption_files import _batches, _caption_chunk, generation_kwargs, run_caption
+    from .pipeline import find_images, load_captioner
 
+    gen = generation_kwargs(args)
+    if args.output:
+        return run_caption(args, gen)
+    if not args.images:
+        raise InputError("no image or folder given")
     paths = find_images(args.images)
     if not paths:
         raise InputError("no images found in " + ", ".join(args.images))
     model, processor = load_captioner(args.model)
-    gen = {"num_beams": args.num_beams}
-    if args.max_new_tokens is not None:
-        gen["max_new_tokens"] = args.max_new_tokens
     if args.verbose:
         _say_model(model)
         said = "none: generate from the image alone" if args.prompt is None else repr(args.prompt)
         print(f"minblip: prompt {said}", file=sys.stderr)
     bar = _Progress(len(paths)) if len(paths) > 1 and sys.stderr.isatty() else None
     failed = 0
-    for path in paths:
-        try:
-            text, ids, mean_logprob = caption_one(str(path), model, processor, args.prompt, **gen)
-        except MinblipError as e:
-            failed += 1
+    for chunk in _batches(paths, args.batch_size):
+        for path, result in _caption_chunk(chunk, model, processor, args.prompt, gen):
             _clear(bar)
-            print(f"minblip: skipped {path}: {e}", file=sys.stderr)
-        else:
-            _clear(bar)
-            if not text:
-                _say_empty(path)
-            if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "path": str(path),
-                            "caption": text,
-                            "token_ids": ids,
-                            "mean_logprob": mean_logprob,
-                        }
-                    ),
-                    flush=True,
-                )
+            if isinstance(result, MinblipError):
+                failed += 1
+                print(f"minblip: skipped {path}: {result}", file=sys.stderr)
             else:
-                print(f"{path}: {text}" if len(paths) > 1 else text, flush=True)
-        if bar:
-            bar.step()
+                text, ids, mean_logprob = result
+                if not text:
+                    _say_empty(path)
+                text = f"{args.prefix}{text}{args.suffix}"
+                if args.json:
+                    print(
+                        json.dumps(
+                            {
+                                "path": str(path),
+                                "caption": text,
+                                "token_ids": ids,
+                                "mean_logprob": mean_logprob,
+                            }
+                        ),
+                        flush=True,
+                    )
+                else:
+                    print(f"{path}: {text}" if len(paths) > 1 else text, flush=True)
+            if bar:
+                bar.step()
     _clear(bar)
     if failed:
         print(f"minblip: {failed} of {len(paths)} image(s) could not be captioned", file=sys.stderr)
@@ -303,7 +307,8 @@ def build_parser():
         "config.json's model_type says which). An unreadable image is reported on stderr and "
         "skipped; the exit status is 1 if any image failed.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders")
+    # nargs="*": `--output txt FOLDER` hands FOLDER back to the images (caption_files)
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="image files or folders")
     _model_option(p, DEFAULT_MODEL, ", from the Hugging Face cache")
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
     p.add_argument(
@@ -329,6 +334,10 @@ def build_parser():
     p.add_argument(
         "--verbose", action="store_true", help="say on stderr which model and prompt are used"
     )
+    from .caption_files import add_generation_options, add_output_options
+
+    add_generation_options(p)
+    add_output_options(p)
 
     from .pipeline import DEFAULT_ITM_MODEL, DEFAULT_VQA_MODEL
 

@@ -335,7 +335,11 @@ def run_caption(args, gen):
     writers, leftovers = open_outputs(
         args.output, args.existing, args.caption_extension, args.separator
     )
-    paths = find_images([*args.images, *leftovers])
+    # an image named twice (a folder and a file in it) is captioned once
+    unique = {}
+    for p in find_images([*args.images, *leftovers]):
+        unique.setdefault(os.path.abspath(p), p)
+    paths = list(unique.values())
     if not paths:
         raise InputError("no images found in " + ", ".join(map(str, args.images)))
     todo = [p for p in paths if any(w.pending(p) for w in writers)]

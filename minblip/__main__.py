@@ -11,6 +11,7 @@ minblip explain IMAGE --out DIR      caption a photo and draw where each word lo
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 
@@ -75,11 +76,12 @@ def cmd_caption(args):
 
 def cmd_ask(args):
     """BLIP VQA reads the question as it is; BLIP-2 continues "Question: {q} Answer:"."""
+    from .caption_files import generation_kwargs, run_ask_command
     from .pipeline import answer, answer_prompt, is_blip2, load_captioner
 
-    gen = {"num_beams": args.num_beams}
-    if args.max_new_tokens is not None:
-        gen["max_new_tokens"] = args.max_new_tokens
+    gen = generation_kwargs(args)
+    if args.output or args.questions or args.questions_given or not os.path.isfile(args.image):
+        return run_ask_command(args, gen)  # folders, several questions, files: caption_files
     if args.verbose:
         if is_blip2(args.model):
             _say_model(load_captioner(args.model)[0])
@@ -348,8 +350,10 @@ def build_parser():
         'BLIP-2 checkpoint, which continues the prompt "Question: QUESTION Answer:" (the '
         "format of BLIP-2's model cards; --verbose prints it).",
     )
-    p.add_argument("image", metavar="IMAGE", help="image file")
-    p.add_argument("question", metavar="QUESTION", help='e.g. "how many dogs are there?"')
+    p.add_argument("image", metavar="IMAGE_OR_FOLDER", help="image file or folder")
+    p.add_argument(
+        "question", nargs="?", metavar="QUESTION", help='e.g. "how many dogs are there?"'
+    )
     _model_option(p, DEFAULT_VQA_MODEL)
     p.add_argument(
         "--num-beams",
@@ -369,6 +373,9 @@ def build_parser():
     p.add_argument(
         "--verbose", action="store_true", help="say on stderr which model and prompt are used"
     )
+    from .caption_files import add_ask_options
+
+    add_ask_options(p)
 
     p = sub.add_parser(
         "match",

@@ -330,43 +330,104 @@ def _batches(items, size):
 def run_caption(args, gen):
     """`minblip caption ... --output ...`: caption what is not done yet, write every output,
     report failures and go on. Exit status 0, 1 if any image or file failed, 130 if interrupted."""
-    from .pipeline import find_images, load_captioner
+    from .pipeline import load_captioner
 
     writers, leftovers = open_outputs(
         args.output, args.existing, args.caption_extension, args.separator
     )
-    # an image named twice (a folder and a file in it) is captioned once
-    unique = {}
-    for p in find_images([*args.images, *leftovers]):
-        unique.setdefault(os.path.abspath(p), p)
-    paths = list(unique.values())
-    if not paths:
-        raise InputError("no images found in " + ", ".join(map(str, args.images)))
-    todo = [p for p in paths if any(w.pending(p) for w in writers)]
-    if len(todo) < len(paths):
-        print(
-            f"minblip: {len(paths) - len(todo)} of {len(paths)} image(s) already captioned "
-            f"(--existing {args.existing}): skipped",
-            file=sys.stderr,
-        )
+    todo, total = _todo(writers, _images([*args.images, *leftovers]), [None])
+    _say_skipped(total - len(todo), total, "image(s) already captioned", args.existing)
     options = {"prompt": args.prompt, "prefix": args.prefix, "suffix": args.suffix, **gen}
+
+    def records():
+        model, processor = load_captioner(args.model)
+        for chunk in _batches([path for path, _ in todo], args.batch_size):
+            for path, result in _caption_chunk(chunk, model, processor, args.prompt, gen):
+                yield _record(path, None, result, args, options)
+
+    return _run(writers, records() if todo else iter(()), len(todo), "image(s)")
+
+
+def run_ask(args, gen, questions):
+    """`minblip ask FOLDER --questions FILE --output jsonl|csv FILE`: one record per image and
+    question (the answer in the caption column), resumable as captions are."""
+    writers, leftovers = [Printer(args.json)], []  # no --output: stdout
+    if args.output:
+        writers, leftovers = open_outputs(args.output, args.existing)
+    if any(isinstance(w, Sidecars) for w in writers):
+        raise InputError("--output txt writes one caption per image; answers go to jsonl or csv")
+    todo, total = _todo(writers, _images([args.image, *leftovers]), questions)
+    _say_skipped(total - len(todo), total, "answer(s) already recorded", args.existing)
+    options = {"prefix": args.prefix, "suffix": args.suffix, **gen}
+
+    def records():
+        for path, question in todo:
+            try:
+                result = answer_with_logprob(str(path), question, args.model, **gen)
+            except MinblipError as e:
+                result = e
+            yield _record(path, question, result, args, options)
+
+    return _run(writers, records(), len(todo), "answer(s)")
+
+
+def answer_with_logprob(image, question, model, **gen):
+    """pipeline.answer plus the answer's mean log-probability where caption_one gives it
+    (BLIP-2, which answers by continuing a prompt); BLIP VQA's is NaN (not recorded)."""
+    from .pipeline import answer, answer_prompt, caption_one, is_blip2, load_captioner
+
+    if is_blip2(str(model)):
+        blip2, processor = load_captioner(str(model))
+        return caption_one(image, blip2, processor, answer_prompt(question), **gen)
+    return (*answer(image, question, model, **gen), float("nan"))
+
+
+def _images(args):
+    """find_images, an image named twice (a folder and a file in it) kept once."""
+    from .pipeline import find_images
+
+    unique = {}
+    for p in find_images(args):
+        unique.setdefault(os.path.abspath(p), p)
+    if not unique:
+        raise InputError("no images found in " + ", ".join(map(str, args)))
+    return list(unique.values())
+
+
+def _todo(writers, paths, questions):
+    """The (path, question) pairs some output does not hold yet, and how many pairs there are."""
+    pairs = [(p, q) for p in paths for q in questions]
+    return [(p, q) for p, q in pairs if any(w.pending(p, q) for w in writers)], len(pairs)
+
+
+def _say_skipped(n, total, what, existing):
+    if n:
+        print(f"minblip: {n} of {total} {what} (--existing {existing}): skipped", file=sys.stderr)
+
+
+def _record(path, question, result, args, options):
+    record = {"path": str(path), "model": str(args.model), "options": options}
+    if question is not None:
+        record["question"] = question
+    if isinstance(result, MinblipError):
+        record["error"] = str(result)
+        print(f"minblip: skipped {path}: {result}", file=sys.stderr)
+    else:
+        text, _, mean_logprob = result
+        record["caption"] = f"{args.prefix}{text}{args.suffix}"
+        record["mean_logprob"] = None if math.isnan(mean_logprob) else mean_logprob
+    return record
+
+
+def _run(writers, records, total, unit):
+    """Write each record to every output as it comes; on Ctrl-C / SIGTERM save what was done and
+    say how much that was. Exit status 0, 1 if anything failed, 130 if interrupted."""
     done = failed = 0
     try:
         with sigterm_as_interrupt():
-            if todo:
-                model, processor = load_captioner(args.model)
-            for chunk in _batches(todo, args.batch_size):
-                for path, result in _caption_chunk(chunk, model, processor, args.prompt, gen):
-                    record = {"path": str(path), "model": str(args.model), "options": options}
-                    if isinstance(result, MinblipError):
-                        record["error"] = str(result)
-                        print(f"minblip: skipped {path}: {result}", file=sys.stderr)
-                    else:
-                        text, _, mean_logprob = result
-                        record["caption"] = f"{args.prefix}{text}{args.suffix}"
-                        record["mean_logprob"] = None if math.isnan(mean_logprob) else mean_logprob
-                    failed += not _write_all(writers, record) or "error" in record
-                    done += 1
+            for record in records:
+                failed += not _write_all(writers, record) or "error" in record
+                done += 1
             for w in writers:
                 w.close()
     except KeyboardInterrupt:
@@ -375,13 +436,13 @@ def run_caption(args, gen):
                 w.close()
         where = ", ".join(w.describe() for w in writers)
         print(
-            f"\nminblip: interrupted: {done} of {len(todo)} image(s) done and saved to {where}; "
+            f"\nminblip: interrupted: {done} of {total} {unit} done and saved to {where}; "
             "run the same command again to do the rest",
             file=sys.stderr,
         )
         return 130
     if failed:
-        print(f"minblip: {failed} of {len(todo)} image(s) failed", file=sys.stderr)
+        print(f"minblip: {failed} of {total} {unit} failed", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -532,3 +593,84 @@ def _positive_int(text):
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
     return int(text)
+
+
+class Printer:
+    """stdout as an output (ask over a folder or several questions without --output): a JSON
+    record per line with --json, else "path: question: answer"."""
+
+    def __init__(self, as_json):
+        self.as_json = as_json
+
+    def pending(self, image, question=None):
+        return True
+
+    def check(self, image):
+        pass
+
+    def write(self, record):
+        if "error" in record:
+            return  # named on stderr already
+        if self.as_json:
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            print(f"{record['path']}: {record['question']}: {record['caption']}", flush=True)
+
+    def close(self):
+        pass
+
+    def describe(self):
+        return "stdout"
+
+
+def read_questions(args):
+    """The questions of `ask`: the positional one, each --question, each line of --questions
+    FILE (blank lines and lines starting with # skipped)."""
+    questions = [args.question] if args.question else []
+    questions += args.questions_given or []
+    if args.questions:
+        try:
+            lines = pathlib.Path(args.questions).read_text(encoding="utf-8").splitlines()
+        except OSError as e:
+            raise InputError(f"--questions {args.questions}: {e.strerror or e}") from None
+        questions += [q.strip() for q in lines if q.strip() and not q.lstrip().startswith("#")]
+    if not questions:
+        raise InputError("no question: give QUESTION, --question TEXT or --questions FILE")
+    return list(dict.fromkeys(questions))  # a question asked twice is answered once
+
+
+def add_ask_options(p):
+    """ask's folder-scale options: several questions, outputs, prefix / suffix."""
+    p.add_argument(
+        "--question",
+        dest="questions_given",
+        action="append",
+        metavar="TEXT",
+        help="a question (may be given several times; one answer per image and question)",
+    )
+    p.add_argument(
+        "--questions", metavar="FILE", help="a file of questions, one a line (# comments)"
+    )
+    p.add_argument(
+        "--output",
+        action="append",
+        nargs="+",
+        metavar=("KIND", "FILE"),
+        help="'jsonl FILE' or 'csv FILE': one record per image and question (path, question, "
+        "the answer in caption, model, options, mean_logprob for BLIP-2); a rerun resumes",
+    )
+    p.add_argument(
+        "--existing",
+        choices=("skip", "overwrite"),
+        default="skip",
+        help="answers already recorded: skip them (default: resume) or overwrite the file",
+    )
+    p.add_argument("--prefix", default="", metavar="TEXT", help="text put before each answer")
+    p.add_argument("--suffix", default="", metavar="TEXT", help="text put after each answer")
+    add_generation_options(p)
+
+
+def run_ask_command(args, gen):
+    """ask over folders, several questions or to files (the single image + question case without
+    these prints as before: __main__.cmd_ask)."""
+    return run_ask(args, gen, read_questions(args))

@@ -402,3 +402,44 @@ def test_generation_options_reach_generate(blip, tmp_path, capsys):
         == b
         == minblip.caption(photo, model=blip, max_new_tokens=6, do_sample=True, top_k=20, seed=7)
     )
+
+
+@pytest.mark.parametrize("kind", ["opt", "t5"])
+def test_ask_a_folder_several_questions_to_jsonl_and_resume(kind, tmp_path, capsys):
+    """One record per image and question, the answer minblip.answer gives; a rerun with one
+    more question answers only that one."""
+    model = blip2_folder(tmp_path, kind)
+    root = photo_folder(tmp_path)
+    qfile = tmp_path / "questions.txt"
+    qfile.write_text("# what to ask\nwhat is on the table?\n\nwhat color is it?\n")
+    out = tmp_path / "answers.jsonl"
+    argv = ["ask", str(root), "--model", str(model), "--max-new-tokens", "5"]
+    argv += ["--questions", str(qfile), "--output", "jsonl", str(out)]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    questions = ["what is on the table?", "what color is it?"]
+    assert [(r["path"], r["question"]) for r in rows] == [
+        (str(p), q) for p in images_in(root) for q in questions
+    ]
+    for r in rows:
+        text, _ = minblip.answer(r["path"], r["question"], model=model, max_new_tokens=5)
+        assert r["caption"] == text and np.isfinite(r["mean_logprob"])
+    capsys.readouterr()
+    assert main([*argv, "--question", "how many cups?"]) == 0
+    assert "8 of 12 answer(s) already recorded" in capsys.readouterr().err
+    again = [json.loads(line) for line in out.read_text().splitlines()]
+    assert again[: len(rows)] == rows and len(again) == 12
+    assert {r["question"] for r in again[len(rows) :]} == {"how many cups?"}
+
+
+def test_ask_several_questions_to_stdout(tmp_path, capsys):
+    model = blip2_folder(tmp_path, "opt")
+    photo = str(PHOTOS[0])
+    argv = ["ask", photo, "what is this?", "--question", "where is it?", "--model", str(model)]
+    assert main([*argv, "--max-new-tokens", "4", "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["question"] for r in rows] == ["what is this?", "where is it?"]
+    for r in rows:
+        assert (
+            r["caption"] == minblip.answer(photo, r["question"], model=model, max_new_tokens=4)[0]
+        )

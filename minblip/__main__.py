@@ -23,7 +23,7 @@ DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
 def cmd_caption(args):
     """Caption every image; report unreadable ones and carry on; exit 1 if any failed. With
     --output, to sidecars / JSONL / CSV files (minblip/caption_files.py)."""
-    from .caption_files import _batches, _caption_chunk, generation_kwargs, run_caption
+    from .caption_files import _batches, _caption_chunk, generation_kwargs, run_caption, shard_of
     from .pipeline import find_images, load_captioner
 
     gen = generation_kwargs(args)
@@ -34,6 +34,7 @@ def cmd_caption(args):
     paths = find_images(args.images)
     if not paths:
         raise InputError("no images found in " + ", ".join(args.images))
+    paths = shard_of(paths, args.shard)
     model, processor = load_captioner(args.model)
     if args.verbose:
         _say_model(model)
@@ -80,7 +81,8 @@ def cmd_ask(args):
     from .pipeline import answer, answer_prompt, is_blip2, load_captioner
 
     gen = generation_kwargs(args)
-    if args.output or args.questions or args.questions_given or not os.path.isfile(args.image):
+    many = args.questions or args.questions_given or not os.path.isfile(args.image)
+    if many or args.output or args.shard:
         return run_ask_command(args, gen)  # folders, several questions, files: caption_files
     if args.verbose:
         if is_blip2(args.model):
@@ -316,7 +318,7 @@ def build_parser():
     p.add_argument(
         "--num-beams",
         type=_positive_int,
-        default=1,
+        default=None,  # None: the --preset's, else 1 (caption_files.generation_kwargs)
         metavar="N",
         help="beam search width (default 1: greedy)",
     )
@@ -358,7 +360,7 @@ def build_parser():
     p.add_argument(
         "--num-beams",
         type=_positive_int,
-        default=1,
+        default=None,  # None: the --preset's, else 1 (caption_files.generation_kwargs)
         metavar="N",
         help="beam search width (default 1)",
     )

@@ -335,7 +335,7 @@ def run_caption(args, gen):
     writers, leftovers = open_outputs(
         args.output, args.existing, args.caption_extension, args.separator
     )
-    todo, total = _todo(writers, _images([*args.images, *leftovers]), [None])
+    todo, total = _todo(writers, _images([*args.images, *leftovers], args.shard), [None])
     _say_skipped(total - len(todo), total, "image(s) already captioned", args.existing)
     options = {"prompt": args.prompt, "prefix": args.prefix, "suffix": args.suffix, **gen}
 
@@ -356,7 +356,7 @@ def run_ask(args, gen, questions):
         writers, leftovers = open_outputs(args.output, args.existing)
     if any(isinstance(w, Sidecars) for w in writers):
         raise InputError("--output txt writes one caption per image; answers go to jsonl or csv")
-    todo, total = _todo(writers, _images([args.image, *leftovers]), questions)
+    todo, total = _todo(writers, _images([args.image, *leftovers], args.shard), questions)
     _say_skipped(total - len(todo), total, "answer(s) already recorded", args.existing)
     options = {"prefix": args.prefix, "suffix": args.suffix, **gen}
 
@@ -382,8 +382,9 @@ def answer_with_logprob(image, question, model, **gen):
     return (*answer(image, question, model, **gen), float("nan"))
 
 
-def _images(args):
-    """find_images, an image named twice (a folder and a file in it) kept once."""
+def _images(args, shard=None):
+    """find_images, an image named twice (a folder and a file in it) kept once, then the
+    --shard's share of them."""
     from .pipeline import find_images
 
     unique = {}
@@ -391,7 +392,7 @@ def _images(args):
         unique.setdefault(os.path.abspath(p), p)
     if not unique:
         raise InputError("no images found in " + ", ".join(map(str, args)))
-    return list(unique.values())
+    return shard_of(unique.values(), shard)
 
 
 def _todo(writers, paths, questions):
@@ -516,6 +517,39 @@ GENERATION_OPTIONS = {
 }
 
 
+# Named settings, each from where it comes; explicit options win over a preset's.
+PRESETS = {
+    "hf": {
+        "source": "transformers' generate defaults: greedy, 20 new tokens",
+        "generate": {"num_beams": 1, "max_new_tokens": 20},
+    },
+    "blip-paper": {
+        "source": "the BLIP paper's COCO captioning setting (salesforce/BLIP "
+        "configs/caption_coco.yaml: num_beams 3, max_length 20, min_length 5, prompt "
+        "'a picture of '; the lengths count [DEC] and the prompt, as transformers' do)",
+        "generate": {"num_beams": 3, "max_length": 20, "min_length": 5},
+        "prompt": "a picture of ",
+    },
+    "lavis-blip2": {
+        "source": "LAVIS's Blip2OPT.generate defaults (lavis/models/blip2_models/blip2_opt.py: "
+        "num_beams 5, max_length 30 passed as max_new_tokens, min_length 1, which the query "
+        "placeholders already meet; no prompt)",
+        "generate": {"num_beams": 5, "max_new_tokens": 30},
+    },
+    "dataset": {
+        "source": "minblip's choice for training captions, against repeated phrases: beam 3, "
+        "5 to 30 new tokens, no 3-gram twice, repetition penalty 1.2 (docs/datasets.md)",
+        "generate": {
+            "num_beams": 3,
+            "min_new_tokens": 5,
+            "max_new_tokens": 30,
+            "no_repeat_ngram_size": 3,
+            "repetition_penalty": 1.2,
+        },
+    },
+}
+
+
 def add_generation_options(p):
     """transformers' generate settings people set on captioning tools, by their own names."""
     for flag, (kind, _, what) in GENERATION_OPTIONS.items():
@@ -525,17 +559,34 @@ def add_generation_options(p):
     p.add_argument(
         "--do-sample", action="store_true", help="sample instead of greedy / beam search"
     )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="named settings (options given as well win): "
+        + "; ".join(f"{name}: {v['source']}" for name, v in PRESETS.items()),
+    )
 
 
 def generation_kwargs(args):
-    """The generate keywords the command line asked for (unset options are left out, so
-    transformers' defaults apply and a record's options say only what was chosen)."""
-    gen = {"num_beams": args.num_beams}
+    """The generate keywords the command line asked for: the --preset's, then the options given
+    (unset options are left out, so transformers' defaults apply and a record's options say
+    only what was chosen). A preset's prompt applies when --prompt is not given."""
+    preset = PRESETS[args.preset] if args.preset else {}
+    gen = dict(preset.get("generate", {}))
+    if getattr(args, "prompt", "absent") is None and "prompt" in preset:
+        args.prompt = preset["prompt"]
+    if args.num_beams is not None:
+        gen["num_beams"] = args.num_beams
+    gen.setdefault("num_beams", 1)
     if args.max_new_tokens is not None:
+        gen.pop("max_length", None)  # max_new_tokens given: a preset's max_length would clash
         gen["max_new_tokens"] = args.max_new_tokens
     for flag, (_, name, _) in GENERATION_OPTIONS.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
+            if name == "min_new_tokens":
+                gen.pop("min_length", None)
             gen[name] = value
     if args.do_sample:
         gen["do_sample"] = True
@@ -586,6 +637,7 @@ def add_output_options(p):
         help="images per generate call (default 1); captions equal one-at-a-time's "
         "(see docs/datasets.md)",
     )
+    add_shard_option(p)
 
 
 def _positive_int(text):
@@ -667,6 +719,7 @@ def add_ask_options(p):
     )
     p.add_argument("--prefix", default="", metavar="TEXT", help="text put before each answer")
     p.add_argument("--suffix", default="", metavar="TEXT", help="text put after each answer")
+    add_shard_option(p)
     add_generation_options(p)
 
 
@@ -674,3 +727,34 @@ def run_ask_command(args, gen):
     """ask over folders, several questions or to files (the single image + question case without
     these prints as before: __main__.cmd_ask)."""
     return run_ask(args, gen, read_questions(args))
+
+
+def shard_spec(text):
+    """--shard i/n -> (i, n), 1 <= i <= n; refused by argparse (exit 2) otherwise."""
+    i, slash, n = text.partition("/")
+    if not (slash and i.strip().isdigit() and n.strip().isdigit() and 1 <= int(i) <= int(n)):
+        raise argparse.ArgumentTypeError(
+            f"expected i/n with 1 <= i <= n (1/4 ... 4/4), got {text!r}"
+        )
+    return int(i), int(n)
+
+
+def shard_of(paths, shard):
+    """The i-th of n stable shares of the images: every n-th of the sorted absolute paths,
+    starting at the i-th. n processes or machines given 1/n ... n/n share a dataset with no
+    coordinator: the shares are disjoint and together hold every image."""
+    if shard is None:
+        return list(paths)
+    i, n = shard
+    return sorted(paths, key=lambda p: os.path.abspath(p))[i - 1 :: n]
+
+
+def add_shard_option(p):
+    p.add_argument(
+        "--shard",
+        type=shard_spec,
+        default=None,
+        metavar="I/N",
+        help="take the I-th of N shares of the images (every N-th of the sorted paths): run "
+        "1/N ... N/N in N processes or machines, each with its own --output file",
+    )

@@ -443,3 +443,88 @@ def test_ask_several_questions_to_stdout(tmp_path, capsys):
         assert (
             r["caption"] == minblip.answer(photo, r["question"], model=model, max_new_tokens=4)[0]
         )
+
+
+def _gen(*argv):
+    """caption_files.generation_kwargs for a caption command line (and the prompt it leaves)."""
+    from minblip.__main__ import build_parser
+
+    args = build_parser().parse_args(["caption", "x.png", *argv])
+    return caption_files.generation_kwargs(args), args.prompt
+
+
+@pytest.mark.parametrize("name", sorted(caption_files.PRESETS))
+def test_a_preset_is_its_generate_settings(name, tmp_path):
+    """--preset NAME captions as the API does with the preset's documented settings (on the
+    tiny BLIP-2 OPT folder: its real tokenizer can read blip-paper's prompt, which the tiny BLIP
+    folder's 99-token vocabulary cannot)."""
+    preset = caption_files.PRESETS[name]
+    blip = blip2_folder(tmp_path, "opt")
+    out = tmp_path / "c.jsonl"
+    argv = ["caption", str(PHOTOS[0]), "--model", str(blip), "--preset", name]
+    assert main([*argv, "--output", "jsonl", str(out)]) == 0
+    row = json.loads(out.read_text())
+    want = minblip.caption(
+        str(PHOTOS[0]), model=blip, prompt=preset.get("prompt"), **preset["generate"]
+    )
+    assert row["caption"] == want and row["options"]["prompt"] == preset.get("prompt")
+    assert preset["source"]  # each preset says where it comes from
+
+
+def test_options_given_win_over_the_preset():
+    gen, prompt = _gen("--preset", "blip-paper", "--num-beams", "1", "--max-new-tokens", "6")
+    assert gen == {"num_beams": 1, "max_new_tokens": 6, "min_length": 5}
+    assert prompt == caption_files.PRESETS["blip-paper"]["prompt"]
+    gen, prompt = _gen("--preset", "blip-paper", "--prompt", "a photo of", "--min-new-tokens", "2")
+    assert prompt == "a photo of" and "min_length" not in gen and gen["min_new_tokens"] == 2
+
+
+def _repeated_trigram(ids):
+    grams = [tuple(ids[i : i + 3]) for i in range(len(ids) - 2)]
+    return len(grams) != len(set(grams))
+
+
+def test_the_dataset_preset_stops_repeats(blip):
+    """On the golden photos the tiny random-weight model repeats itself under transformers'
+    defaults (hf); the dataset preset's no_repeat_ngram_size forbids any token 3-gram twice.
+    Random weights say nothing about caption quality: this shows the mechanism only."""
+    model, processor = load_captioner(str(blip))
+    hf, _ = _gen("--preset", "hf")
+    dataset, _ = _gen("--preset", "dataset")
+    plain = [caption_one(str(p), model, processor, **hf)[1] for p in PHOTOS]
+    fixed = [caption_one(str(p), model, processor, **dataset)[1] for p in PHOTOS]
+    assert any(_repeated_trigram(ids[1:]) for ids in plain)
+    assert not any(_repeated_trigram(ids[1:]) for ids in fixed)
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--preset", "nope"], "invalid choice: 'nope'"),
+        (["--shard", "3/2"], "expected i/n with 1 <= i <= n"),
+        (["--shard", "0/2"], "expected i/n with 1 <= i <= n"),
+    ],
+)
+def test_bad_preset_and_shard_are_named(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["caption", str(PHOTOS[0]), *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_shards_split_a_folder_without_overlap(blip, tmp_path):
+    """--shard 1/3 .. 3/3 write disjoint records that together are the whole folder's, each the
+    caption of a run over everything."""
+    root = photo_folder(tmp_path, copies=2)
+    whole = tmp_path / "all.jsonl"
+    base = ["caption", str(root), "--model", str(blip), *GEN, "--output", "jsonl"]
+    assert main([*base, str(whole)]) == 0
+    parts = []
+    for i in (1, 2, 3):
+        out = tmp_path / f"part{i}.jsonl"
+        assert main([*base, str(out), "--shard", f"{i}/3"]) == 0
+        parts.append([json.loads(line) for line in out.read_text().splitlines()])
+    assert all(parts) and sum(map(len, parts)) == len(images_in(root))
+    rows = {r["path"]: r["caption"] for r in map(json.loads, whole.read_text().splitlines())}
+    assert {r["path"]: r["caption"] for p in parts for r in p} == rows

@@ -130,7 +130,13 @@ class Sidecars:
         text = record["caption"]
         if self.existing in ("append", "prepend") and side.exists():
             old = side.read_text(encoding="utf-8").strip()
-            if text in [part.strip() for part in old.split(self.separator.strip() or "\n")]:
+            sep = self.separator
+            there = (
+                old.endswith(sep + text)
+                if self.existing == "append"
+                else old.startswith(text + sep)
+            )
+            if old == text or there:
                 return  # already there (a rerun): adding it again would repeat it
             if old:
                 text = (

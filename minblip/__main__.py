@@ -11,6 +11,7 @@ minblip explain IMAGE --out DIR      caption a photo and draw where each word lo
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 
@@ -20,49 +21,54 @@ DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
 
 
 def cmd_caption(args):
-    """Caption every image; report unreadable ones and carry on; exit 1 if any failed."""
-    from .pipeline import caption_one, find_images, load_captioner
+    """Caption every image; report unreadable ones and carry on; exit 1 if any failed. With
+    --output, to sidecars / JSONL / CSV files (minblip/caption_files.py)."""
+    from .caption_files import _batches, _caption_chunk, generation_kwargs, run_caption, shard_of
+    from .pipeline import find_images, load_captioner
 
+    gen = generation_kwargs(args)
+    if args.output:
+        return run_caption(args, gen)
+    if not args.images:
+        raise InputError("no image or folder given")
     paths = find_images(args.images)
     if not paths:
         raise InputError("no images found in " + ", ".join(args.images))
+    paths = shard_of(paths, args.shard)
     model, processor = load_captioner(args.model)
-    gen = {"num_beams": args.num_beams}
-    if args.max_new_tokens is not None:
-        gen["max_new_tokens"] = args.max_new_tokens
     if args.verbose:
         _say_model(model)
         said = "none: generate from the image alone" if args.prompt is None else repr(args.prompt)
         print(f"minblip: prompt {said}", file=sys.stderr)
     bar = _Progress(len(paths)) if len(paths) > 1 and sys.stderr.isatty() else None
     failed = 0
-    for path in paths:
-        try:
-            text, ids, mean_logprob = caption_one(str(path), model, processor, args.prompt, **gen)
-        except MinblipError as e:
-            failed += 1
+    for chunk in _batches(paths, args.batch_size):
+        for path, result in _caption_chunk(chunk, model, processor, args.prompt, gen):
             _clear(bar)
-            print(f"minblip: skipped {path}: {e}", file=sys.stderr)
-        else:
-            _clear(bar)
-            if not text:
-                _say_empty(path)
-            if args.json:
-                print(
-                    json.dumps(
-                        {
-                            "path": str(path),
-                            "caption": text,
-                            "token_ids": ids,
-                            "mean_logprob": mean_logprob,
-                        }
-                    ),
-                    flush=True,
-                )
+            if isinstance(result, MinblipError):
+                failed += 1
+                print(f"minblip: skipped {path}: {result}", file=sys.stderr)
             else:
-                print(f"{path}: {text}" if len(paths) > 1 else text, flush=True)
-        if bar:
-            bar.step()
+                text, ids, mean_logprob = result
+                if not text:
+                    _say_empty(path)
+                text = f"{args.prefix}{text}{args.suffix}"
+                if args.json:
+                    print(
+                        json.dumps(
+                            {
+                                "path": str(path),
+                                "caption": text,
+                                "token_ids": ids,
+                                "mean_logprob": mean_logprob,
+                            }
+                        ),
+                        flush=True,
+                    )
+                else:
+                    print(f"{path}: {text}" if len(paths) > 1 else text, flush=True)
+            if bar:
+                bar.step()
     _clear(bar)
     if failed:
         print(f"minblip: {failed} of {len(paths)} image(s) could not be captioned", file=sys.stderr)
@@ -71,11 +77,13 @@ def cmd_caption(args):
 
 def cmd_ask(args):
     """BLIP VQA reads the question as it is; BLIP-2 continues "Question: {q} Answer:"."""
+    from .caption_files import generation_kwargs, run_ask_command
     from .pipeline import answer, answer_prompt, is_blip2, load_captioner
 
-    gen = {"num_beams": args.num_beams}
-    if args.max_new_tokens is not None:
-        gen["max_new_tokens"] = args.max_new_tokens
+    gen = generation_kwargs(args)
+    many = args.questions or args.questions_given or not os.path.isfile(args.image)
+    if many or args.output or args.shard:
+        return run_ask_command(args, gen)  # folders, several questions, files: caption_files
     if args.verbose:
         if is_blip2(args.model):
             _say_model(load_captioner(args.model)[0])
@@ -303,13 +311,14 @@ def build_parser():
         "config.json's model_type says which). An unreadable image is reported on stderr and "
         "skipped; the exit status is 1 if any image failed.",
     )
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files or folders")
+    # nargs="*": `--output txt FOLDER` hands FOLDER back to the images (caption_files)
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="image files or folders")
     _model_option(p, DEFAULT_MODEL, ", from the Hugging Face cache")
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
     p.add_argument(
         "--num-beams",
         type=_positive_int,
-        default=1,
+        default=None,  # None: the --preset's, else 1 (caption_files.generation_kwargs)
         metavar="N",
         help="beam search width (default 1: greedy)",
     )
@@ -329,6 +338,10 @@ def build_parser():
     p.add_argument(
         "--verbose", action="store_true", help="say on stderr which model and prompt are used"
     )
+    from .caption_files import add_generation_options, add_output_options
+
+    add_generation_options(p)
+    add_output_options(p)
 
     from .pipeline import DEFAULT_ITM_MODEL, DEFAULT_VQA_MODEL
 
@@ -339,13 +352,15 @@ def build_parser():
         'BLIP-2 checkpoint, which continues the prompt "Question: QUESTION Answer:" (the '
         "format of BLIP-2's model cards; --verbose prints it).",
     )
-    p.add_argument("image", metavar="IMAGE", help="image file")
-    p.add_argument("question", metavar="QUESTION", help='e.g. "how many dogs are there?"')
+    p.add_argument("image", metavar="IMAGE_OR_FOLDER", help="image file or folder")
+    p.add_argument(
+        "question", nargs="?", metavar="QUESTION", help='e.g. "how many dogs are there?"'
+    )
     _model_option(p, DEFAULT_VQA_MODEL)
     p.add_argument(
         "--num-beams",
         type=_positive_int,
-        default=1,
+        default=None,  # None: the --preset's, else 1 (caption_files.generation_kwargs)
         metavar="N",
         help="beam search width (default 1)",
     )
@@ -360,6 +375,9 @@ def build_parser():
     p.add_argument(
         "--verbose", action="store_true", help="say on stderr which model and prompt are used"
     )
+    from .caption_files import add_ask_options
+
+    add_ask_options(p)
 
     p = sub.add_parser(
         "match",

@@ -48,7 +48,7 @@ def resolve(path_or_id, revision=None, cache_dir=None, local_files_only=False):
     except Exception as cached_err:  # not in the cache (or an incomplete snapshot)
         if offline:
             raise CheckpointError(
-                _how_to_get(s, "offline (HF_HUB_OFFLINE=1) and not in the cache")
+                _how_to_get(s, "offline (HF_HUB_OFFLINE=1) and not in the cache", cache_dir)
             ) from None
         try:
             return pathlib.Path(
@@ -56,14 +56,24 @@ def resolve(path_or_id, revision=None, cache_dir=None, local_files_only=False):
             )
         except Exception as e:
             raise CheckpointError(
-                _how_to_get(s, f"not cached and the download failed: {e}")
+                _how_to_get(s, f"not cached and the download failed: {e}", cache_dir)
             ) from cached_err
 
 
-def _how_to_get(repo, why):
+def _how_to_get(repo, why, cache_dir=None):
+    """The error for a hub id that is not cached: where minblip looked, for which files, and the
+    command that fetches them. huggingface_hub >= 1.0 ships the `hf` command (`huggingface-cli`
+    is gone); its --include takes one pattern per flag."""
+    if cache_dir is None:
+        from huggingface_hub import constants
+
+        cache_dir = constants.HF_HUB_CACHE
+    include = " ".join(f"--include '{pattern}'" for pattern in ALLOW)
     return (
-        f"{repo}: {why}. Get the weights on a machine with internet access with\n"
-        f"    huggingface-cli download {repo} --include '*.json' '*.safetensors' '*.txt'\n"
+        f"{repo}: {why}. minblip looked in the Hugging Face cache {cache_dir} for a snapshot of "
+        f"{repo} with the files {', '.join(ALLOW)} (config.json and the safetensors weights at "
+        "least). Get them on a machine with internet access with\n"
+        f"    hf download {repo} {include}\n"
         "and copy the Hugging Face cache (~/.cache/huggingface or $HF_HOME) here, or pass the "
         "path of a local checkpoint folder instead of the hub id."
     )

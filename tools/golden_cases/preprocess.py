@@ -405,6 +405,12 @@ def _cases(root, photos, variants):
     coffee = [pil(variants["coffee"]["rgb"][0])]
     case("size_shortest_edge", coffee, {"size": {"shortest_edge": 40}})
     case("size_shortest_longest_edge", coffee, {"size": {"shortest_edge": 40, "longest_edge": 50}})
+    # 55 * 64 / 96 = 36.67: the short edge is rounded (37), not truncated
+    case(
+        "size_shortest_longest_edge_rounds",
+        coffee,
+        {"size": {"shortest_edge": 40, "longest_edge": 55}},
+    )
     case("size_max_height_width", coffee, {"size": {"max_height": 30, "max_width": 70}})
     case(
         "size_shortest_edge_exif_portrait",

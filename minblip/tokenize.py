@@ -36,7 +36,7 @@ _SPECIAL_NAMES = (
 )
 
 
-# BertTokenizer.__init__'s defaults, for a vocab.txt without a tokenizer_config.json saying otherwise
+# BertTokenizer.__init__'s defaults, for a vocab.txt without a tokenizer_config.json to say
 BERT_SPECIALS = {
     "unk_token": "[UNK]",
     "sep_token": "[SEP]",

@@ -71,7 +71,7 @@ def M(name, file, old, new, tests, numba_off=False):
 
 W, S = "minblip/weights.py", "minblip/safetensors_check.py"
 P, TK, V = "minblip/preprocess.py", "minblip/tokenize.py", "minblip/vision.py"
-TB, Q, O, T = "minblip/text_bert.py", "minblip/qformer.py", "minblip/opt.py", "minblip/t5.py"
+TB, Q, OP, T = "minblip/text_bert.py", "minblip/qformer.py", "minblip/opt.py", "minblip/t5.py"
 B, G, L = "minblip/blip2.py", "minblip/generate.py", "minblip/logits_process.py"
 K, OPS = "minblip/kernels.py", "minblip/ops.py"
 
@@ -338,35 +338,35 @@ MUTANTS = [
     # ------------------------------------------------------------------ OPT
     M(
         "opt/left-padding-shifts-positions",
-        O,
+        OP,
         "return (np.cumsum(m, axis=1) * m - 1)[:, past_len:]",
         "return (np.cumsum(m, axis=1) - 1)[:, past_len:]",
         OPT,
     ),
     M(
         "opt/position-offset-1",
-        O,
+        OP,
         "OFFSET = 2  #",
         "OFFSET = 1  #",
         OPT,
     ),
     M(
         "opt/scaling-uses-width",
-        O,
+        OP,
         "scaling = np.asarray((cfg.hidden_size // H) ** -0.5, x.dtype)",
         "scaling = np.asarray(cfg.hidden_size**-0.5, x.dtype)",
         OPT,
     ),
     M(
         "opt/causal-mask-excludes-self",
-        O,
+        OP,
         "allowed = (np.arange(S) <= past_len + np.arange(T)[:, None])[None, None]  # causal",
         "allowed = (np.arange(S) < past_len + np.arange(T)[:, None])[None, None]  # causal",
         OPT,
     ),
     M(
         "opt/no-final-layer-norm",
-        O,
+        OP,
         "    if cfg.do_layer_norm_before and not cfg._remove_final_layer_norm:\n        x = tap(",
         "    if False:\n        x = tap(",
         OPT,
@@ -727,7 +727,7 @@ def run_tests(scratch, tests, numba_off):
         return "timeout"
     if res.returncode == 0:
         return None
-    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", res.stdout, re.M)
+    failed = re.findall(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", res.stdout, re.M)
     return failed[0] if failed else f"pytest exit {res.returncode}: " + res.stdout[-300:]
 
 

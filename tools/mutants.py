@@ -387,10 +387,10 @@ MUTANTS = [
         T5,
     ),
     M(
-        "t5/bucket-exact-range-off-by-one",
+        "t5/log-buckets-span-from-zero",
         T,
-        "return bucket + np.where(n < max_exact, n, np.minimum(large, num_buckets - 1))",
-        "return bucket + np.where(n <= max_exact, n, np.minimum(large, num_buckets - 1))",
+        "scaled = log_ratio / np.float32(math.log(max_distance / max_exact))",
+        "scaled = log_ratio / np.float32(math.log(max_distance))",
         T5,
     ),
     M(
@@ -430,10 +430,11 @@ MUTANTS = [
         B2,
     ),
     M(
-        "blip2/embeds-placeholder-any-feature",
+        "blip2/embeds-placeholders-assumed-first",
         B,
         "placeholders = np.all(embeds == row, axis=-1)",
-        "placeholders = np.all(embeds[..., :1] == row[:1], axis=-1)",
+        "placeholders = np.broadcast_to(np.arange(embeds.shape[1]) < cfg.num_query_tokens, "
+        "embeds.shape[:2])",
         B2,
     ),
     M(
@@ -502,10 +503,10 @@ MUTANTS = [
         LP,
     ),
     M(
-        "logits/no-repeat-ngram-needs-one-more",
+        "logits/no-repeat-ngram-any-prefix-token",
         L,
-        "if T < n:",
-        "if T <= n:",
+        "hit = (windows[..., :-1] == prefix[:, None, :]).all(-1)",
+        "hit = (windows[..., :-1] == prefix[:, None, :]).any(-1)",
         LP,
     ),
     M(

@@ -254,6 +254,16 @@ def _cases(root, photos, variants):
         notes="old-style int size in preprocessor_config.json (BLIP-2's 224)",
     )
     case(
+        "size_int_not_square_coffee",
+        [pil(img / "coffee.png")],
+        raw_config={
+            "image_processor_type": "BlipImageProcessor",
+            "size": 24,
+            "default_to_square": False,
+        },
+        notes="an int size with default_to_square false means {shortest_edge: 24}",
+    )
+    case(
         "size_list_camera",
         [pil(img / "camera.png")],
         raw_config={"image_processor_type": "BlipImageProcessor", "size": [48, 32]},

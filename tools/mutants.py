@@ -27,6 +27,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -732,7 +733,12 @@ def run_tests(scratch, tests, numba_off):
     return failed[0] if failed else f"pytest exit {res.returncode}: " + res.stdout[-300:]
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)  # unwinds: the running pytest is killed, the copy removed
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-k", action="append", default=[], help="run mutations whose name has this")
     ap.add_argument("--list", action="store_true", help="list the mutations and exit")

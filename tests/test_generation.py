@@ -86,7 +86,11 @@ class ReplayDraws:
     def choice(self, a, size, replace=True, p=None):
         assert self.call < len(self.probs), f"{self.name}: more draws than transformers made"
         probs, idx = self.probs[self.call][self.row], self.idx[self.call][self.row]
-        assert not replace and (a, size) == (probs.size, idx.size), (a, size, probs.size)
+        # minblip draws only the tokens of nonzero probability and fills with zero-probability
+        # ones itself (torch draws those too, in an order of its own): the first `size` match
+        nonzero = int((probs > 0).sum())
+        assert size in (idx.size, nonzero) and size <= idx.size, (size, idx.size, nonzero)
+        assert not replace and a == probs.size, (a, probs.size)
         # p = softmax(acc): an error d_j in each accumulated score (bar: FP32_LOGITS, 1e-4) moves
         # p_i by p_i (d_i - sum_j p_j d_j), at most 2e-4 p_i; filtered tokens stay exactly 0
         np.testing.assert_allclose(
@@ -95,7 +99,7 @@ class ReplayDraws:
         self.row += 1
         if self.row == len(self.probs[self.call]):
             self.call, self.row = self.call + 1, 0
-        return idx.copy()
+        return idx[:size].copy()
 
 
 @pytest.mark.parametrize("case", case_dirs("beam_sampling"), ids=lambda p: p.name)
@@ -106,23 +110,3 @@ def test_beam_sampling_matches_transformers_with_its_draws(case):
     out = model.generate(**inputs, **meta["kwargs"], generator=draws)
     assert (draws.call, draws.row) == (meta["draws"], 0), "fewer draws than transformers made"
     assert_trace_close(expected, output_arrays(out), meta["outputs"], what=case.name, **FP32_LOGITS)
-
-
-def test_beam_sampling_with_fewer_live_tokens_than_candidates_runs():
-    """top_k=1 keeps 2 tokens a beam (room for an eos) and only beam 0 is live at the first step:
-    2 tokens of nonzero probability for 6 candidates. torch.multinomial then fills the draw with
-    zero-probability tokens; numpy's choice would raise."""
-    model, inputs = _caption_case()
-    out = model.generate(
-        **inputs,
-        do_sample=True,
-        num_beams=3,
-        top_k=1,
-        max_new_tokens=4,
-        seed=0,
-        return_dict_in_generate=True,
-        output_scores=True,
-    )
-    assert np.isfinite(out.sequences_scores).all()
-    for t, scores in enumerate(out.scores):  # each kept beam's token has nonzero probability
-        assert (np.isfinite(scores).sum(-1) == 2).all(), t

@@ -492,7 +492,7 @@ def beam_search(
         if rng is None:
             top = topk(acc, C)  # the C best continuations over all beams of an item
         else:  # beam sampling: C continuations drawn without replacement, kept in draw order
-            top = np.stack([rng.choice(K * V, C, replace=False, p=_probs(a)) for a in acc])
+            top = np.stack([_draw(rng, _probs(a), C) for a in acc])
         top_scores, beam, tok = np.take_along_axis(acc, top, 1), top // V, top % V
         if cur == run["ids"].shape[2]:  # the buffers are full: double them (up to max_length)
             run, done = (_widen(x, min(2 * cur, max_length), fill) for x in (run, done))
@@ -553,6 +553,17 @@ def _probs(acc_row):
     """softmax of one item's accumulated scores in float64, summing to 1 for rng.choice."""
     p = softmax(acc_row.astype(np.float64))
     return p / p.sum()
+
+
+def _draw(rng, p, C):
+    """C indices drawn without replacement from p, in draw order. When fewer than C have nonzero
+    probability (warpers left few tokens; at the first step only beam 0 is live), those come
+    first and zero-probability indices (lowest first) fill the rest: torch.multinomial fills the
+    same way, in its topk's tie order, where numpy's choice raises."""
+    n = np.count_nonzero(p)
+    if n >= C:
+        return rng.choice(p.size, C, replace=False, p=p)
+    return np.concatenate([rng.choice(p.size, n, replace=False, p=p), np.flatnonzero(p == 0)])[:C]
 
 
 def select(store, idx):

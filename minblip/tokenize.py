@@ -36,6 +36,16 @@ _SPECIAL_NAMES = (
 )
 
 
+# BertTokenizer.__init__'s defaults, for a vocab.txt without a tokenizer_config.json to say
+BERT_SPECIALS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+
+
 def _token(value):
     """A special token as a string (configs write either "[X]" or {"content": "[X]", ...})."""
     return value.get("content") if isinstance(value, dict) else value
@@ -324,7 +334,8 @@ class BertTokenizer(_Tokenizer):
             # padding/truncation stored in the file are not BertTokenizer's defaults
             backend.no_padding()
             backend.no_truncation()
-        elif (folder / "vocab.txt").exists():
+        elif (folder / "vocab.txt").exists():  # BertTokenizer's own defaults under the config
+            config = {**BERT_SPECIALS, **config}
             backend = _from_vocab(folder / "vocab.txt", config)
         else:
             raise TokenizerError(f"{folder}: no tokenizer.json or vocab.txt")

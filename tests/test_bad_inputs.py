@@ -187,6 +187,7 @@ CASES = [
     ("checkpoint", "three offsets", lambda c: load(c, {"a": {**F32([2], 0, 8), "data_offsets": [0, 8, 8]}}), CheckpointError, "data_offsets"),
     ("checkpoint", "begin after end", lambda c: load(c, {"a": F32([0], 8, 0)}), CheckpointError, "end before they begin"),
     ("checkpoint", "offsets span wrong byte count", lambda c: load(c, {"a": F32([3], 0, 8)}), CheckpointError, "needs 12 bytes"),
+    ("checkpoint", "offsets span more bytes than the shape", lambda c: load(c, {"a": F32([1], 0, 8)}), CheckpointError, "needs 4 bytes"),
     ("checkpoint", "end past end of file", lambda c: load(c, {"a": F32([4], 0, 16)}), CheckpointError, "truncated"),
     ("checkpoint", "unknown dtype", lambda c: load(c, {"a": {**F32([2], 0, 8), "dtype": "F33"}}), CheckpointError, "unsupported dtype 'F33'"),
     ("checkpoint", "dtype safetensors knows, minblip does not", lambda c: load(c, {"a": {**F32([4], 0, 8), "dtype": "U16"}}), CheckpointError, "'U16'"),

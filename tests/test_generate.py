@@ -1,12 +1,17 @@
-"""generate.py on toy step functions: greedy against a naive loop, length rules, pad filling,
-beam search's cache reordering and fill quirk, input immutability. (Conformance of greedy and
-beam search with transformers on a real model is in test_caption.py.)"""
+"""generate.py on toy step functions: greedy against a naive loop, length rules, beam search's
+cache reordering, input immutability; and transformers' pad filling and mask inference read from
+golden/opt. (Conformance of greedy and beam search on real models: test_caption.py and the
+golden generate cases.)"""
+
+import json
 
 import numpy as np
 import pytest
+from golden_utils import GOLDEN, load_case, model_dir
 from hypothesis import given
 from hypothesis import strategies as st
 
+import minblip
 from minblip.errors import InputError
 from minblip.generate import generate, settings, take_rows
 
@@ -89,33 +94,41 @@ def test_caller_arrays_are_not_modified():
     np.testing.assert_array_equal(mask, mask0)
 
 
-def chain(V, nxt):
-    """Deterministic chain: token i is followed by nxt[i] (log-prob ~0; everything else ~-50)."""
-    table = np.full((V, V), -50.0, np.float32)
-    table[np.arange(V), nxt] = 0.0
-    return table
+def _opt_case(name):
+    """A golden/opt generate case: (model, inputs, expected ids, eos, pad)."""
+    case = GOLDEN / "opt" / name
+    meta, inputs, expected = load_case(case)
+    model = minblip.OPTForCausalLM.from_pretrained(model_dir(case))
+    cfg = json.loads((model_dir(case) / "config.json").read_text())
+    return model, inputs, meta, expected["out"], cfg["eos_token_id"], cfg["pad_token_id"]
 
 
-@pytest.mark.parametrize("pad, fill", [(0, 2), (5, 5)])
-def test_beam_fill_value_quirk(pad, fill):
-    """Beams shorter than the longest returned one are filled with `pad or eos[0]`: with pad 0
-    (BLIP, T5) the fill is the eos id, not 0 (transformers 5.23 _beam_search)."""
-    V, eos = 7, 2
-    table = chain(V, [2, 2, 2, 1, 6, 6, 3])  # 4 -> 6 -> 3 -> 1 -> eos; 1 -> eos
-    ids = np.array([[1], [4]])
-    out = generate(
-        markov(table), ids, eos_token_id=eos, pad_token_id=pad, num_beams=2, max_new_tokens=8
-    )
-    np.testing.assert_array_equal(out[1], [4, 6, 3, 1, 2])
-    np.testing.assert_array_equal(out[0], [1, 2, fill, fill, fill])
+@pytest.mark.parametrize(
+    "name", ["generate_beams_short_rows_filled_with_pad", "generate_greedy_finished_rows_pad"]
+)
+def test_finished_rows_are_filled_as_transformers_fills_them(name):
+    """Rows (returned beams) that met eos before the longest are filled after it the way
+    transformers filled them (golden/opt, pad 1; BLIP and T5 beams, pad 0, get eos: the
+    golden/caption and golden/t5 beam cases). The fixture must hold such a row."""
+    model, inputs, meta, want, eos, pad = _opt_case(name)
+    Tp = inputs["input_ids"].shape[1]
+    gen = want[:, Tp:]
+    ended = [r for r in range(len(gen)) if eos in gen[r, :-1].tolist()]
+    assert ended, f"{name}: no row ends before the longest; the case exercises nothing"
+    got = model.generate(**inputs, **meta["kwargs"])
+    np.testing.assert_array_equal(got, want)
+    for r in ended:  # what follows the first eos is the fill, equal in both
+        after = gen[r, gen[r].tolist().index(eos) + 1 :]
+        assert len(set(after.tolist())) == 1, (r, after)
 
 
-def test_greedy_pads_finished_rows_with_pad():
-    table = chain(7, [2, 2, 2, 1, 6, 6, 3])
-    out = generate(
-        markov(table), np.array([[1], [4]]), eos_token_id=2, pad_token_id=0, max_new_tokens=8
-    )
-    np.testing.assert_array_equal(out, [[1, 2, 0, 0, 0], [4, 6, 3, 1, 2]])
+@pytest.mark.parametrize("name", ["generate_pad_in_prompt_no_mask", "generate_pad_is_eos_no_mask"])
+def test_mask_inferred_from_pad_as_transformers_infers_it(name):
+    """No attention_mask and pad in the prompt: transformers infers mask = ids != pad unless pad
+    is an eos (golden/opt). The fixture's prompt must hold the pad."""
+    model, inputs, meta, want, eos, pad = _opt_case(name)
+    assert "attention_mask" not in inputs and (inputs["input_ids"] == pad).any()
+    np.testing.assert_array_equal(model.generate(**inputs, **meta["kwargs"]), want)
 
 
 def test_beam_search_reorders_the_cache():
@@ -157,29 +170,6 @@ def test_take_rows_walks_nests():
     np.testing.assert_array_equal(out["a"][0], [2, 0])
     np.testing.assert_array_equal(out["a"][1][0], [[4, 5], [0, 1]])
     assert out["b"] is None
-
-
-def test_mask_inferred_from_pad_when_none_is_given():
-    """transformers: no attention_mask + pad in the prompt + pad not an eos -> mask = ids != pad
-    (positions then restart after the padding); an all-ones mask is dropped (None)."""
-    seen = []
-
-    def step(input_ids, position_ids, attention_mask, past, context):
-        seen.append((attention_mask, position_ids))
-        return np.eye(6, dtype=np.float32)[input_ids[:, -1]], None
-
-    ids = np.array([[1, 3, 0], [1, 4, 5]])
-    generate(step, ids, eos_token_id=2, pad_token_id=0, max_new_tokens=2)
-    np.testing.assert_array_equal(seen[0][0], [[1, 1, 0], [1, 1, 1]])
-    np.testing.assert_array_equal(seen[0][1], [[0, 1, 0], [0, 1, 2]])
-    np.testing.assert_array_equal(seen[1][1], [[1], [3]])  # last position + 1
-    seen.clear()
-    generate(step, ids, eos_token_id=0, pad_token_id=0, max_new_tokens=1)  # pad is an eos: no
-    assert seen[0][0] is None
-    seen.clear()
-    ones = np.ones((1, 3))
-    generate(step, ids[1:], attention_mask=ones, eos_token_id=2, pad_token_id=0, max_new_tokens=1)
-    assert seen[0][0] is None
 
 
 @given(st.data())

@@ -69,3 +69,44 @@ def test_beam_sampling_returns_valid_beams():
     )
     assert out.sequences.shape[0] == 4 and out.sequences_scores.shape == (4,)
     assert (np.diff(out.sequences_scores.reshape(2, 2), axis=1) <= 0).all()  # best first per item
+
+
+class ReplayDraws:
+    """Stands in for numpy's Generator in beam sampling: replays transformers' recorded draws
+    (golden/beam_sampling/*/draws.npz, see tools/golden_cases/beam_sampling.py). Each choice()
+    is one item's draw of a step: its distribution must equal the one torch.multinomial was
+    given, and it returns the indices torch drew."""
+
+    def __init__(self, case, n):
+        with np.load(case / "draws.npz") as f:
+            self.probs = [f[f"probs.{i}"] for i in range(n)]
+            self.idx = [f[f"idx.{i}"] for i in range(n)]
+        self.call, self.row, self.name = 0, 0, case.name
+
+    def choice(self, a, size, replace=True, p=None):
+        assert self.call < len(self.probs), f"{self.name}: more draws than transformers made"
+        probs, idx = self.probs[self.call][self.row], self.idx[self.call][self.row]
+        # minblip draws only the tokens of nonzero probability and fills with zero-probability
+        # ones itself (torch draws those too, in an order of its own): the first `size` match
+        nonzero = int((probs > 0).sum())
+        assert size in (idx.size, nonzero) and size <= idx.size, (size, idx.size, nonzero)
+        assert not replace and a == probs.size, (a, probs.size)
+        # p = softmax(acc): an error d_j in each accumulated score (bar: FP32_LOGITS, 1e-4) moves
+        # p_i by p_i (d_i - sum_j p_j d_j), at most 2e-4 p_i; filtered tokens stay exactly 0
+        np.testing.assert_allclose(
+            p, probs, atol=0, rtol=2e-4, err_msg=f"{self.name}: draw {self.call} row {self.row}"
+        )
+        self.row += 1
+        if self.row == len(self.probs[self.call]):
+            self.call, self.row = self.call + 1, 0
+        return idx[:size].copy()
+
+
+@pytest.mark.parametrize("case", case_dirs("beam_sampling"), ids=lambda p: p.name)
+def test_beam_sampling_matches_transformers_with_its_draws(case):
+    meta, inputs, expected = load_case(case)
+    model = getattr(minblip, meta["class"]).from_pretrained(model_dir(case))
+    draws = ReplayDraws(case, meta["draws"])
+    out = model.generate(**inputs, **meta["kwargs"], generator=draws)
+    assert (draws.call, draws.row) == (meta["draws"], 0), "fewer draws than transformers made"
+    assert_trace_close(expected, output_arrays(out), meta["outputs"], what=case.name, **FP32_LOGITS)

@@ -55,6 +55,15 @@ OURS = {
         i,
         s,
     ),
+    "sequence_bias_partial_prefix": lambda i, s: lp.apply(
+        lp.processors(
+            eos_ids=EOS,
+            prompt_len=P,
+            sequence_bias_={tuple(seq): b for seq, b in META["sequence_bias_partial_prefix"]},
+        ),
+        i,
+        s,
+    ),
     "bad_words": lambda i, s: lp.apply(
         lp.processors(eos_ids=EOS, prompt_len=P, bad_words_ids=[[7], [12], [30, 21], [1, 2, 3]]),
         i,

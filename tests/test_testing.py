@@ -1,6 +1,7 @@
 """minblip.testing (random weights, checksum, materialize) and the golden_utils comparisons."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -233,17 +234,90 @@ def test_output_arrays_names_fields_like_the_generator():
 
 
 def test_golden_vision_cases_are_consistent():
-    """Each case's meta lists exactly the arrays outputs.npz holds, in a usable order."""
+    """Each case's inputs are usable: float32 4-d pixels, a model folder."""
     cases = case_dirs("vision")
     assert len(cases) >= 8
     for case in cases:
         meta, inputs, outputs = load_case(case)
-        assert meta["versions"]["transformers"] == "5.23.0"
-        assert set(meta["order"]) | set(meta["outputs"]) == set(outputs), case.name
         assert len(set(meta["order"])) == len(meta["order"])
         assert inputs["pixel_values"].dtype == np.float32  # full-size: rebuilt from its seed
         assert inputs["pixel_values"].ndim == 4
         assert (case / "model" / "config.json").is_file()
+
+
+def _pins():
+    """{package: version} pinned by tools/requirements-golden.txt (the golden environment)."""
+    text = (GOLDEN.parent / "tools" / "requirements-golden.txt").read_text()
+    return dict(re.findall(r"^([\w-]+)==(\S+)", text, re.M))
+
+
+def _npz_keys(path):
+    with np.load(path) as f:
+        return set(f.files)
+
+
+def _model_case(case):
+    """A case folder of write_case (golden/FORMAT.md): its versions and the recorded keys."""
+    meta = json.loads((case / "meta.json").read_text())
+    recorded = set(meta["order"]) | set(meta["outputs"])
+    assert len(meta["outputs"]) == len(set(meta["outputs"])), case
+    if "draws" in meta:  # golden/beam_sampling: torch.multinomial's inputs and outputs
+        n = meta["draws"]
+        want = {f"{k}.{i}" for i in range(n) for k in ("probs", "idx")}
+        assert _npz_keys(case / "draws.npz") == want, case
+    return meta["versions"], recorded, _npz_keys(case / "outputs.npz"), {"torch"}
+
+
+def _preprocess_case(case):
+    meta = json.loads((case / "meta.json").read_text())
+    stored = _npz_keys(case / "outputs.npz") if (case / "outputs.npz").is_file() else set()
+    recorded = set() if meta["output"] is None else {"out.pixel_values"}
+    assert (meta["output"] is None) == bool(meta.get("raises")), case
+    return meta["versions"], recorded, stored, {"torch", "pillow"}
+
+
+def _golden_records(group):
+    """(where, versions, recorded keys, stored keys, packages that must be named) per file of
+    golden/<group> that holds outputs; every group's layout must be known here."""
+    root = GOLDEN / group
+    if group == "preprocess":
+        return [(c, *_preprocess_case(c)) for c in case_dirs(group)]
+    if group == "logits_process":
+        meta = json.loads((root / "meta.json").read_text())
+        recorded = set(meta["configs"]) | {"ids", "scores"}
+        return [(root, meta["versions"], recorded, _npz_keys(root / "cases.npz"), {"torch"})]
+    if group in ("tokenizer", "blip2_processor"):
+        data = json.loads((root / "cases.json").read_text())
+        return [(root, data["versions"], set(), set(), {"tokenizers"})]
+    if group == "signatures":
+        data = json.loads((root / "signatures.json").read_text())
+        return [(root, {"transformers": data["transformers"]}, set(), set(), set())]
+    cases = case_dirs(group)
+    assert cases and all("class" in json.loads((c / "meta.json").read_text()) for c in cases), (
+        f"golden/{group}: a layout test_every_golden_group_records_versions_and_keys does not know"
+    )
+    return [(c, *_model_case(c)) for c in cases]
+
+
+GROUPS = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir() and p.name != "images")
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_golden_group_records_versions_and_keys(group):
+    """The versions that wrote a fixture are the pinned ones (transformers, torch where torch
+    computed it, and tokenizers / pillow where they did the work), and a case's recorded output
+    keys are exactly the arrays it stores. (golden/images holds source images, not outputs.)"""
+    pins = _pins()
+    records = _golden_records(group)
+    assert records
+    for where, versions, recorded, stored, needs in records:
+        name = where.relative_to(GOLDEN)
+        assert versions["transformers"] == pins["transformers"], name
+        if "torch" in needs:
+            assert versions["torch"].split("+")[0] == pins["torch"], name
+        for package in needs - {"torch"}:
+            assert re.fullmatch(r"\d+\.\d+\.\d+\S*", versions[package]), (name, package)
+        assert recorded == stored, (name, sorted(recorded ^ stored)[:5])
 
 
 def test_golden_stays_within_its_size_budget():

@@ -43,12 +43,25 @@ def test_encode_matches_transformers(tok, case):
 
 
 @pytest.mark.parametrize(
-    "case", CASES["decode"], ids=lambda c: f"{c['ids'][:3]}-{c['skip_special_tokens']}"
+    "case",
+    CASES["decode"],
+    ids=lambda c: (
+        f"{c['ids'][:3]}-{c['skip_special_tokens']}"
+        + ("-clean" if c.get("clean_up_tokenization_spaces") else "")
+    ),
 )
 def test_decode_matches_transformers(tok, case):
-    assert (
-        tok.decode(case["ids"], skip_special_tokens=case["skip_special_tokens"]) == case["expected"]
-    )
+    kw = {k: case[k] for k in ("skip_special_tokens", "clean_up_tokenization_spaces") if k in case}
+    assert tok.decode(case["ids"], **kw) == case["expected"]
+
+
+@pytest.mark.parametrize("case", CASES["vocab_only"], ids=lambda c: repr(c["text"])[:20])
+def test_vocab_txt_alone_gets_transformers_defaults(case, tmp_path):
+    """No tokenizer_config.json: lower casing, the [CLS]/[SEP] templates (pairs' token types)
+    and padding side are BertTokenizer's defaults."""
+    shutil.copy(FOLDER / "vocab.txt", tmp_path / "vocab.txt")
+    got = BertTokenizer.from_pretrained(tmp_path)(case["text"], **case["kwargs"])
+    assert {k: np.asarray(v).tolist() for k, v in got.items()} == case["expected"]
 
 
 def test_properties_match_transformers(tok):

@@ -101,6 +101,12 @@ def test_tree_nests_numbered_children_as_lists():
     assert tracker.reads == {"a.layers.1.w"}
 
 
+def test_tree_refuses_layer_numbers_with_a_gap():
+    x = np.zeros(1)
+    with pytest.raises(CheckpointError, match=r"not 0..n-1: \[0, 2\]"):
+        to_tree({"a.layers.0.w": x, "a.layers.2.w": x})
+
+
 def test_float64_compute(tiny_vision_dir):
     model = minblip.BlipVisionModel.from_pretrained(tiny_vision_dir, dtype="float64")
     out = model(np.zeros((1, 3, 16, 16)))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import golden_common as gc
 import numpy as np
+import torch
 
 from minblip.testing import random_pixels as pixels
 
@@ -271,8 +272,61 @@ def lm_cases(kind):
 
 
 KINDS = ("opt", "t5")
+EMBEDS_OF = "embeds_of_input_ids"  # an input that becomes inputs_embeds once the model exists
+
+
+def embeds_cases():
+    """inputs_embeds alone (generate: 5.23's forward requires input_ids): 5.23 finds the
+    placeholders as rows equal to the image token's
+    embedding. They sit mid-prompt here ([bos, 2 words, <image>*Q, 2 words]), so a reading
+    that assumed them first would take the wrong rows."""
+    rng = np.random.default_rng(606)
+    ids = np.concatenate(
+        [
+            np.full((2, 1), OPT["bos_token_id"]),
+            rng.integers(4, 90, (2, 2)),
+            np.full((2, Q), IMAGE_TOKEN),
+            rng.integers(4, 90, (2, 2)),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    return [
+        (
+            "opt_generate_embeds_placeholders_mid",
+            dict(
+                cls="Blip2ForConditionalGeneration",
+                config=config(OPT),
+                method="generate",
+                inputs={
+                    "pixel_values": pixels(607, 2, 28, 28),
+                    EMBEDS_OF: ids,
+                    "attention_mask": np.ones_like(ids),  # 5.23 needs it without input_ids
+                },
+                kwargs={
+                    "max_new_tokens": 4,
+                    "return_dict_in_generate": True,
+                    "output_logits": True,
+                },
+                record=(),
+                notes=embeds_cases.__doc__.split("\n\n")[0],
+            ),
+        )
+    ]
 
 
 def build(root: Path):
-    group = [case for kind in KINDS for case in lm_cases(kind)]
-    gc.build_shared_group(Path(root) / "blip2_generation", group, None, seed=600)
+    group = [case for kind in KINDS for case in lm_cases(kind)] + embeds_cases()
+    real_run = gc.run
+
+    def run(model, method, inputs, kwargs, dtype, only=None):
+        if EMBEDS_OF in inputs:  # the model's own embedding rows, stored as inputs_embeds
+            ids = torch.from_numpy(inputs.pop(EMBEDS_OF))
+            with torch.no_grad():
+                inputs["inputs_embeds"] = model.get_input_embeddings()(ids).float().numpy()
+        return real_run(model, method, inputs, kwargs, dtype, only)
+
+    gc.run = run
+    try:
+        gc.build_shared_group(Path(root) / "blip2_generation", group, None, seed=600)
+    finally:
+        gc.run = real_run

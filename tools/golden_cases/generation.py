@@ -184,6 +184,19 @@ def cases():
                 "max_new_tokens": 8,
             },
         ),
+        (
+            "beam2_early_stopping_batch3",  # an item full before the others: blocked from then
+            cap,
+            TINY,
+            {"pixel_values": pixels(40, 3, 32, 32)},
+            {
+                **DICT,
+                "num_beams": 2,
+                "early_stopping": True,
+                "num_return_sequences": 2,
+                "max_new_tokens": 8,
+            },
+        ),
     ]
 
 

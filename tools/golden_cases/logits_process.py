@@ -12,7 +12,14 @@ import transformers
 from transformers.generation import logits_process as lp
 
 
-def _configs(prompt_len, eos):
+def _partial_bias(ids, V):
+    """Biases whose prefixes end each row of ids: row 0 matches fully, rows 1 and 2 in one of
+    the two prefix tokens only (so they must get no bias). [[token ids], bias] pairs."""
+    (a0, b0), (a1, b1), (a2, b2) = (map(int, row[-2:]) for row in ids[:3])
+    return [[[a0, b0, 5], 2.0], [[a1, (b1 + 1) % V, 6], -2.0], [[(a2 + 1) % V, b2, 7], 1.5]]
+
+
+def _configs(prompt_len, eos, partial=()):
     rp, nr = lp.RepetitionPenaltyLogitsProcessor, lp.NoRepeatNGramLogitsProcessor
     return {
         "repetition_penalty_1.3": [rp(1.3)],
@@ -45,6 +52,9 @@ def _configs(prompt_len, eos):
         "sequence_bias": [
             lp.SequenceBiasLogitsProcessor({(3,): 2.5, (5, 8): -1.5, (11,): -4.0, (26, 5, 9): 1.25})
         ],
+        "sequence_bias_partial_prefix": [
+            lp.SequenceBiasLogitsProcessor({tuple(seq): b for seq, b in partial})
+        ],
         "bad_words": [lp.NoBadWordsLogitsProcessor([[7], [12], [30, 21], [1, 2, 3]], eos)],
         "forced_eos_now": [lp.ForcedEOSTokenLogitsProcessor(13, eos)],
         "forced_eos_later": [lp.ForcedEOSTokenLogitsProcessor(20, eos)],
@@ -74,7 +84,8 @@ def build(root):
     scores = (rng.standard_normal((B, V)) * 3).astype(np.float32)
     scores[0, 10] = scores[0, 11]  # a tie, for top-k's "ties at the threshold are kept"
     arrays = {"ids": ids, "scores": scores}
-    for name, chain in _configs(prompt_len, eos).items():
+    partial = _partial_bias(ids, V)
+    for name, chain in _configs(prompt_len, eos, partial).items():
         s = torch.from_numpy(scores.copy())
         for proc in chain:
             s = proc(torch.from_numpy(np.minimum(ids, V + 3)), s)
@@ -83,7 +94,8 @@ def build(root):
     meta = {
         "prompt_len": prompt_len,
         "eos": eos,
-        "configs": list(_configs(prompt_len, eos)),
+        "configs": list(_configs(prompt_len, eos, partial)),
+        "sequence_bias_partial_prefix": partial,
         "versions": {"transformers": transformers.__version__, "torch": torch.__version__},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1))

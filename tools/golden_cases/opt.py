@@ -92,6 +92,16 @@ def _forward_cases():
             ),
         ),
         (
+            "forward_right_padded",
+            dict(
+                config=EAGER,
+                inputs={"input_ids": pids[:, ::-1].copy(), "attention_mask": pmask[:, ::-1].copy()},
+                kwargs={"output_hidden_states": True},
+                notes="right padding: the pads' positions are cumsum(mask) * mask - 1 = -1 "
+                "(table row 1), which only their own rows show",
+            ),
+        ),
+        (
             "forward_inputs_embeds",
             dict(
                 config=EAGER,
@@ -205,7 +215,60 @@ def _generate_cases():
                 **gen,
             ),
         ),
+        (  # vocab 8, eos 3: rows reach eos at different steps
+            "generate_beams_short_rows_filled_with_pad",
+            dict(
+                config=SMALL_VOCAB,
+                inputs={"input_ids": _ids(7, 2, 3, V=8)},
+                kwargs=dict(max_new_tokens=8, num_beams=3, num_return_sequences=3),
+                notes="returned beams shorter than the longest are filled with pad (1), not eos: "
+                "5.23 fills with `pad or eos` (BLIP and T5, pad 0, get eos)",
+                **gen,
+            ),
+        ),
+        (
+            "generate_greedy_finished_rows_pad",
+            dict(
+                config=SMALL_VOCAB,
+                inputs={"input_ids": _ids(8, 4, 3, V=8)},
+                kwargs=dict(max_new_tokens=8),
+                notes="rows that met eos emit pad (1) until every row is done",
+                **gen,
+            ),
+        ),
+        (
+            "generate_pad_in_prompt_no_mask",
+            dict(
+                config=TINY,
+                inputs={"input_ids": _pad_prompt(1)},
+                kwargs=dict(max_new_tokens=5),
+                notes="no attention_mask, pad (1) in the prompt and not an eos: 5.23 infers the "
+                "mask as input_ids != pad",
+                **gen,
+            ),
+        ),
+        (
+            "generate_pad_is_eos_no_mask",
+            dict(
+                config=dict(TINY, pad_token_id=2),
+                inputs={"input_ids": _pad_prompt(2)},
+                kwargs=dict(max_new_tokens=5),
+                notes="no attention_mask and pad == eos (2, also bos): 5.23 infers no mask, so "
+                "the leading 2s are attended",
+                **gen,
+            ),
+        ),
     ]
+
+
+def _pad_prompt(pad):
+    """Two left-padded prompts (2 and 0 pads) of a tiny OPT's ids."""
+    ids = _ids(9, 2, 6)
+    ids[0, :2] = pad
+    return ids
+
+
+SMALL_VOCAB = dict(TINY, vocab_size=8, eos_token_id=3)  # 3: a token the model favours
 
 
 def cases():

@@ -254,6 +254,16 @@ def _cases(root, photos, variants):
         notes="old-style int size in preprocessor_config.json (BLIP-2's 224)",
     )
     case(
+        "size_int_not_square_coffee",
+        [pil(img / "coffee.png")],
+        raw_config={
+            "image_processor_type": "BlipImageProcessor",
+            "size": 24,
+            "default_to_square": False,
+        },
+        notes="an int size with default_to_square false means {shortest_edge: 24}",
+    )
+    case(
         "size_list_camera",
         [pil(img / "camera.png")],
         raw_config={"image_processor_type": "BlipImageProcessor", "size": [48, 32]},
@@ -405,6 +415,12 @@ def _cases(root, photos, variants):
     coffee = [pil(variants["coffee"]["rgb"][0])]
     case("size_shortest_edge", coffee, {"size": {"shortest_edge": 40}})
     case("size_shortest_longest_edge", coffee, {"size": {"shortest_edge": 40, "longest_edge": 50}})
+    # 55 * 64 / 96 = 36.67: the short edge is rounded (37), not truncated
+    case(
+        "size_shortest_longest_edge_rounds",
+        coffee,
+        {"size": {"shortest_edge": 40, "longest_edge": 55}},
+    )
     case("size_max_height_width", coffee, {"size": {"max_height": 30, "max_width": 70}})
     case(
         "size_shortest_edge_exif_portrait",

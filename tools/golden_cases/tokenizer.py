@@ -30,6 +30,11 @@ CALLS = [
     ("no_specials", {"add_special_tokens": False}),
     ("truncate_8", {"truncation": True, "max_length": 8}),
     ("max_length_only", {"max_length": 6}),
+    ("pair", {"text_pair": "A Dog, on the beach."}),
+    (
+        "pair_truncate_10",
+        {"text_pair": "A Dog, on the beach.", "truncation": True, "max_length": 10},
+    ),
     (
         "extras",
         {"return_length": True, "return_offsets_mapping": True, "return_special_tokens_mask": True},
@@ -61,6 +66,7 @@ DECODE = [
 def build(root: Path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import build_tokenizer
+    import tokenizers
     import transformers
 
     folder = build_tokenizer.build(root / "tokenizer" / "blip")
@@ -92,6 +98,17 @@ def build(root: Path):
                     "expected": tok.decode(ids, skip_special_tokens=skip),
                 }
             )
+    for ids in DECODE:  # the cleanup asked for (its default for BERT is off)
+        decodes.append(
+            {
+                "ids": ids,
+                "skip_special_tokens": True,
+                "clean_up_tokenization_spaces": True,
+                "expected": tok.decode(
+                    ids, skip_special_tokens=True, clean_up_tokenization_spaces=True
+                ),
+            }
+        )
     props = {
         k: getattr(tok, k)
         for k in (
@@ -113,12 +130,34 @@ def build(root: Path):
         [0, 100, 101, 102, 103, 30522, 30523]
     )
     out = {
-        "versions": {"transformers": transformers.__version__},
+        "versions": {
+            "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__,
+        },
         "class": type(tok).__name__,
         "encode": cases,
         "decode": decodes,
         "properties": props,
+        "vocab_only": vocab_only(folder, transformers),
     }
     (root / "tokenizer" / "cases.json").write_text(
         json.dumps(out, ensure_ascii=False, indent=0) + "\n"
     )
+
+
+def vocab_only(folder, transformers):
+    """What BertTokenizer makes of a folder holding vocab.txt alone: its defaults (lower case,
+    [CLS]/[SEP] template, right padding) with no tokenizer_config.json to set them."""
+    import shutil
+    import tempfile
+
+    bare = Path(tempfile.mkdtemp(prefix="vocab-only-"))
+    shutil.copy(folder / "vocab.txt", bare / "vocab.txt")
+    tok = transformers.BertTokenizer.from_pretrained(bare)
+    cases = []
+    for text in TEXTS[:4]:
+        cases.append({"text": text, "kwargs": {}, "expected": dict(tok(text))})
+    kw = {"text_pair": ["A Dog", "the CAT"], "padding": True}
+    cases.append({"text": TEXTS[:2], "kwargs": kw, "expected": dict(tok(TEXTS[:2], **kw))})
+    shutil.rmtree(bare)
+    return cases

@@ -157,6 +157,16 @@ def cases():
                 " (each is 1.8 MB): the tiny cases localise a divergence",
             ),
         ),
+        (
+            "interpolate_same_count",
+            dict(
+                config=TINY,
+                inputs={"pixel_values": pixels(9, 1, 64, 16)},
+                kwargs={"interpolate_pos_encoding": True},
+                notes="8x2 patches: as many as the 4x4 table holds, but not square, so the grid"
+                " is still resized (transformers skips the resize only for square inputs)",
+            ),
+        ),
     ]
 
 

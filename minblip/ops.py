@@ -136,14 +136,13 @@ def matmul_stored(x, W, scale=None):
     the scale multiplies the float32 product, (x @ q.T) * s = x @ (q * s).T up to rounding.
     """
     Dout, Din = W.shape
-    x2 = x.reshape(-1, Din)  # (..., Din) -> (M, Din)
-    y = np.empty((x2.shape[0], Dout), x.dtype)
+    y = np.empty((*x.shape[:-1], Dout), x.dtype)
     step = max(1, ROW_BLOCK_BYTES // (4 * Din))
-    for r in range(0, Dout, step):
-        y[:, r : r + step] = x2 @ widen(W[r : r + step], x.dtype).T
+    for r in range(0, Dout, step):  # x keeps its shape: BLAS then sums as it does for x @ W.T
+        y[..., r : r + step] = x @ widen(W[r : r + step], x.dtype).T
     if scale is not None:
         y *= scale
-    return y.reshape(*x.shape[:-1], Dout)
+    return y
 
 
 @has_kernel("layer_norm")

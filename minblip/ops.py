@@ -101,9 +101,16 @@ def linear(x, p):
 STORED_DTYPES = (np.dtype(np.uint16), np.dtype(np.float16), np.dtype(np.int8))
 
 
-def widen(w, dtype=np.float32):
+def widen(w, dtype=np.float32, out=None):
     """A weight as stored -> `dtype`, exactly: bf16 bits by a 16-bit shift (bf16 is the top half
-    of a float32), float16 and int8 by a cast. A float32 / float64 weight passes through."""
+    of a float32), float16 and int8 by a cast. A float32 / float64 weight passes through.
+    out: a float32 buffer of w's shape to widen into (no allocation)."""
+    if out is not None:
+        if w.dtype == np.uint16:
+            np.left_shift(w, 16, out=out.view(np.uint32), dtype=np.uint32)
+        else:
+            np.copyto(out, w, casting="unsafe")
+        return out
     if w.dtype == np.uint16:
         w = (w.astype(np.uint32) << 16).view(np.float32)
     return w.astype(dtype, copy=False)
@@ -138,8 +145,10 @@ def matmul_stored(x, W, scale=None):
     Dout, Din = W.shape
     y = np.empty((*x.shape[:-1], Dout), x.dtype)
     step = max(1, ROW_BLOCK_BYTES // (4 * Din))
+    block = np.empty((min(step, Dout), Din), x.dtype)  # one buffer, reused by every block
     for r in range(0, Dout, step):  # x keeps its shape: BLAS then sums as it does for x @ W.T
-        y[..., r : r + step] = x @ widen(W[r : r + step], x.dtype).T
+        w = widen(W[r : r + step], x.dtype, out=block[: min(step, Dout - r)])
+        y[..., r : r + step] = x @ w.T
     if scale is not None:
         y *= scale
     return y

@@ -288,47 +288,49 @@ def attention_per_head(q, k, v, scale, mask=None, return_probs=True, *, divide=F
 # Rows a decode step (or a small batch) multiplies: up to here the twin streams the stored
 # weight once; above, the reference's widened blocks and BLAS's GEMM win (docs/kernels.md).
 STORED_MAX_ROWS = 8
-_CHUNK = 512  # bf16 widened 512 values at a time: 2 KiB of float32 stays in L1 beside x
+_ROWS = 32  # rows per block: one widened row buffer serves them all
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def _matvec_bf16(x, W, out):
     M, Din = x.shape
-    for o in numba.prange(W.shape[0]):
-        bits = np.empty(_CHUNK, np.uint32)
+    Dout = W.shape[0]
+    for c in range((Dout + _ROWS - 1) // _ROWS):
+        bits = np.empty(Din, np.uint32)  # one row widened, reused by the block's rows
         w = bits.view(np.float32)  # bf16 -> float32: the bits shifted to the top half
-        acc = np.zeros(M, np.float32)
-        for i0 in range(0, Din, _CHUNK):
-            n = min(_CHUNK, Din - i0)
-            for i in range(n):
-                bits[i] = np.uint32(W[o, i0 + i]) << 16
+        for o in range(c * _ROWS, min(Dout, (c + 1) * _ROWS)):
+            row = W[o]
+            for i in range(Din):
+                bits[i] = np.uint32(row[i]) << np.uint32(16)
             for m in range(M):
+                xm = x[m]
                 s = np.float32(0.0)
-                for i in range(n):
-                    s += x[m, i0 + i] * w[i]
-                acc[m] += s
-        for m in range(M):
-            out[m, o] = acc[m]
+                for i in range(Din):
+                    s += xm[i] * w[i]
+                out[m, o] = s
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def _matvec_int8(x, W, scale, out):
     M, Din = x.shape
-    for o in numba.prange(W.shape[0]):
+    for o in range(W.shape[0]):
+        row = W[o]
         for m in range(M):
+            xm = x[m]
             s = np.float32(0.0)
             for i in range(Din):
-                s += x[m, i] * np.float32(W[o, i])
+                s += xm[i] * np.float32(row[i])
             out[m, o] = s * scale[o]
 
 
 def matmul_stored(x, W, scale=None):
     """Numba twin of ops.matmul_stored for the decode step (at most STORED_MAX_ROWS rows of x):
-    one pass over the stored bf16 / int8 bytes, float32 accumulation, 2 threads.
+    one pass over the stored bf16 / int8 bytes, float32 accumulation, one thread.
 
-    Why: the reference widens each block into memory and then reads it again, three times the
-    bytes of the stored weight; a matrix-vector product is bound by those bytes. Two threads,
-    unlike the other twins: one core does not saturate memory bandwidth (docs/kernels.md).
+    Why: the reference widens each block into memory and then hands it to BLAS, one small
+    call per block, each paying BLAS's thread hand-off; a matrix-vector product is bound by
+    the stored bytes, read here once. One thread, as every twin: a 2-thread (prange) version
+    lost to it on this shared 2-core machine (docs/kernels.md).
     Sums are reordered (SIMD lanes), so the result is within a dot-product bound of the
     reference, not equal (tests/test_kernels.py). float16 is left to the reference."""
     if x.dtype != np.float32 or W.dtype not in (np.uint16, np.int8) or x.shape[-1] != W.shape[1]:

@@ -195,7 +195,7 @@ def save_quantized(src, dst, replace=False, skip=DEFAULT_SKIP):
     keys = set(linear_keys({k: a.shape for k, a in flat.items()}, skip))
     dst.mkdir(parents=True, exist_ok=True)
     for old in [dst / "model.safetensors.index.json", *dst.glob("model*.safetensors")]:
-        old.unlink()
+        old.unlink(missing_ok=True)
     nbytes = _write_streaming(dst / "model.safetensors", flat, keys)
     for f in src.iterdir():
         if f.is_file() and not f.name.startswith("model") and f.name != "config.json":
@@ -245,3 +245,39 @@ def _write_streaming(path, flat, keys):
                 w = a if a.dtype == np.float64 else widen(a)
                 f.write(np.ascontiguousarray(w).astype(w.dtype.newbyteorder("<")).tobytes())
     return 8 + len(text) + offset
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_subcommand(sub):
+    """`minblip quantize SRC DST [--replace] [--skip MODULE ...]`."""
+    p = sub.add_parser(
+        "quantize",
+        help="write an int8 weight-only copy of a checkpoint folder",
+        description="Write DST: SRC's Linear weights as int8 with one float32 scale per output "
+        "channel (symmetric), every other tensor as float32, config.json with a "
+        "quantization_config, the tokenizer and processor files copied. DST then loads "
+        "memory-mapped with no conversion work (from_pretrained, --model DST). SRC is never "
+        "written; a DST holding a checkpoint is refused unless --replace.",
+    )
+    p.add_argument("src", metavar="SRC", help="checkpoint folder (float32, float16 or bf16)")
+    p.add_argument("dst", metavar="DST", help="folder to write")
+    p.add_argument("--replace", action="store_true", help="overwrite a checkpoint in DST")
+    p.add_argument(
+        "--skip",
+        nargs="+",
+        default=list(DEFAULT_SKIP),
+        metavar="MODULE",
+        help="modules left unquantized, as llm_int8_skip_modules (default: %(default)s)",
+    )
+    p.set_defaults(func=cmd_quantize)
+
+
+def cmd_quantize(args):
+    done = save_quantized(args.src, args.dst, replace=args.replace, skip=args.skip)
+    print(
+        f"{args.dst}: {done['quantized']} Linear weights as int8, {done['tensors']} tensors, "
+        f"{done['bytes'] / 2**30:.2f} GiB"
+    )
+    return 0

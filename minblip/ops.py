@@ -129,8 +129,10 @@ def compute_dtype_of(w):
     return w.dtype if w.dtype in (np.float32, np.float64) else np.dtype(np.float32)
 
 
-# float32 rows widened per block: 2 MiB keeps the block in L2 between widening and the product
-ROW_BLOCK_BYTES = 1 << 21
+# float32 rows widened per block. Large: each block is one BLAS call, and many small calls pay
+# BLAS's thread hand-off each (docs/kernels.md); 16 MiB against 2 MiB halved a ViT-g fc1 with
+# 257 rows (373 -> 178 ms, float32 136 ms). Decode rows go to kernels.matmul_stored instead.
+ROW_BLOCK_BYTES = 1 << 24
 
 
 @has_kernel("matmul_stored")

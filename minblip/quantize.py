@@ -197,9 +197,7 @@ def save_quantized(src, dst, replace=False, skip=DEFAULT_SKIP):
     for old in [dst / "model.safetensors.index.json", *dst.glob("model*.safetensors")]:
         old.unlink(missing_ok=True)
     nbytes = _write_streaming(dst / "model.safetensors", flat, keys)
-    for f in src.iterdir():
-        if f.is_file() and not f.name.startswith("model") and f.name != "config.json":
-            shutil.copy2(f, dst / f.name)
+    _copy_side_files(src, dst)
     config = json.loads((src / "config.json").read_text())
     config["quantization_config"] = {
         "quant_method": QUANT_METHOD,
@@ -210,6 +208,13 @@ def save_quantized(src, dst, replace=False, skip=DEFAULT_SKIP):
     }
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return {"quantized": len(keys), "tensors": len(flat) + len(keys), "bytes": nbytes}
+
+
+def _copy_side_files(src, dst):
+    """Tokenizer, processor and generation files: everything but the weights and config.json."""
+    for f in src.iterdir():
+        if f.is_file() and not f.name.startswith("model") and f.name != "config.json":
+            shutil.copy2(f, dst / f.name)
 
 
 def _write_streaming(path, flat, keys):

@@ -4,10 +4,10 @@ Every Linear weight W (Dout, Din) becomes int8 q and a float32 scale s (Dout,), 
 channel, symmetric: s = max|W[o]| / 127, q = round(W / s), so W ~ q * s. Products stay float32
 (ops.matmul_stored widens q a block of rows at a time; the scale multiplies the result).
 Embeddings, LayerNorms, biases and the LM head are left as they are. Which Linears: as
-transformers' bitsandbytes integration picks them for BLIP-2 (quantizers/base.py
-get_keys_to_not_convert + Blip2's _keep_in_fp32_modules): every Linear except the output
-embedding (lm_head, BLIP's predictions.decoder) and the Q-Former; `llm_int8_skip_modules`
-replaces that list, as in BitsAndBytesConfig.
+transformers' bitsandbytes integration picks them (quantizers/base.py get_modules_to_not_convert):
+every Linear except the output embedding (lm_head, BLIP's predictions.decoder: DEFAULT_SKIP,
+which `llm_int8_skip_modules` replaces, as in BitsAndBytesConfig) and, whatever the skip list,
+the _keep_in_fp32_modules (ALWAYS_SKIP: the Q-Former, and T5's `wo`).
 
 A pre-quantized folder (written by `minblip quantize` / save_quantized) stores `X.weight` as I8
 beside `X.weight_scale` (F32) and says so in config.json:
@@ -29,7 +29,10 @@ from .ops import widen
 
 QUANT_METHOD = "minblip_int8"
 FORMAT_VERSION = 1
-DEFAULT_SKIP = ("lm_head", "qformer", "predictions.decoder")
+DEFAULT_SKIP = ("lm_head", "predictions.decoder")  # the output embedding (get_keys_to_not_convert)
+# _keep_in_fp32_modules, which 5.23's bitsandbytes quantizer adds to any skip list: Blip2's
+# (query_tokens, qformer) and, gathered from its children, T5's (the FFN's output `wo`)
+ALWAYS_SKIP = ("qformer", "query_tokens", "wo")
 # 2-D weights that are tables read by row (ops.embedding), not Linears: never quantized
 EMBEDDINGS = (
     "embed_tokens",
@@ -76,6 +79,7 @@ def linear_keys(expected, skip=DEFAULT_SKIP):
         and k.endswith(".weight")
         and not skipped(k, EMBEDDINGS)
         and not skipped(k, skip)
+        and not skipped(k, ALWAYS_SKIP)
     ]
 
 
@@ -204,7 +208,7 @@ def save_quantized(src, dst, replace=False, skip=DEFAULT_SKIP):
         "format_version": FORMAT_VERSION,
         "bits": 8,
         "scheme": "symmetric, per output channel: weight ~ int8 * weight_scale",
-        "llm_int8_skip_modules": list(skip),
+        "llm_int8_skip_modules": list(skip) + list(ALWAYS_SKIP),
     }
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return {"quantized": len(keys), "tensors": len(flat) + len(keys), "bytes": nbytes}

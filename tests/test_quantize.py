@@ -65,6 +65,9 @@ def test_which_linears_are_quantized(quantized, kind):
     assert "language_projection.weight" in int8
     for k in int8:
         assert not k.startswith("qformer.") and "lm_head" not in k, k
+        assert ".wo." not in k, k  # T5's _keep_in_fp32_modules
+    if kind == "t5":
+        assert any(".wi_0." in k for k in int8)
         assert flat[k + "_scale"].shape == (flat[k].shape[0],), k
     src = load_flat(model_dir(CASES[f"{kind}_forward"]))
     floats = [k for k in flat if flat[k].dtype != np.int8 and not k.endswith("_scale")]
@@ -109,11 +112,16 @@ def test_quantized_folder_loads_memory_mapped_and_every_tensor_is_read(quantized
 def test_quantization_config_spelled_as_bitsandbytes():
     folder = model_dir(CASES["opt_forward"])
     cls = minblip.Blip2ForConditionalGeneration
+    skip = ["lm_head", "vision_model"]
     m = cls.from_pretrained(
-        folder, quantization_config={"load_in_8bit": True, "llm_int8_skip_modules": ["lm_head"]}
+        folder, quantization_config={"load_in_8bit": True, "llm_int8_skip_modules": skip}
     )
-    q = m.params["qformer"]["encoder"]["layer"][0]["attention"]["attention"]["query"]["weight"]
-    assert q.dtype == np.int8  # the Q-Former too, once the skip list leaves it out
+    p = m.params
+    assert p["vision_model"]["encoder"]["layers"][0]["mlp"]["fc1"]["weight"].dtype == np.float32
+    assert p["language_model"]["model"]["decoder"]["layers"][0]["fc1"]["weight"].dtype == np.int8
+    # the Q-Former is one of Blip2's _keep_in_fp32_modules: never quantized, as in 5.23
+    q = p["qformer"]["encoder"]["layer"][0]["attention"]["attention"]["query"]["weight"]
+    assert q.dtype == np.float32
     with pytest.raises(minblip.InputError, match="load_in_4bit"):
         cls.from_pretrained(folder, quantization_config={"load_in_4bit": True})
     with pytest.raises(minblip.InputError, match="float32"):

@@ -15,8 +15,9 @@ prompts (random token ids, 3 to 12 of them) each with a photo. For each case:
     scale they are errors on), and whether the arg-max agrees, step by step;
   - int8 greedy-generates on its own: is its caption (the new ids) identical to float32's?
 Printed as a table and a summary (what docs/quantization.md quotes). Random weights are not a
-trained model: their logits are flatter, so a top-1 flip needs a smaller error than a trained
-model's confident steps; the figures are a lower bound on agreement, not a promise.
+trained model: tools/fullsize_blip2.py's give logits with a std of ~25, so the top-1 margin is
+wide and a flip needs a large error; a trained model's close calls may flip where these do not.
+The figures measure the arithmetic, not the caption quality of a trained BLIP-2.
 """
 
 import argparse

@@ -18,7 +18,7 @@ _DTYPE_NAMES = {"float32": np.float32, "float64": np.float64, "auto": np.float32
 
 def compute_dtype(dtype):
     """float32 (default; f16/bf16 files are widened to it) or float64 (for precision checks).
-    "auto" computes in float32 too, with 16-bit weights kept as stored (keeps_16bit)."""
+    "auto" computes in float32 too, with 16-bit weights kept as stored (load_flat keep_16bit)."""
     if isinstance(dtype, str) or dtype is None:
         if dtype in ("bfloat16", "float16", "half"):
             raise InputError(

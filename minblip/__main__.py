@@ -407,6 +407,11 @@ def build_parser():
     from .cli_inside import add_subcommands
 
     add_subcommands(sub)
+
+    # quantize: an int8 weight-only copy of a checkpoint folder (minblip/quantize.py)
+    from .quantize import add_subcommand as add_quantize
+
+    add_quantize(sub)
     return parser
 
 

@@ -281,3 +281,70 @@ def attention_per_head(q, k, v, scale, mask=None, return_probs=True, *, divide=F
             ops.softmax(s, out=s)
             np.matmul(s, v[b, h], out=context[b, :, h])  # t tk, tk dh -> t dh
     return context.transpose(0, 2, 1, 3), probs if return_probs else None  # b t h dh -> b h t dh
+
+
+# ----------------------------------------------------------------------------- matmul_stored
+
+# Rows a decode step (or a small batch) multiplies: up to here the twin streams the stored
+# weight once; above, the reference's widened blocks and BLAS's GEMM win (docs/kernels.md).
+STORED_MAX_ROWS = 8
+_ROWS = 32  # rows per block: one widened row buffer serves them all
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _matvec_bf16(x, W, out):
+    M, Din = x.shape
+    Dout = W.shape[0]
+    for c in range((Dout + _ROWS - 1) // _ROWS):
+        bits = np.empty(Din, np.uint32)  # one row widened, reused by the block's rows
+        w = bits.view(np.float32)  # bf16 -> float32: the bits shifted to the top half
+        for o in range(c * _ROWS, min(Dout, (c + 1) * _ROWS)):
+            row = W[o]
+            for i in range(Din):
+                bits[i] = np.uint32(row[i]) << np.uint32(16)
+            for m in range(M):
+                xm = x[m]
+                s = np.float32(0.0)
+                for i in range(Din):
+                    s += xm[i] * w[i]
+                out[m, o] = s
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _matvec_int8(x, W, scale, out):
+    M, Din = x.shape
+    for o in range(W.shape[0]):
+        row = W[o]
+        for m in range(M):
+            xm = x[m]
+            s = np.float32(0.0)
+            for i in range(Din):
+                s += xm[i] * np.float32(row[i])
+            out[m, o] = s * scale[o]
+
+
+def matmul_stored(x, W, scale=None):
+    """Numba twin of ops.matmul_stored for the decode step (at most STORED_MAX_ROWS rows of x):
+    one pass over the stored bf16 / int8 bytes, float32 accumulation, one thread.
+
+    Why: the reference widens each block into memory and then hands it to BLAS, one small
+    call per block, each paying BLAS's thread hand-off; a matrix-vector product is bound by
+    the stored bytes, read here once. One thread, as every twin: a 2-thread (prange) version
+    lost to it on this shared 2-core machine (docs/kernels.md).
+    Sums are reordered (SIMD lanes), so the result is within a dot-product bound of the
+    reference, not equal (tests/test_kernels.py). float16 is left to the reference."""
+    if x.dtype != np.float32 or W.dtype not in (np.uint16, np.int8) or x.shape[-1] != W.shape[1]:
+        return NotImplemented
+    x2 = np.ascontiguousarray(x.reshape(-1, W.shape[1]))  # (..., Din) -> (M, Din)
+    if x2.shape[0] > STORED_MAX_ROWS or x2.shape[0] == 0 or not W.flags.c_contiguous:
+        return NotImplemented
+    out = np.empty((x2.shape[0], W.shape[0]), np.float32)
+    if W.dtype == np.uint16:
+        if scale is not None:
+            return NotImplemented
+        _matvec_bf16(x2, W, out)
+    else:
+        if scale is None or scale.dtype != np.float32:
+            return NotImplemented
+        _matvec_int8(x2, W, scale, out)
+    return out.reshape(*x.shape[:-1], W.shape[0])

@@ -6,6 +6,7 @@ checkpoint) and the folder it came from; calling it runs a pure function of the 
 
 import numpy as np
 
+from . import quantize
 from .config import load_config
 from .errors import CheckpointError, ConfigError, InputError
 from .hub import resolve
@@ -16,13 +17,20 @@ _DTYPE_NAMES = {"float32": np.float32, "float64": np.float64, "auto": np.float32
 
 
 def compute_dtype(dtype):
-    """float32 (default; f16/bf16 files are widened to it) or float64 (for precision checks)."""
+    """float32 (default; f16/bf16 files are widened to it) or float64 (for precision checks).
+    "auto" computes in float32 too, with 16-bit weights kept as stored (load_flat keep_16bit)."""
     if isinstance(dtype, str) or dtype is None:
+        if dtype in ("bfloat16", "float16", "half"):
+            raise InputError(
+                f"dtype={dtype!r}: minblip computes in float32 (or float64) only; to run a "
+                "bf16 / float16 checkpoint with its weights kept 16-bit in memory, pass "
+                "dtype='auto'"
+            )
         if dtype not in _DTYPE_NAMES:
-            raise InputError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            raise InputError(f"dtype must be 'float32', 'float64' or 'auto', got {dtype!r}")
         return np.dtype(_DTYPE_NAMES[dtype])
     dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
+    if dt not in (np.float32, np.float64):  # np.float16 included: see the string case above
         raise InputError(f"dtype must be float32 or float64, got {dt}")
     return dt
 
@@ -53,11 +61,20 @@ class PreTrainedModel:
         cache_dir=None,
         local_files_only=False,
         subfolder="",
+        load_in_8bit=False,
+        quantization_config=None,
         **kwargs,
     ):
         """Load a checkpoint folder or a cached hub id, as transformers' from_pretrained does.
 
-        dtype: "float32" (default; the weights' own f16/bf16 are widened to it) or "float64".
+        dtype: "float32" (default; the weights' own f16/bf16 are widened to it), "float64", or
+        "auto": the checkpoint's bf16 / float16 matrices stay as stored (memory-mapped, half the
+        bytes of float32) and every product widens them to float32 (ops.matmul_stored).
+        transformers 5.23's "auto" (its default) computes in the stored 16-bit dtype; minblip's
+        arithmetic stays float32 (docs/deviations.md). On a float32 file "auto" = "float32".
+        load_in_8bit / quantization_config (BitsAndBytesConfig's load_in_8bit and
+        llm_int8_skip_modules): int8 weight-only Linears, float32 arithmetic (minblip/quantize.py).
+        A folder written by `minblip quantize` loads as int8 whatever is passed.
         subfolder: a folder inside the checkpoint or repo that holds the files. Accepted and
         without effect here: use_safetensors, trust_remote_code, low_cpu_mem_usage, device_map,
         attn_implementation (every attention implementation computes the same function), token.
@@ -82,10 +99,21 @@ class PreTrainedModel:
                     f"{folder}: no such subfolder in {pretrained_model_name_or_path}"
                 )
         config = cls.sub_config(load_config(folder), folder)
-        flat = load_flat(folder, compute_dtype(dtype if dtype is not None else torch_dtype))
-        flat = cls.select_weights(flat)
+        requested = dtype if dtype is not None else torch_dtype
+        compute = compute_dtype(requested)
+        plan = quantize.read_plan(folder, load_in_8bit, quantization_config)
+        if plan is not None and compute != np.float32:
+            raise InputError(f"int8 weights compute in float32, not {compute} (dtype={dtype!r})")
+        keep = isinstance(requested, str) and requested == "auto"
+        flat = cls.select_weights(load_flat(folder, compute, keep_16bit=keep))
         where = f"{folder} ({cls.__name__})"
-        check_params(flat, cls.expected_shapes(config), where, cls.optional_keys(config), is_buffer)
+        expected, stored = cls.expected_shapes(config), []
+        if keep:
+            stored = [k for k, shape in expected.items() if len(shape) == 2]
+        if plan is not None:
+            flat, expected, quantized = quantize.apply(flat, expected, plan, where)
+            stored += quantized
+        check_params(flat, expected, where, cls.optional_keys(config), is_buffer, set(stored))
         params = to_tree({k: v for k, v in flat.items() if not is_buffer(k)})
         model = cls(config, params, str(pretrained_model_name_or_path))
         model.folder = folder  # the resolved checkpoint folder (for files beside the weights)
@@ -132,8 +160,10 @@ def _leaves(node):
 
 
 def _params_dtype(params):
+    """The compute dtype: the first float32 / float64 leaf's (16-bit and int8 weights kept as
+    stored are widened to float32 inside each product)."""
     for a in _leaves(params):
-        if a.dtype.kind == "f":
+        if a.dtype in (np.float32, np.float64):
             return a.dtype
     return np.dtype(np.float32)
 

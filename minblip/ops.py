@@ -79,10 +79,80 @@ def _kernel(name):
 
 
 def linear(x, p):
-    """PyTorch Linear: x @ W.T + b.  x (..., Din), W (Dout, Din), b (Dout,) -> (..., Dout)."""
-    y = x @ p["weight"].T
+    """PyTorch Linear: x @ W.T + b.  x (..., Din), W (Dout, Din), b (Dout,) -> (..., Dout).
+
+    A weight kept as stored (bf16 bits, float16, or int8 with a per-row weight_scale: see
+    matmul_stored) is widened inside the product; a float32 / float64 one is used as it is.
+    """
+    W = p["weight"]
+    if W.dtype in STORED_DTYPES:
+        y = matmul_stored(x, W, p.get("weight_scale"))
+    else:
+        y = x @ W.T
     if "bias" in p:
         y += p["bias"]
+    return y
+
+
+# Weights kept as stored (dtype="auto" on a 16-bit checkpoint, load_in_8bit): the checkpoint's
+# bytes stay memory-mapped and each product widens them to float32 on the fly. bfloat16 has no
+# NumPy dtype: its tensors are kept as their uint16 bit patterns (the top half of a float32), so
+# a uint16 weight is bf16 by construction (safetensors' U16 is not a type minblip reads).
+STORED_DTYPES = (np.dtype(np.uint16), np.dtype(np.float16), np.dtype(np.int8))
+
+
+def widen(w, dtype=np.float32, out=None):
+    """A weight as stored -> `dtype`, exactly: bf16 bits by a 16-bit shift (bf16 is the top half
+    of a float32), float16 and int8 by a cast. A float32 / float64 weight passes through.
+    out: a float32 buffer of w's shape to widen into (no allocation)."""
+    if out is not None:
+        if w.dtype == np.uint16:
+            np.left_shift(w, 16, out=out.view(np.uint32), dtype=np.uint32)
+        else:
+            np.copyto(out, w, casting="unsafe")
+        return out
+    if w.dtype == np.uint16:
+        w = (w.astype(np.uint32) << 16).view(np.float32)
+    return w.astype(dtype, copy=False)
+
+
+def embedding(W, ids):
+    """Rows of an embedding table, gathered as stored and then widened (only those rows).
+
+    Shapes: W (V, D), ids (...) -> (..., D) in float32 (or W's dtype when float32 / float64)."""
+    rows = W[ids]
+    return rows if rows.dtype.kind == "f" and rows.itemsize >= 4 else widen(rows)
+
+
+def compute_dtype_of(w):
+    """The dtype arithmetic on `w` runs in: its own for float32 / float64, else float32."""
+    return w.dtype if w.dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+# float32 rows widened per block. Large: each block is one BLAS call, and many small calls pay
+# BLAS's thread hand-off each (docs/kernels.md); 16 MiB against 2 MiB halved a ViT-g fc1 with
+# 257 rows (373 -> 178 ms, float32 136 ms). Decode rows go to kernels.matmul_stored instead.
+ROW_BLOCK_BYTES = 1 << 24
+
+
+@has_kernel("matmul_stored")
+def matmul_stored(x, W, scale=None):
+    """x @ widen(W).T, times a per-output-row scale for int8: the weight is widened one block of
+    rows at a time, never whole, so memory holds only the stored bytes plus one block.
+
+    Shapes: x (..., Din), W (Dout, Din) bf16 bits / float16 / int8, scale (Dout,) float32 or
+    None -> (..., Dout) in x's dtype. int8: W ~ int8 * scale (symmetric, per output channel);
+    the scale multiplies the float32 product, (x @ q.T) * s = x @ (q * s).T up to rounding.
+    """
+    Dout, Din = W.shape
+    y = np.empty((*x.shape[:-1], Dout), x.dtype)
+    step = max(1, ROW_BLOCK_BYTES // (4 * Din))
+    block = np.empty((min(step, Dout), Din), x.dtype)  # one buffer, reused by every block
+    for r in range(0, Dout, step):  # x keeps its shape: BLAS then sums as it does for x @ W.T
+        w = widen(W[r : r + step], x.dtype, out=block[: min(step, Dout - r)])
+        y[..., r : r + step] = x @ w.T
+    if scale is not None:
+        y *= scale
     return y
 
 

@@ -19,7 +19,16 @@ from .config import OPTConfig
 from .errors import CheckpointError, InputError
 from .generate import generate
 from .modeling import PreTrainedModel, select_hidden_states
-from .ops import ACT2FN, attention, layer_norm, linear, merge_heads, split_heads
+from .ops import (
+    ACT2FN,
+    attention,
+    compute_dtype_of,
+    embedding,
+    layer_norm,
+    linear,
+    merge_heads,
+    split_heads,
+)
 from .outputs import ModelOutput
 from .text_bert import lm_loss
 from .trace import scope, tap
@@ -51,7 +60,7 @@ def embed_tokens(input_ids, p, cfg):
             f"input_ids hold ids outside the vocabulary [0, {cfg.vocab_size}): "
             f"{ids.min()}..{ids.max()}"
         )
-    return p["model"]["decoder"]["embed_tokens"]["weight"][ids]
+    return embedding(p["model"]["decoder"]["embed_tokens"]["weight"], ids)
 
 
 def mask_positions(attention_mask, past_len, B, T):
@@ -76,7 +85,7 @@ def embed_positions(position_ids, p, cfg):
             f"position {int(pos.max())} is outside OPT's position table (max_position_embeddings="
             f"{n}): the sequence is longer than the model allows"
         )
-    return p["weight"][pos + OFFSET]
+    return embedding(p["weight"], pos + OFFSET)
 
 
 def causal_mask(attention_mask, T, past_len, dtype):
@@ -195,13 +204,13 @@ def lm_head(h, p):
     embed_tokens.weight (save_pretrained keeps only the latter; a file holding both, different,
     is loaded untied by 5.23: checked). (B, T, Dw) -> (B, T, V)."""
     if "lm_head" in p:
-        return h @ p["lm_head"]["weight"].T
-    return h @ p["model"]["decoder"]["embed_tokens"]["weight"].T
+        return linear(h, p["lm_head"])
+    return linear(h, {"weight": p["model"]["decoder"]["embed_tokens"]["weight"]})  # tied
 
 
 def check_embeds(inputs_embeds, cfg, d):
     """inputs_embeds as a (B, T, Dw) array in the model's dtype."""
-    dtype = d["embed_tokens"]["weight"].dtype
+    dtype = compute_dtype_of(d["embed_tokens"]["weight"])
     x = np.asarray(inputs_embeds)
     if x.ndim != 3 or x.shape[2] != cfg.word_embed_proj_dim or x.dtype.kind != "f":
         raise InputError(

@@ -11,7 +11,7 @@ import numpy as np
 from .config import Blip2QFormerConfig
 from .errors import InputError
 from .modeling import PreTrainedModel, features, mask_like, output_flags, select_hidden_states
-from .ops import ACT2FN, attention, layer_norm, linear, merge_heads, split_heads
+from .ops import ACT2FN, attention, embedding, layer_norm, linear, merge_heads, split_heads
 from .outputs import BaseModelOutputWithPoolingAndCrossAttentions, returned
 from .text_bert import attention_shapes, ffn_shapes
 from .trace import scope, tap
@@ -149,7 +149,8 @@ def qformer_text_embeddings(ids, p, cfg, position_ids=None):
             f"text position {int(pos.max())} is outside the position table of "
             f"max_position_embeddings={cfg.max_position_embeddings} rows"
         )
-    return p["word_embeddings"]["weight"][ids] + p["position_embeddings"]["weight"][pos]
+    words = embedding(p["word_embeddings"]["weight"], ids)
+    return words + embedding(p["position_embeddings"]["weight"], pos)
 
 
 class Blip2QFormerModel(PreTrainedModel):

@@ -23,7 +23,7 @@ from .config import T5Config
 from .errors import ConfigError, InputError
 from .generate import generate
 from .modeling import PreTrainedModel, select_hidden_states
-from .ops import ACT2FN, attention, linear, log_softmax, merge_heads, split_heads
+from .ops import ACT2FN, attention, embedding, linear, log_softmax, merge_heads, split_heads
 from .outputs import ModelOutput
 from .trace import scope, tap
 
@@ -120,7 +120,7 @@ def position_bias(T, S, past_len, weight, bidirectional, cfg):
     bucket = relative_position_bucket(
         rel, bidirectional, cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance
     )
-    return weight[bucket].transpose(2, 0, 1)[None]  # t s h -> 1 h t s
+    return embedding(weight, bucket).transpose(2, 0, 1)[None]  # t s h -> 1 h t s
 
 
 def with_mask(bias, allowed, dtype):
@@ -195,7 +195,7 @@ def t5_block(x, p, cfg, self_mask, past=None, cross=None, cross_mask=None, probs
 def embed_tokens(input_ids, p, cfg):
     """The `shared` table (BLIP-2's get_input_embeddings). input_ids (B, T) -> (B, T, D).
     No scaling by sqrt(D), unlike the original Transformer."""
-    return p["shared"]["weight"][check_ids(input_ids, cfg.vocab_size)]
+    return embedding(p["shared"]["weight"], check_ids(input_ids, cfg.vocab_size))
 
 
 def stack_table(p, stack):
@@ -259,7 +259,9 @@ def t5_decoder_forward(
     dp = p["decoder"]
     y = decoder_inputs_embeds
     if y is None:
-        y = stack_table(p, "decoder")[check_ids(decoder_input_ids, cfg.vocab_size, "decoder")]
+        y = embedding(
+            stack_table(p, "decoder"), check_ids(decoder_input_ids, cfg.vocab_size, "decoder")
+        )
     B, T = y.shape[:2]
     past = 0 if cache is None else cache[0][0].shape[2]
     weight = dp["block"][0]["layer"][0]["SelfAttention"]["relative_attention_bias"]["weight"]
@@ -300,8 +302,7 @@ def lm_head(h, p, cfg):
     if cfg.scale_decoder_outputs:
         h = h * np.asarray(cfg.d_model**-0.5, h.dtype)
     own = p.get("lm_head", {})
-    W = own["weight"] if "weight" in own else p["shared"]["weight"]
-    return h @ W.T
+    return linear(h, own if "weight" in own else {"weight": p["shared"]["weight"]})
 
 
 def padding(mask):

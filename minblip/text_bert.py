@@ -16,7 +16,16 @@ import math
 import numpy as np
 
 from .errors import CheckpointError, InputError
-from .ops import ACT2FN, attention, layer_norm, linear, log_softmax, merge_heads, split_heads
+from .ops import (
+    ACT2FN,
+    attention,
+    embedding,
+    layer_norm,
+    linear,
+    log_softmax,
+    merge_heads,
+    split_heads,
+)
 from .trace import scope, tap
 
 
@@ -27,8 +36,11 @@ def text_embeddings(input_ids, position_ids, p, cfg, inputs_embeds=None):
     inputs_embeds (B, T, Dt), when given, stand in for the word embeddings of input_ids.
     Weights: word_embeddings.weight (V, Dt), position_embeddings.weight (512, Dt), LayerNorm.
     """
-    words = p["word_embeddings"]["weight"][input_ids] if inputs_embeds is None else inputs_embeds
-    x = words + p["position_embeddings"]["weight"][position_ids]
+    if inputs_embeds is None:
+        words = embedding(p["word_embeddings"]["weight"], input_ids)
+    else:
+        words = inputs_embeds
+    x = words + embedding(p["position_embeddings"]["weight"], position_ids)
     x = tap("embeddings.LayerNorm", layer_norm(x, p["LayerNorm"], cfg.layer_norm_eps))
     return tap("embeddings", x)  # (dropout: identity at inference)
 
@@ -222,7 +234,7 @@ def lm_head(h, p, word_embeddings, cfg):
     t = layer_norm(t, pp["transform"]["LayerNorm"], cfg.layer_norm_eps)
     tap("predictions.transform", tap("predictions.transform.LayerNorm", t))
     W, b = decoder_weights(pp, word_embeddings)
-    return tap("predictions", t @ W.T + b)
+    return tap("predictions", linear(t, {"weight": W, "bias": b}))
 
 
 def decoder_weights(pp, word_embeddings):

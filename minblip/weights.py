@@ -16,11 +16,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from .errors import CheckpointError
+from .ops import STORED_DTYPES
 from .safetensors_check import DTYPES, read_header, read_index  # noqa: F401 (read_header: API)
 
 
-def load_safetensors(path, dtype=np.float32):
-    """Flat {key: read-only array}. Floating tensors come out in `dtype`; integers as stored."""
+def load_safetensors(path, dtype=np.float32, keep_16bit=False):
+    """Flat {key: read-only array}. Floating tensors come out in `dtype`; integers as stored.
+
+    keep_16bit: bf16 / float16 matrices (2-D: the Linear weights and embedding tables, nearly
+    all the bytes) stay as stored and memory-mapped, bf16 as its uint16 bits (ops.widen); the
+    rest (vectors, conv kernels, 3-D embeddings: small) is widened to `dtype` as usual."""
     header, data_start, size = read_header(path)
     if not header:
         return {}
@@ -31,6 +36,10 @@ def load_safetensors(path, dtype=np.float32):
         begin, end = e["data_offsets"]
         raw = np.frombuffer(buf, np.uint8, end - begin, data_start + begin)
         a = raw.view(DTYPES[e["dtype"]]).reshape(e["shape"])
+        if keep_16bit and e["dtype"] in ("BF16", "F16") and a.ndim == 2:
+            a.flags.writeable = False
+            out[key] = a  # a view of the mapped file: no copy
+            continue
         if e["dtype"] == "BF16":  # bfloat16 is the top half of a float32: widen by a 16-bit shift
             a = (a.astype(np.uint32) << 16).view(np.float32)
         if a.dtype.kind == "f" and a.dtype != dtype:
@@ -64,12 +73,12 @@ def weight_files(folder):
     raise CheckpointError(f"{folder}: no model.safetensors or model.safetensors.index.json")
 
 
-def load_flat(folder, dtype=np.float32):
+def load_flat(folder, dtype=np.float32, keep_16bit=False):
     """Every tensor of a checkpoint folder, flat and keyed as stored."""
     files, weight_map = weight_files(folder)
     flat = {}
     for path in files:
-        part = load_safetensors(path, dtype)
+        part = load_safetensors(path, dtype, keep_16bit)
         if weight_map is not None:  # each tensor must be where the index says (no duplicates)
             name = path.relative_to(folder).as_posix()
             stray = [k for k in part if weight_map.get(k) != name]
@@ -110,11 +119,12 @@ def to_tree(flat):
     return listify(tree)
 
 
-def check_params(flat, expected, where, optional=(), ignore=lambda key: False):
+def check_params(flat, expected, where, optional=(), ignore=lambda key: False, stored=()):
     """Refuse a checkpoint whose tensors are missing, extra, misshapen or not floating point.
 
     expected: {key: shape} for the model's parameters; optional: keys that may be absent (tied
-    copies); ignore(key): leftovers to accept and drop (e.g. persistent position_ids buffers).
+    copies); ignore(key): leftovers to accept and drop (e.g. persistent position_ids buffers);
+    stored: keys that may be kept as stored (bf16 bits, float16, int8: ops.STORED_DTYPES).
     """
     missing = [k for k in expected if k not in flat and k not in optional]
     if missing:
@@ -125,7 +135,7 @@ def check_params(flat, expected, where, optional=(), ignore=lambda key: False):
     for k, shape in expected.items():
         if k in flat:
             a = flat[k]
-            if a.dtype.kind != "f":
+            if a.dtype.kind != "f" and not (k in stored and a.dtype in STORED_DTYPES):
                 raise CheckpointError(
                     f"{where}: weight {k!r} has dtype {a.dtype}, expected floating point"
                 )

@@ -5,6 +5,7 @@ CI runs this file a second time with NUMBA_DISABLE_JIT=1 so the kernel bodies ru
 
 import math
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -283,3 +284,72 @@ def test_attention_twin_loops_over_heads_only_for_large_score_blocks():
     np.testing.assert_array_equal(kernels.attention(q, k, v, 0.125, return_probs=False)[0], want[0])
     assert kernels.attention(q[:, :, :1], k, v, 0.125) is NotImplemented  # (1, 12, 1, 577)
     assert ops._kernel("attention") is kernels.attention  # dispatched to under "numba"
+
+
+# ----------------------------------------------------------------------------- matmul_stored
+
+
+def assert_matmul_stored_close(got, x, W, scale):
+    """Within the float32 dot-product bound of the reference: |error| <= Din * 2^-24 *
+    (|x| @ |widen(W)|.T) (* scale): each output is a sum of Din products, summed in another
+    order (SIMD lanes) than BLAS's, each order within gamma_Din of the exact sum."""
+    ref = ops.matmul_stored.reference(x, W, scale)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    w = ops.widen(W)
+    bound = W.shape[1] * 2.0**-24 * (np.abs(x).astype(np.float64) @ np.abs(w).T.astype(np.float64))
+    if scale is not None:
+        bound = bound * scale
+    assert (np.abs(got.astype(np.float64) - ref) <= bound + 1e-30).all()
+
+
+@given(data=st.data())
+def test_matmul_stored_twin_matches_reference(data):
+    from minblip.quantize import quantize_rows
+
+    M = data.draw(st.sampled_from([1, 2, kernels.STORED_MAX_ROWS]))
+    Dout, Din = data.draw(st.integers(1, 12)), data.draw(st.integers(1, 1100))  # > one chunk
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    W = rng.standard_normal((Dout, Din)).astype(np.float32) * 3
+    x = rng.standard_normal((1, M, Din)).astype(np.float32)
+    if data.draw(st.booleans()):
+        stored, scale = (W.view(np.uint32) >> 16).astype(np.uint16), None  # bf16 bits
+    else:
+        stored, scale = quantize_rows(W)
+    assert_matmul_stored_close(kernels.matmul_stored(x, stored, scale), x, stored, scale)
+
+
+def test_matmul_stored_twin_at_blip2_shapes():
+    from minblip.quantize import quantize_rows
+
+    rng = np.random.default_rng(1)
+    shapes = [(10240, 2560), (1408, 6144)]
+    if numba.config.DISABLE_JIT:  # the loops run as Python: one real row width, fewer rows
+        shapes = [(16, 2560), (8, 6144)]
+    for Dout, Din in shapes:
+        W = rng.standard_normal((Dout, Din)).astype(np.float32) * 0.02
+        x = rng.standard_normal((1, 1, Din)).astype(np.float32)
+        bits = (W.view(np.uint32) >> 16).astype(np.uint16)
+        assert_matmul_stored_close(kernels.matmul_stored(x, bits, None), x, bits, None)
+        q, s = quantize_rows(W)
+        assert_matmul_stored_close(kernels.matmul_stored(x, q, s), x, q, s)
+
+
+def test_matmul_stored_reference_is_the_widened_product():
+    """The reference is exact to the widened weight: x @ widen(W).T (times the scale)."""
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((700, 300)).astype(np.float32)
+    x = rng.standard_normal((2, 5, 300)).astype(np.float32)
+    h = W.astype(np.float16)
+    np.testing.assert_array_equal(ops.matmul_stored.reference(x, h), x @ h.astype(np.float32).T)
+    bits = (W.view(np.uint32) >> 16).astype(np.uint16)
+    w = (bits.astype(np.uint32) << 16).view(np.float32)
+    np.testing.assert_array_equal(ops.matmul_stored.reference(x, bits), x @ w.T)
+
+
+def test_matmul_stored_twin_declines_what_it_does_not_take():
+    x = np.ones((1, 4), np.float32)
+    assert kernels.matmul_stored(x, np.ones((3, 4), np.float16)) is NotImplemented
+    assert kernels.matmul_stored(x.astype(np.float64), np.ones((3, 4), np.uint16)) is NotImplemented
+    big = np.ones((kernels.STORED_MAX_ROWS + 1, 4), np.float32)
+    assert kernels.matmul_stored(big, np.ones((3, 4), np.uint16)) is NotImplemented
+    assert kernels.matmul_stored(x, np.ones((3, 4), np.int8)) is NotImplemented  # no scale

@@ -280,6 +280,42 @@ def main():
         r, t = timeit([lambda: ref(q1, k1, v1, 0.125), lambda: loop(q1, k1, v1, 0.125)], R)
         row("attention: per head", str(q1.shape), r, t, f"{where}: below the threshold")
 
+    header("weights kept as stored: ops.matmul_stored.reference vs kernels.matmul_stored")
+    from minblip.quantize import quantize_rows
+
+    for (Dout, Din), where in [
+        ((10240, 2560), "OPT-2.7b fc1"),
+        ((2560, 10240), "OPT-2.7b fc2"),
+        ((5120, 2048), "Flan-T5-XL wi_0"),
+        ((6144, 1408), "ViT-g fc1"),
+    ]:
+        W = rng.standard_normal((Dout, Din)).astype(f32)
+        bits = (W.view(np.uint32) >> 16).astype(np.uint16)  # bf16 by truncation: timing only
+        q, s = quantize_rows(W)
+        for M in (1, 3):
+            x = rng.standard_normal((1, M, Din)).astype(f32)
+            f = [lambda: x @ W.T]
+            for name, w, sc, nbytes in (("bf16", bits, None, 2), ("int8", q, s, 1)):
+                r, t, b = timeit(
+                    [
+                        lambda: ops.matmul_stored.reference(x, w, sc),
+                        lambda: kernels.matmul_stored(x, w, sc),
+                        *f,
+                    ],
+                    R,
+                )
+                gbs = Dout * Din * nbytes / t[0] / 1e9
+                row(
+                    f"matmul_stored {name}",
+                    f"{M}x{Din} . {Dout}x{Din}",
+                    r,
+                    t,
+                    f"{where}; {gbs:.0f} GB/s; float32 BLAS {b[0] * 1e3:.2f} ms",
+                )
+        x = rng.standard_normal((1, 257, Din)).astype(f32)
+        r, t = timeit([lambda: x @ W.T, lambda: ops.matmul_stored.reference(x, bits)], R)
+        row("bf16 257 rows: f32 vs ref", f"257x{Din} . {Dout}x{Din}", r, t, f"{where}: prefill")
+
     if not args.candidates:
         return
     header("dropped candidates: kept twin (or reference) vs candidate")

@@ -1,0 +1,295 @@
+"""BLIP-2 OPT-2.7b on this CPU: minblip float32 / bf16-kept / int8 against transformers float32.
+
+    python tools/bench_blip2.py [--model /tmp/blip2-opt-2.7b] [--modes fp32,bf16,int8,torch]
+    python tools/bench_blip2.py --prepare        # only write the bf16 and int8 folders
+
+The model is the full-size random-weight folder of tools/fullsize_blip2.py (built with
+/work/gvenv when missing). Beside it this writes, once: MODEL-bf16 (every tensor rounded to
+bf16, as torch's .to(torch.bfloat16) rounds) and MODEL-int8 (`minblip quantize`).
+
+Each mode runs in a fresh process (python -c, or /work/gvenv's python with torch at 2 threads
+for transformers), which
+  1. imports, loads and captions one photo (20 new tokens, greedy): "fresh process" wall time
+     (measured by the parent from spawn to that caption) and peak RSS (VmHWM) at that point;
+  2. then times, best of --repeat: the ViT-g forward, the Q-Former (queries reading the
+     ViT's output, with the language projection), a generate of 1 token ("first token":
+     vision + Q-Former + prefill + one step) and a 20-token greedy caption; per-token decode
+     = (20-token caption - first token) / 19.
+Printed beside each figure: its ratio to transformers fp32, the load average (2 shared cores),
+and for decode the memory-bandwidth bound (weight bytes read per token / bandwidth measured
+here by summing a 1 GiB array). The OpenBLAS kernel NumPy runs (its corename) and the
+OPENBLAS_* variables are printed; run the command a second time with them unset
+(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench_blip2.py ...) to compare.
+"""
+
+import argparse
+import ctypes
+import glob
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PHOTO = ROOT / "golden" / "images" / "astronaut.png"
+GVENV = "/work/gvenv/bin/python"
+
+MINBLIP_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {root!r})
+import numpy as np
+from minblip import Blip2ForConditionalGeneration
+from minblip.processing import Blip2Processor
+from minblip.preprocess import load_image
+model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
+processor = Blip2Processor.from_pretrained({folder!r})
+if processor.num_query_tokens is None:
+    processor.num_query_tokens = model.config.num_query_tokens
+inputs = processor(images=load_image({photo!r}))
+gen = dict(max_new_tokens=20, min_new_tokens=20)
+ids = model.generate(**inputs, **gen)
+print("FRESH", time.perf_counter() - t0, flush=True)
+status = open("/proc/self/status").read()
+hwm = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) * 1024
+def best(f, n={repeat}):
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return min(ts)
+px = inputs["pixel_values"]
+out = {{"hwm": hwm, "ids": ids[0].tolist()}}
+out["vit"] = best(lambda: model._vision(px))
+image = model._vision(px)[0]
+out["qformer"] = best(lambda: model.image_prefix(image))  # queries + language_projection
+out["first"] = best(lambda: model.generate(**inputs, max_new_tokens=1, min_new_tokens=1))
+out["caption20"] = best(lambda: model.generate(**inputs, **gen))
+out["decode"] = (out["caption20"] - out["first"]) / 19
+print("RESULT", json.dumps(out), flush=True)
+"""
+
+TORCH_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+torch.set_num_threads(2)
+from PIL import Image
+from transformers import Blip2ForConditionalGeneration, Blip2Processor
+model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, dtype=torch.float32).eval()
+processor = Blip2Processor.from_pretrained({folder!r})
+inputs = processor(images=Image.open({photo!r}).convert("RGB"), return_tensors="pt")
+gen = dict(max_new_tokens=20, min_new_tokens=20, do_sample=False, num_beams=1)
+with torch.inference_mode():
+    ids = model.generate(**inputs, **gen)
+print("FRESH", time.perf_counter() - t0, flush=True)
+status = open("/proc/self/status").read()
+hwm = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) * 1024
+def best(f, n={repeat}):
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return min(ts)
+px = inputs["pixel_values"]
+out = {{"hwm": hwm, "ids": ids[0].tolist()}}
+def prefix(image):  # get_image_features' steps 2-3, as minblip's image_prefix
+    q = model.query_tokens.expand(image.shape[0], -1, -1)
+    mask = torch.ones(image.shape[:-1], dtype=torch.long)
+    out = model.qformer(query_embeds=q, encoder_hidden_states=image, encoder_attention_mask=mask)
+    return model.language_projection(out[0])
+with torch.inference_mode():
+    out["vit"] = best(lambda: model.vision_model(px))
+    image = model.vision_model(px)[0]
+    out["qformer"] = best(lambda: prefix(image))
+    out["first"] = best(lambda: model.generate(**inputs, max_new_tokens=1, min_new_tokens=1))
+    out["caption20"] = best(lambda: model.generate(**inputs, **gen))
+    out["decode"] = (out["caption20"] - out["first"]) / 19
+print("RESULT", json.dumps(out), flush=True)
+"""
+
+
+def load_average():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def openblas_corename():
+    libs = glob.glob(str(pathlib.Path(np.__file__).parent.parent / "numpy.libs" / "*openblas*"))
+    for lib in libs:
+        dll = ctypes.CDLL(lib)
+        for name in ("scipy_openblas_get_corename64_", "openblas_get_corename64_"):
+            f = getattr(dll, name, None)
+            if f is not None:
+                f.restype = ctypes.c_char_p
+                return f().decode()
+    return "unknown"
+
+
+def bandwidth():
+    """GB/s of reading a 1 GiB float32 array (np.sum, best of 3): the decode bound's divisor."""
+    a = np.ones(1 << 28, np.float32)
+    best = min(_timed(lambda: a.sum()) for _ in range(3))
+    return a.nbytes / best / 1e9
+
+
+def _timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def write_bf16(src, dst):
+    """MODEL-bf16: every floating tensor of src rounded to bf16 (nearest even), one file."""
+    from minblip.quantize import _copy_side_files
+    from minblip.weights import load_flat
+
+    flat = load_flat(src)
+    dst.mkdir(parents=True, exist_ok=True)
+    header, offset = {}, 0
+    for k in sorted(flat):
+        a = flat[k]
+        n = a.size * 2 if a.dtype == np.float32 else a.nbytes
+        dt = "BF16" if a.dtype == np.float32 else {"int64": "I64"}[a.dtype.name]
+        header[k] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(dst / "model.safetensors", "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        for k in sorted(flat):
+            a = flat[k]
+            if a.dtype != np.float32:
+                f.write(a.tobytes())
+                continue
+            for r in range(0, max(a.shape[0], 1) if a.ndim else 1, 1024):
+                u = np.ascontiguousarray(a[r : r + 1024] if a.ndim else a).view(np.uint32)
+                u = u.astype(np.uint64)
+                f.write(((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2").tobytes())
+    _copy_side_files(src, dst)
+    config = json.loads((src / "config.json").read_text())
+    config["dtype"] = "bfloat16"
+    (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+
+def prepare(model):
+    src = pathlib.Path(model)
+    if not (src / "config.json").exists():
+        print(f"{src} missing: building it with tools/fullsize_blip2.py (about 6 min)")
+        cmd = [GVENV, str(ROOT / "tools" / "fullsize_blip2.py"), str(src)]
+        subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    bf16, int8 = src.with_name(src.name + "-bf16"), src.with_name(src.name + "-int8")
+    if not (bf16 / "model.safetensors").exists():
+        t = time.perf_counter()
+        write_bf16(src, bf16)
+        print(f"wrote {bf16} in {time.perf_counter() - t:.0f} s")
+    if not (int8 / "model.safetensors").exists():
+        from minblip.quantize import save_quantized
+
+        t = time.perf_counter()
+        done = save_quantized(src, int8)
+        print(f"wrote {int8} ({done['bytes'] / 2**30:.2f} GiB) in {time.perf_counter() - t:.0f} s")
+    return {"fp32": src, "bf16": bf16, "int8": int8, "torch": src}
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def run(mode, folder, repeat):
+    load_kwargs = {"bf16": {"dtype": "auto"}}.get(mode, {})
+    template = TORCH_CHILD if mode == "torch" else MINBLIP_CHILD
+    code = template.format(
+        root=str(ROOT),
+        folder=str(folder),
+        load_kwargs=load_kwargs,
+        photo=str(PHOTO),
+        repeat=repeat,
+    )
+    python = GVENV if mode == "torch" else sys.executable
+    load = load_average()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([python, "-c", code], stdout=subprocess.PIPE, text=True)
+    fresh, result = None, None
+    for line in proc.stdout:
+        if line.startswith("FRESH"):
+            fresh = time.perf_counter() - t0
+        elif line.startswith("RESULT"):
+            result = json.loads(line.split(" ", 1)[1])
+    if proc.wait() != 0 or result is None:
+        raise SystemExit(f"{mode}: the child process failed")
+    result["fresh"], result["load"] = fresh, load + " / " + load_average()
+    return result
+
+
+def weight_bytes_per_token(folder, mode):
+    """Bytes a decode step reads: the language model's tensors (Linear weights, their scales,
+    the tied LM head), as stored for this mode."""
+    from minblip.weights import load_flat
+
+    flat = load_flat(folder, keep_16bit=mode == "bf16")
+    lm = [a for k, a in flat.items() if k.startswith("language_model.") and a.ndim == 2]
+    return sum(a.nbytes for a in lm) - sum(
+        a.nbytes for k, a in flat.items() if k.endswith("embed_positions.weight")
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="/tmp/blip2-opt-2.7b")
+    ap.add_argument("--modes", default="fp32,bf16,int8,torch")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--prepare", action="store_true", help="only write the bf16 / int8 folders")
+    args = ap.parse_args()
+    folders = prepare(args.model)
+    if args.prepare:
+        return
+    env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    print(f"NumPy {np.__version__}, OpenBLAS kernel {openblas_corename()}, {env}")
+    bw = bandwidth()
+    print(f"memory bandwidth (1 GiB sum): {bw:.1f} GB/s; load average {load_average()}")
+    results = {}
+    for mode in args.modes.split(","):
+        results[mode] = run(mode, folders[mode], args.repeat)
+        r = results[mode]
+        print(f"{mode}: done (load {r['load']})", flush=True)
+    base = results.get("torch")
+    print(
+        f"\n{'mode':8}{'ViT-g s':>9}{'Q-Former s':>11}{'1st tok s':>10}{'decode ms':>10}"
+        f"{'bound ms':>9}{'20 tok s':>9}{'fresh s':>9}{'peak GB':>9}  load (before / after)"
+    )
+    for mode, r in results.items():
+        nbytes = weight_bytes_per_token(folders[mode], mode) if mode != "torch" else None
+        nbytes = nbytes or weight_bytes_per_token(folders["fp32"], "fp32")
+        bound = nbytes / (bw * 1e9)
+        print(
+            f"{mode:8}{r['vit']:9.2f}{r['qformer']:11.3f}{r['first']:10.2f}"
+            f"{r['decode'] * 1e3:10.0f}{bound * 1e3:9.0f}{r['caption20']:9.1f}{r['fresh']:9.1f}"
+            f"{r['hwm'] / 1e9:9.2f}  {r['load']}"
+        )
+    if base:
+        print("\nratio to transformers fp32 (< 1: minblip faster / smaller)")
+        for mode, r in results.items():
+            if mode == "torch":
+                continue
+            cells = [
+                f"{k} {r[k] / base[k]:.2f}"
+                for k in ("vit", "qformer", "first", "decode", "caption20", "fresh", "hwm")
+            ]
+            same = r["ids"] == base["ids"]
+            print(f"{mode:8}" + "  ".join(cells) + f"  same 20-token caption ids: {same}")
+    for mode, r in results.items():
+        nbytes = weight_bytes_per_token(folders["fp32" if mode == "torch" else mode], mode)
+        print(
+            f"{mode}: {nbytes / 1e9:.2f} GB read per token; decode {r['decode'] * 1e3:.0f} ms = "
+            f"{r['decode'] / (nbytes / (bw * 1e9)):.2f}x the bandwidth bound"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -89,12 +89,15 @@ class _Blip2Retrieval(PreTrainedModel):
                 shapes[f"{name}.weight"], shapes[f"{name}.bias"] = (out, D), (out,)
         return shapes
 
-    def _image(self, pixel_values, output_attentions=False):
+    def _image(self, pixel_values, output_attentions=False, interpolate_pos_encoding=False):
         """The vision tower's outputs: (last (B, N, Dv), pooled, hidden, attentions). As in
-        transformers 5.23, these classes take no interpolate_pos_encoding."""
+        transformers 5.23, the retrieval classes take no interpolate_pos_encoding (they pass
+        False); Blip2Model and Blip2ForConditionalGeneration do."""
         x = as_pixel_values(pixel_values, self.dtype)
         vcfg = self.config.vision_config
-        return vision_tower(x, self.params["vision_model"], vcfg, False, output_attentions)
+        return vision_tower(
+            x, self.params["vision_model"], vcfg, interpolate_pos_encoding, output_attentions
+        )
 
     def _qformer(self, x, Q, image, mask):
         """x (B, Q+T, Dq) through the Q-Former, its first Q positions reading image. -> same."""
@@ -363,15 +366,6 @@ class _Blip2LanguageModel(_Blip2Retrieval):
         cls, cfg = language_model_class(self.config), self.config.text_config
         return submodel(cls, cfg, self.params["language_model"], self.dtype, self.name_or_path)
 
-    def _vision(self, pixel_values, interpolate_pos_encoding=False, output_attentions=False):
-        """The vision tower's outputs (last (B, N, Dv), pooled, hidden, attentions); unlike the
-        retrieval classes, these take interpolate_pos_encoding (as in 5.23)."""
-        x = as_pixel_values(pixel_values, self.dtype)
-        vcfg = self.config.vision_config
-        return vision_tower(
-            x, self.params["vision_model"], vcfg, interpolate_pos_encoding, output_attentions
-        )
-
     def embed(self, ids):
         """The language model's input embeddings of ids (OPT embed_tokens, T5 shared)."""
         module = language_module(self.config)
@@ -432,7 +426,7 @@ class _Blip2LanguageModel(_Blip2Retrieval):
         qformer_outputs (the layout of 5.23's get_image_features)."""
         if pixel_values is None:
             raise InputError(f"{type(self).__name__} needs pixel_values")
-        image, pooled, _, _ = self._vision(pixel_values, interpolate_pos_encoding)
+        image, pooled, _, _ = self._image(pixel_values, False, interpolate_pos_encoding)
         query_output, prefix = self.image_prefix(image)
         return ModelOutput(
             last_hidden_state=image,
@@ -565,7 +559,7 @@ class Blip2ForConditionalGeneration(_Blip2LanguageModel):
         Settings: minblip.generate.generate's (num_beams, max_new_tokens, do_sample, ...)."""
         if pixel_values is None:
             raise InputError("generate needs pixel_values")
-        image = self._vision(pixel_values, interpolate_pos_encoding)[0]
+        image = self._image(pixel_values, False, interpolate_pos_encoding)[0]
         prefix = self.image_prefix(image)[1]
         ids, embeds, mask = self.language_inputs(input_ids, inputs_embeds, attention_mask, prefix)
         with scope("language_model"):
@@ -635,7 +629,7 @@ class Blip2Model(_Blip2LanguageModel):
         if pixel_values is None:
             raise InputError("get_image_features needs pixel_values")
         want_a, want_h = bool(output_attentions), bool(output_hidden_states)
-        image, pooled, hidden, attn = self._vision(pixel_values, interpolate_pos_encoding, want_a)
+        image, pooled, hidden, attn = self._image(pixel_values, want_a, interpolate_pos_encoding)
         out = ModelOutput(
             last_hidden_state=image,
             pooler_output=pooled,
@@ -649,7 +643,7 @@ class Blip2Model(_Blip2LanguageModel):
         5.23 returns it)."""
         if pixel_values is None:
             raise InputError("get_qformer_features needs pixel_values")
-        image = self._vision(pixel_values, interpolate_pos_encoding)[0]
+        image = self._image(pixel_values, False, interpolate_pos_encoding)[0]
         return self._queries_read(image)
 
     def get_text_features(

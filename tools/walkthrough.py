@@ -25,6 +25,10 @@ from minblip import Blip2ForConditionalGeneration, BlipForConditionalGeneration,
 from minblip.config import blip2_config_from_dict, blip_config_from_dict  # noqa: E402
 from minblip.preprocess import BlipImageProcessor  # noqa: E402
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # tools/
+import fullsize  # noqa: E402
+import fullsize_blip2  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "walkthrough.md"
 PHOTO = ROOT / "golden" / "images" / "coffee.png"
@@ -37,32 +41,7 @@ NEW_TOKENS = 3  # a short generate: the tiny models' words mean nothing, their s
 
 # The hub configs (the values ../shared/spec/checkpoints.md §2 gives for each repository's
 # config.json); fields they leave out take transformers' class defaults, as in the real files.
-BLIP_TEXT = dict(
-    vocab_size=30524,
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    max_position_embeddings=512,
-    hidden_act="gelu",
-    layer_norm_eps=1e-12,
-    bos_token_id=30522,
-    eos_token_id=2,
-    pad_token_id=0,
-    sep_token_id=102,
-    is_decoder=True,
-    tie_word_embeddings=True,
-)
-BLIP_VISION_BASE = dict(
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    image_size=384,
-    patch_size=16,
-    hidden_act="gelu",
-    layer_norm_eps=1e-5,
-)
+BLIP_TEXT, BLIP_VISION_BASE = fullsize.TEXT, fullsize.VISION  # blip-image-captioning-base
 BLIP_VISION_LARGE = dict(
     BLIP_VISION_BASE,
     hidden_size=1024,
@@ -70,16 +49,7 @@ BLIP_VISION_LARGE = dict(
     num_hidden_layers=24,
     num_attention_heads=16,
 )
-OPT_2_7B = dict(
-    model_type="opt",
-    hidden_size=2560,
-    ffn_dim=10240,
-    num_attention_heads=32,
-    num_hidden_layers=32,
-    vocab_size=50304,
-    word_embed_proj_dim=2560,
-    eos_token_id=50118,
-)
+OPT_2_7B = fullsize_blip2.OPT_2_7B
 FLAN_T5_XL = dict(
     model_type="t5",
     vocab_size=32128,

@@ -65,8 +65,8 @@ def best(f, n={repeat}):
     return min(ts)
 px = inputs["pixel_values"]
 out = {{"hwm": hwm, "ids": ids[0].tolist()}}
-out["vit"] = best(lambda: model._vision(px))
-image = model._vision(px)[0]
+out["vit"] = best(lambda: model._image(px))
+image = model._image(px)[0]
 out["qformer"] = best(lambda: model.image_prefix(image))  # queries + language_projection
 out["first"] = best(lambda: model.generate(**inputs, max_new_tokens=1, min_new_tokens=1))
 out["caption20"] = best(lambda: model.generate(**inputs, **gen))

@@ -7,6 +7,7 @@ minblip info MODEL                   what a checkpoint is: type, config in brief
 minblip trace IMAGE --model M -o T   record every module's output (see docs/verify-your-port.md)
 minblip compare A.npz B.npz          name the first module where two traces diverge
 minblip explain IMAGE --out DIR      caption a photo and draw where each word looked
+                                     (--question Q: an answer; match --explain: an ITM score)
 """
 
 import argparse
@@ -129,7 +130,14 @@ def _say_model(model):
 def cmd_match(args):
     from .pipeline import match
 
-    rows = match(args.image, args.texts, args.model)
+    texts = args.texts + args.text  # positional TEXTs, then --text ones
+    if not texts:
+        raise InputError("give at least one TEXT (or --text T) to match against the image")
+    if args.explain:  # the ITM map (minblip/cli_inside.py)
+        from .cli_inside import cmd_match_explain
+
+        return cmd_match_explain(args, texts)
+    rows = match(args.image, texts, args.model)
     for r in rows:
         if args.json:
             print(json.dumps({"path": args.image, **r}))
@@ -388,9 +396,12 @@ def build_parser():
         "similarity (ITC), ranked by ITM probability, best first.",
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
-    p.add_argument("texts", nargs="+", metavar="TEXT", help="candidate descriptions")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="candidate descriptions")
     _model_option(p, DEFAULT_ITM_MODEL)
     _json_option(p, "one JSON object per text: text, itm_probability, itc_cosine", cmd_match)
+    from .cli_inside import add_match_explain
+
+    add_match_explain(p)  # --text, --explain (the ITM map), --layer, --out, --overwrite
 
     p = sub.add_parser(
         "info",

@@ -84,15 +84,41 @@ def add_subcommands(sub):
 
 
 def cmd_explain(args):
-    from .blip2 import Blip2ForConditionalGeneration
-    from .explain import caption_attention, check_out_dir, write_explanation
-    from .pipeline import load_captioner
+    """Check --out and the photo, pick the model by config.json, compute, and only then make
+    --out and write: a refused model leaves nothing behind."""
+    from .explain import check_out_dir
+    from .pipeline import checkpoint_kind
     from .preprocess import load_image
 
+    if args.question is not None and args.prompt is not None:
+        raise InputError(
+            "--question and --prompt: give one (a question is asked through its own prompt)"
+        )
     out = check_out_dir(args.out, args.overwrite)
     photo = load_image(args.image)
-    model, processor = load_captioner(args.model)
+    folder, model_type, architectures = checkpoint_kind(args.model)
     title = f"minblip explain {args.image}"
+    if args.question is not None:
+        return _explain_question(args, out, photo, folder, model_type, architectures, title)
+    if (
+        model_type == "blip"
+        and architectures
+        and "BlipForConditionalGeneration" not in architectures
+    ):
+        hint = {
+            "BlipForQuestionAnswering": "; pass --question Q to explain an answer",
+            "BlipForImageTextRetrieval": "; `minblip match IMAGE TEXT --explain` explains a score",
+        }
+        said = "".join(hint.get(a, "") for a in architectures)
+        raise InputError(
+            f"{folder}: a {', '.join(architectures)} checkpoint does not caption; explain "
+            f"captions with BlipForConditionalGeneration or BLIP-2{said}"
+        )
+    from .blip2 import Blip2ForConditionalGeneration
+    from .explain import caption_attention, write_explanation
+    from .pipeline import load_captioner
+
+    model, processor = load_captioner(args.model)
     if isinstance(model, Blip2ForConditionalGeneration):
         return _explain_blip2(args, out, photo, model, processor, title)
     result = caption_attention(
@@ -100,21 +126,54 @@ def cmd_explain(args):
     )
     written = write_explanation(out, photo, result, title=title)
     print(result["caption"])
-    for path in written:
-        print(f"  wrote {path}")
+    _say_written(written)
     return 0
 
 
-def _explain_blip2(args, out, photo, model, processor, title):
+def _say_written(written):
+    for path in written:
+        print(f"  wrote {path}")
+
+
+def _explain_question(args, out, photo, folder, model_type, architectures, title):
+    """--question: BLIP VQA (question encoder over the photo, answer decoder over the question)
+    or BLIP-2 (through the "Question: Q Answer:" prompt `minblip ask` builds)."""
+    from .pipeline import answer_prompt, load_captioner, load_task_model
+
+    if model_type == "blip-2":
+        model, processor = load_captioner(args.model)
+        prompt = answer_prompt(args.question)
+        return _explain_blip2(args, out, photo, model, processor, title, prompt, args.question)
+    if model_type != "blip" or (architectures and "BlipForQuestionAnswering" not in architectures):
+        kind = ", ".join(architectures) or f"model_type {model_type!r}"
+        raise InputError(
+            f"--question: {folder} is a {kind} checkpoint, which does not answer questions; "
+            "give a BLIP VQA checkpoint (BlipForQuestionAnswering, e.g. Salesforce/blip-vqa-base) "
+            "or a BLIP-2 one (Blip2ForConditionalGeneration)"
+        )
+    from .explain import question_attention, write_question_explanation
+
+    model, processor = load_task_model("BlipForQuestionAnswering", args.model)
+    result = question_attention(
+        model, processor, photo, args.question, args.layer, args.max_new_tokens
+    )
+    written = write_question_explanation(out, photo, result, title=title)
+    print(result["answer"])
+    _say_written(written)
+    return 0
+
+
+def _explain_blip2(args, out, photo, model, processor, title, prompt=None, question=None):
     """BLIP-2: each learned query's cross-attention over the photo, and per generated word
-    which queries the language model read."""
+    which queries the language model read. question: asked through prompt."""
     from .explain import query_attention, write_query_explanation
 
-    inputs = processor(images=photo, text=args.prompt)
+    prompt = args.prompt if question is None else prompt
+    inputs = processor(images=photo, text=prompt)
     result = query_attention(
         model,
         inputs["pixel_values"],
-        inputs.get("input_ids") if args.prompt is not None else None,
+        inputs.get("input_ids") if prompt is not None else None,
         args.layer,
         args.max_new_tokens,
     )
@@ -123,11 +182,60 @@ def _explain_blip2(args, out, photo, model, processor, title):
         processor.decode([int(ids[p])]).strip() or repr(processor.decode([int(ids[p])]))
         for p in result["positions"]
     ]
-    written = write_query_explanation(out, photo, result, words, title=title)
+    written = write_query_explanation(
+        out, photo, result, words, title=title, question=question, prompt=prompt
+    )
     print(processor.decode([int(ids[p]) for p in result["positions"]]).strip())
-    for path in written:
-        print(f"  wrote {path}")
+    _say_written(written)
     return 0
+
+
+def cmd_match_explain(args, texts):
+    """`minblip match IMAGE TEXT --explain`: the ITM score and the text encoder's
+    cross-attention per text token over the photo."""
+    from .explain import check_out_dir, itm_attention, write_explanation
+    from .pipeline import load_itm
+    from .preprocess import load_image
+
+    if len(texts) != 1:
+        raise InputError(
+            f"--explain draws the map of one text; got {len(texts)} (give one TEXT, or rank "
+            "them first without --explain)"
+        )
+    out = check_out_dir(args.out, args.overwrite)
+    photo = load_image(args.image)
+    model, processor = load_itm(args.model)
+    result = itm_attention(model, processor, photo, texts[0], args.layer)
+    written = write_explanation(out, photo, result, title=f"minblip match --explain {args.image}")
+    print(f"{result['itm_probability']:.4f}  {texts[0]}")
+    _say_written(written)
+    return 0
+
+
+def add_match_explain(p):
+    """match's --text, --explain, --layer, --out and --overwrite (registered by __main__)."""
+    p.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        metavar="T",
+        help="a candidate description (repeatable; same as a positional TEXT)",
+    )
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="for one text: write the ITM probability and, per text token, the text encoder's "
+        "cross-attention over the photo (explain.png, explain.html, explain.npz in --out)",
+    )
+    p.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        metavar="K",
+        help="with --explain: draw text-encoder layer K (default: the mean over layers)",
+    )
+    p.add_argument("--out", default="explain", metavar="DIR", help="with --explain: folder")
+    p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
 
 
 def add_explain(sub):
@@ -135,7 +243,7 @@ def add_explain(sub):
 
     p = sub.add_parser(
         "explain",
-        help="caption a photo and draw where each word looked (cross-attention heatmaps)",
+        help="caption a photo (or answer --question) and draw where each word looked",
         description="Caption a photo with a BLIP captioning model (greedy) and draw, per "
         "generated word, the decoder's cross-attention over the image patches as a heatmap "
         "over the photo: explain.png (a grid), explain.html (one self-contained page) and "
@@ -146,6 +254,15 @@ def add_explain(sub):
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
+    p.add_argument(
+        "--question",
+        default=None,
+        metavar="Q",
+        help="answer Q instead of captioning: with a BLIP VQA checkpoint, draw the question "
+        "encoder's cross-attention over the photo per question token and the answer decoder's "
+        "attention over the question per answer word (it never reads the image itself); with "
+        'BLIP-2, ask through the "Question: Q Answer:" prompt',
+    )
     p.add_argument(
         "--layer",
         type=int,

@@ -213,14 +213,9 @@ def answer_prompt(question):
     return BLIP2_QUESTION.format(question.strip())
 
 
-def match(image, texts, model=DEFAULT_ITM_MODEL):
-    """Score texts against an image with a BLIP retrieval checkpoint, best first.
-
-    Returns [{"text", "itm_probability", "itc_cosine"}]: the image-text-matching head's
-    probability of "match" (softmax over its 2 logits) and the contrastive cosine similarity.
-    """
-    if isinstance(texts, str):
-        texts = [texts]
+def load_itm(model=DEFAULT_ITM_MODEL):
+    """(BlipForImageTextRetrieval, BlipProcessor); any other checkpoint refused by name, before
+    its weights are read."""
     folder, model_type, architectures = checkpoint_kind(str(model))
     if model_type != "blip" or (architectures and "BlipForImageTextRetrieval" not in architectures):
         kind = ", ".join(architectures) or f"model_type {model_type!r}"
@@ -229,7 +224,18 @@ def match(image, texts, model=DEFAULT_ITM_MODEL):
             'retrieval checkpoint (model_type "blip", BlipForImageTextRetrieval, e.g. '
             f"{DEFAULT_ITM_MODEL} or Salesforce/blip-itm-large-coco)"
         )
-    itm, processor = load_task_model("BlipForImageTextRetrieval", str(model))
+    return load_task_model("BlipForImageTextRetrieval", str(model))
+
+
+def match(image, texts, model=DEFAULT_ITM_MODEL):
+    """Score texts against an image with a BLIP retrieval checkpoint, best first.
+
+    Returns [{"text", "itm_probability", "itc_cosine"}]: the image-text-matching head's
+    probability of "match" (softmax over its 2 logits) and the contrastive cosine similarity.
+    """
+    if isinstance(texts, str):
+        texts = [texts]
+    itm, processor = load_itm(model)
     text = processor(text=list(texts), padding=True)
     pixels = processor(images=image)["pixel_values"]
     # ITM reads each text against the one image (the batches broadcast): one vision forward

@@ -206,7 +206,10 @@ def render_png(photo, result, columns=4):
         draw.text((pad, y), line, fill=(60, 60, 60), font=small)
         y += 15
     bar = colormap(np.linspace(0, 1, 120))[None].repeat(8, axis=0)  # the colour key
-    sheet.paste(Image.fromarray(bar), (sheet.width - 120 - pad, head_h - 12))
+    bar_x = sheet.width - 120 - pad - 26
+    sheet.paste(Image.fromarray(bar), (bar_x, head_h - 12))
+    draw.text((bar_x - 24, head_h - 15), "min", fill=(90, 90, 90), font=small)
+    draw.text((bar_x + 124, head_h - 15), "max", fill=(90, 90, 90), font=small)
     for i, (tile, title, note) in enumerate(cells):
         x = pad + (i % cols) * cell_w
         y = head_h + (i // cols) * cell_h
@@ -447,7 +450,7 @@ def render_panel_png(photo, panel, columns=8):
     h = max(1, round(size * photo.height / photo.width))
     base = photo.convert("RGB").resize((size, h), Image.BICUBIC)
     maps, K = panel["maps"], len(panel["maps"])
-    pad, label_h = 6, 30
+    pad, label_h = 6, 44
     cols = min(columns, K)
     rows = -(-K // cols)
     width = max(pad + cols * (size + pad), 520)
@@ -474,7 +477,8 @@ def render_panel_png(photo, panel, columns=8):
         y = head_h + (i // cols) * (h + label_h + pad)
         sheet.paste(overlay(base, stretch(m)), (x, y))
         draw.text((x, y + h + 1), label[: size // 6], fill="black", font=small)
-        draw.text((x, y + h + 15), f"image [CLS] {c:.0%}", fill=(90, 90, 90), font=small)
+        draw.text((x, y + h + 15), f"image [CLS] {c:.1%}", fill=(90, 90, 90), font=small)
+        draw.text((x, y + h + 29), f"{m.min():.4f}..{m.max():.4f}", fill=(90, 90, 90), font=small)
     y0 = head_h + grid_h
     draw.text((pad, y0 + 2), panel.get("corner", ""), fill=(90, 90, 90), font=small)
     if cell < 30:  # too narrow to label each column: every 4th
@@ -493,7 +497,7 @@ def render_panel_png(photo, panel, columns=8):
             draw.rectangle(box, fill=tuple(int(t) for t in c))
             if cell >= 30:  # dark text on the light (high) end of viridis, white on the dark
                 ink = "black" if c.astype(int).sum() > 380 else "white"
-                draw.text((box[0] + 3, box[1] + cell // 2 - 6), f"{v:.0%}", fill=ink, font=small)
+                draw.text((box[0] + 3, box[1] + cell // 2 - 6), f"{v:.1%}", fill=ink, font=small)
     return sheet
 
 
@@ -506,16 +510,20 @@ def render_panel_html(photo, panel, title):
     base = photo.convert("RGB").resize((size, h), Image.BICUBIC)
     figures = "\n".join(
         f'<figure><img src="{_data_uri(overlay(base, stretch(m)))}" alt="{esc(label)}">'
-        f"<figcaption>{esc(label)} <small>image [CLS] {c:.0%}</small></figcaption></figure>"
+        f"<figcaption>{esc(label)} <small>image [CLS] {c:.1%}<br>{m.min():.4f} .. "
+        f"{m.max():.4f}</small></figcaption></figure>"
         for m, label, c in zip(panel["maps"], panel["labels"], panel["cls"])
     )
     head = "".join(f"<th>{esc(c)}</th>" for c in panel["columns"])
     share = panel.get("share")
     rows = [f"<tr><th></th>{'' if share is None else '<td></td>'}{head}</tr>"]
+    wide = len(panel["columns"]) <= 16  # few columns: each cell says its value, as the PNG
     for w, (word, row) in enumerate(zip(panel["rows"], panel["values"])):
         cells = "".join(
-            f'<td title="{esc(panel["columns"][j])}: {v:.4f}" '
-            f'style="background:rgb{tuple(int(x) for x in c)}"></td>'
+            f'<td title="{esc(panel["columns"][j])}: {v:.4f}" class="{"v" if wide else ""}" '
+            f'style="background:rgb{tuple(int(x) for x in c)};'
+            f'color:{"#000" if c.astype(int).sum() > 380 else "#fff"}">'
+            f"{f'{v:.1%}' if wide else ''}</td>"
             for j, (v, c) in enumerate(zip(row, colormap(stretch(row))))
         )
         s = "" if share is None else f"<td class=s>{share[w]:.0%}</td>"
@@ -532,6 +540,7 @@ table {{ border-collapse: collapse; margin-top: 1em; }}
 td {{ width: 14px; height: 14px; padding: 0; }}
 th, td.s {{ text-align: left; font-weight: normal; padding-right: 8px; width: auto; }}
 tr:first-child th {{ font-size: 11px; }}
+td.v {{ width: 44px; height: 22px; font-size: 11px; text-align: center; }}
 </style></head><body>
 <h1>{esc(panel["h1"])}</h1>
 {heading}
@@ -558,7 +567,8 @@ def query_panel(result, words, question=None, prompt=None):
         "heading": heading,
         "tiles_note": f"which image patches each of the {Q} learned queries reads (Q-Former "
         f"cross-attention, heads averaged; {result['layer_label']}), each tile from its own "
-        "min (dark) to max (yellow); image [CLS] = the share given to the image's [CLS] token.",
+        "min (dark) to max (yellow), both written under it; image [CLS] = the share given to "
+        "the image's [CLS] token.",
         "maps": result["query_maps"],
         "labels": [f"q{i}" for i in range(Q)],
         "cls": result["query_cls"],
@@ -709,9 +719,9 @@ def question_panel(result):
         "heading": [f"question: {result['question']}", f"answer: {result['answer']}"],
         "tiles_note": "per question token, the question encoder's (text_encoder) cross-attention "
         f"over the image patches, heads averaged; {L}; each tile from its own min (dark) to max "
-        "(yellow); image [CLS] = the share given to the image's [CLS] token. BLIP VQA's answer "
-        "decoder reads the question encoder's outputs, never the image, so no answer word has an "
-        "attention over the photo of its own.",
+        "(yellow), both written under it; image [CLS] = the share given to the image's [CLS] "
+        "token. BLIP VQA's answer decoder reads the question encoder's outputs, never the image, "
+        "so no answer word has an attention over the photo of its own.",
         "maps": result["question_maps"],
         "labels": result["question_tokens"],
         "cls": result["question_cls"],

@@ -138,14 +138,14 @@ def test_bad_layer_is_named(loaded):
         caption_attention(model, processor, str(PHOTO), layer=2)
 
 
-def test_html_page_renders_in_headless_chromium(folder, tmp_path):
+def assert_renders(page, tmp_path):
+    """Render the HTML file `page` in headless Chromium and check the screenshot is not blank
+    (also used by tests/test_explain_tasks.py for the --question and match --explain pages)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, (
         "chromium is not installed: this test renders explain.html in headless Chromium. "
         "Install it (Debian: apt-get install -y chromium) to run the test suite."
     )
-    out = tmp_path / "out"
-    assert main(["explain", str(PHOTO), "--model", str(folder), "--out", str(out)]) == 0
     shot = tmp_path / "shot.png"
     cmd = [
         chromium,
@@ -159,7 +159,7 @@ def test_html_page_renders_in_headless_chromium(folder, tmp_path):
         f"--user-data-dir={tmp_path / 'profile'}",
         f"--screenshot={shot}",
         "--window-size=1000,800",
-        (out / "explain.html").as_uri(),
+        page.as_uri(),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert shot.is_file(), f"chromium wrote no screenshot: {done.stderr[-2000:]}"
@@ -168,3 +168,9 @@ def test_html_page_renders_in_headless_chromium(folder, tmp_path):
     # non-blank: the inlined tiles draw the photo's colours, far from the white page
     not_white = (pixels < 235).any(axis=2).mean()
     assert not_white > 0.05 and pixels.std() > 20
+
+
+def test_html_page_renders_in_headless_chromium(folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["explain", str(PHOTO), "--model", str(folder), "--out", str(out)]) == 0
+    assert_renders(out / "explain.html", tmp_path)

@@ -143,3 +143,35 @@ def test_cli(folder, tmp_path, capsys):
     assert main(args) != 0  # exists: refused without --overwrite
     assert "--overwrite" in capsys.readouterr().err
     assert main(args + ["--overwrite", "--max-new-tokens", "2"]) == 0
+
+
+def test_cli_question_asks_through_the_prompt_ask_builds(tmp_path, capsys):
+    """--question with BLIP-2: the "Question: Q Answer:" prompt of `minblip ask`; the page
+    shows the question and the prompt; the table is query_attention's for that prompt."""
+    from golden_utils import model_dir
+
+    from minblip.pipeline import answer_prompt, load_captioner
+
+    # the tiny OPT BLIP-2 whose vocabulary is the real tokenizer's (a question's ids fit)
+    folder = shutil.copytree(model_dir(GOLDEN / "blip2_pipeline" / "opt_caption"), tmp_path / "m")
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(GOLDEN / "blip2_processor" / "opt" / f, folder / f)
+    out = tmp_path / "asked"
+    q = "what is in the cup?"
+    argv = ["explain", str(PHOTO), "--model", str(folder), "--out", str(out), "--question", q]
+    assert main(argv + ["--max-new-tokens", "3"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    model, processor = load_captioner(str(folder))
+    prompt = answer_prompt(q)
+    inputs = processor(images=str(PHOTO), text=prompt)
+    r = query_attention(model, inputs["pixel_values"], inputs["input_ids"], max_new_tokens=3)
+    with np.load(out / "explain.npz") as f:
+        np.testing.assert_array_equal(f["word_queries"], r["word_queries"])
+        np.testing.assert_array_equal(f["token_ids"], r["token_ids"])
+        meta = json.loads(str(f["meta"]))
+    assert meta["question"] == q and meta["prompt"] == prompt == f"Question: {q} Answer:"
+    page = (out / "explain.html").read_text()
+    assert f"question: {q}" in page and "prompt: Question: " in page
+    capsys.readouterr()
+    assert main(argv + ["--prompt", "a"]) == 2  # --question and --prompt: one of them
+    assert "--question and --prompt" in capsys.readouterr().err

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from golden_utils import GOLDEN, model_dir
 from PIL import Image
+from test_explain import assert_renders
 
 from minblip import BlipForImageTextRetrieval, BlipForQuestionAnswering, BlipProcessor
 from minblip.__main__ import main
@@ -271,3 +272,14 @@ def test_bad_input_is_named_and_leaves_no_out_folder(vqa_folder, itm_folder, tmp
     argv = ["match", str(PHOTO), TEXT, "--model", str(itm_folder), "--explain", "--layer", "5"]
     _refused(argv + base, capsys, "--layer 5")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["question", "match"])
+def test_pages_render_in_headless_chromium(command, vqa_folder, itm_folder, tmp_path):
+    out = tmp_path / "out"
+    if command == "question":
+        argv = ["explain", str(PHOTO), "--model", str(vqa_folder), "--question", QUESTION]
+    else:
+        argv = ["match", str(PHOTO), TEXT, "--model", str(itm_folder), "--explain"]
+    assert main(argv + ["--out", str(out)]) == 0
+    assert_renders(out / "explain.html", tmp_path)

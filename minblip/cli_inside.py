@@ -207,6 +207,12 @@ def cmd_match_explain(args, texts):
     model, processor = load_itm(args.model)
     result = itm_attention(model, processor, photo, texts[0], args.layer)
     written = write_explanation(out, photo, result, title=f"minblip match --explain {args.image}")
+    if args.json:
+        import json
+
+        row = {"path": args.image, "text": texts[0], "itm_probability": result["itm_probability"]}
+        print(json.dumps({**row, "written": [str(p) for p in written]}))
+        return 0
     print(f"{result['itm_probability']:.4f}  {texts[0]}")
     _say_written(written)
     return 0
@@ -234,7 +240,9 @@ def add_match_explain(p):
         metavar="K",
         help="with --explain: draw text-encoder layer K (default: the mean over layers)",
     )
-    p.add_argument("--out", default="explain", metavar="DIR", help="with --explain: folder")
+    p.add_argument(
+        "--out", default="explain", metavar="DIR", help="with --explain: folder (default ./explain)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
 
 
@@ -249,7 +257,8 @@ def add_explain(sub):
         "over the photo: explain.png (a grid), explain.html (one self-contained page) and "
         "explain.npz (the numbers) in --out. With a BLIP-2 checkpoint: each learned query's "
         "Q-Former cross-attention over the photo, and per word which queries the language "
-        "model read.",
+        "model read. With --question: an answer instead (see --question). `minblip match "
+        "IMAGE TEXT --explain` draws the map behind an ITM score.",
     )
     p.add_argument("image", metavar="IMAGE", help="image file")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"default: {DEFAULT_MODEL}")

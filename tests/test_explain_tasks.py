@@ -232,6 +232,9 @@ def test_match_explain_cli_writes_files_and_refuses_to_overwrite(itm, itm_folder
     assert main(argv + ["--overwrite", "--layer", "0"]) == 0
     assert (out / "explain.png").read_bytes() != before
     capsys.readouterr()
+    assert main(argv + ["--overwrite", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["itm_probability"] == r["itm_probability"] and len(row["written"]) == 3
     # the plain ranking still works, positional and --text texts together
     assert main(["match", str(PHOTO), "a dog", "--text", TEXT, "--model", str(itm_folder)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2

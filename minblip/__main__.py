@@ -3,6 +3,9 @@
 minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning or BLIP-2 checkpoint)
 minblip ask IMAGE QUESTION           answer a question about a photo (BLIP VQA or BLIP-2)
 minblip match IMAGE TEXT...          rank texts by how well they describe a photo (BLIP ITM)
+minblip match FOLDER --texts FILE    a record per (image, text): ITM and ITC (BLIP or BLIP-2)
+minblip index FOLDER -o index.npz    ITC image embeddings of a folder, re-indexed incrementally
+minblip search index.npz "QUERY"     the images that best match a text (--rerank: by ITM)
 minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
 minblip trace IMAGE --model M -o T   record every module's output (see docs/verify-your-port.md)
 minblip compare A.npz B.npz          name the first module where two traces diverge
@@ -127,8 +130,19 @@ def _say_model(model):
 
 
 def cmd_match(args):
-    from .pipeline import match
+    """One image and texts given: ranked by ITM (pipeline.match). A folder, --texts FILE or a
+    BLIP-2 retrieval checkpoint: a record per (image, text) (minblip/search.py)."""
+    from .pipeline import checkpoint_kind, match
+    from .search import run_match
 
+    if (
+        args.texts_file
+        or not os.path.isfile(args.image)
+        or checkpoint_kind(args.model)[1] != "blip"
+    ):
+        return run_match(args)
+    if not args.texts:
+        raise InputError("no text to match: give TEXT... or --texts FILE (one text a line)")
     rows = match(args.image, args.texts, args.model)
     for r in rows:
         if args.json:
@@ -382,15 +396,24 @@ def build_parser():
     p = sub.add_parser(
         "match",
         help="rank texts by how well they match an image (ITM and ITC)",
-        description="Score each text against an image with a BLIP retrieval checkpoint "
-        "(BlipForImageTextRetrieval; BLIP-2 checkpoints are refused by name): the "
-        "image-text-matching probability (ITM head) and the contrastive cosine "
-        "similarity (ITC), ranked by ITM probability, best first.",
+        description="Score each text against an image with a retrieval checkpoint "
+        "(BlipForImageTextRetrieval, or Blip2ForImageTextRetrieval; other checkpoints are "
+        "refused by name): the image-text-matching probability (ITM head) and the contrastive "
+        "cosine similarity (ITC; BLIP-2: the best over its query embeddings). One image with "
+        "BLIP: ranked by ITM probability, best first. A folder or --texts FILE: one line (JSON "
+        "record with --json) per image and text, in file order.",
     )
-    p.add_argument("image", metavar="IMAGE", help="image file")
-    p.add_argument("texts", nargs="+", metavar="TEXT", help="candidate descriptions")
+    p.add_argument("image", metavar="IMAGE_OR_FOLDER", help="image file or folder")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="candidate descriptions")
     _model_option(p, DEFAULT_ITM_MODEL)
     _json_option(p, "one JSON object per text: text, itm_probability, itc_cosine", cmd_match)
+    from .search import add_match_options
+    from .search import add_subcommands as add_search
+
+    add_match_options(p)
+
+    # index, search: ITC embeddings of a folder, text queries (minblip/search.py)
+    add_search(sub, _model_option, _json_option)
 
     p = sub.add_parser(
         "info",

@@ -51,23 +51,24 @@ def cmd_caption(args):
             if isinstance(result, MinblipError):
                 failed += 1
                 print(f"minblip: skipped {path}: {result}", file=sys.stderr)
-            else:
-                text, ids, mean_logprob = result
+                result = []
+            many = isinstance(result, list)  # --num-return-sequences N > 1: N sequences
+            for j, (text, ids, mean_logprob, *score) in enumerate(result if many else [result]):
                 if not text:
                     _say_empty(path)
                 text = f"{args.prefix}{text}{args.suffix}"
                 if args.json:
-                    print(
-                        json.dumps(
-                            {
-                                "path": str(path),
-                                "caption": text,
-                                "token_ids": ids,
-                                "mean_logprob": mean_logprob,
-                            }
-                        ),
-                        flush=True,
-                    )
+                    row = {
+                        "path": str(path),
+                        "caption": text,
+                        "token_ids": ids,
+                        "mean_logprob": mean_logprob,
+                    }
+                    if many:
+                        row["sequence"] = j
+                        if score[0] is not None:
+                            row["score"] = score[0]
+                    print(json.dumps(row), flush=True)
                 else:
                     print(f"{path}: {text}" if len(paths) > 1 else text, flush=True)
             if bar:
@@ -85,7 +86,7 @@ def cmd_ask(args):
 
     gen = generation_kwargs(args)
     many = args.questions or args.questions_given or not os.path.isfile(args.image)
-    if many or args.output or args.shard:
+    if many or args.output or args.shard or gen.get("num_return_sequences", 1) > 1:
         return run_ask_command(args, gen)  # folders, several questions, files: caption_files
     if args.verbose:
         if is_blip2(args.model):

@@ -207,3 +207,29 @@ def test_bad_files_among_good_ones(blip, tmp_path, capsys):
         assert records[str(root / p.name)]["caption"]
     assert f"{len(bad)} of {len(bad) + len(PHOTOS)} image(s) failed" in err
     assert "Traceback" not in err
+
+
+def test_blip_vqa_writes_every_sequence(tmp_path):
+    """BLIP VQA (the tiny golden folder; a 99-word vocab so the question's ids fit it): each
+    record is a row of BlipForQuestionAnswering.generate with the same options."""
+    from minblip.pipeline import load_task_model
+
+    folder = tmp_path / "vqa"
+    shutil.copytree(GOLDEN / "blip_tasks" / "vqa_forward_labels" / "model", folder)
+    words = "[PAD] [UNK] [CLS] [SEP] [MASK] what is on the table a cup".split()
+    words += [f"w{i}" for i in range(99 - len(words))]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    config = {"tokenizer_class": "BertTokenizer", "do_lower_case": True}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    root = photo_folder(tmp_path, 2)
+    jl = tmp_path / "a.jsonl"
+    question = "what is on the table?"
+    argv = ["ask", str(root), question, "--model", str(folder), *BEAMS, "--output", "jsonl"]
+    assert main([*argv, str(jl)]) == 0
+    records = [json.loads(line) for line in jl.read_text(encoding="utf-8").splitlines()]
+    vqa, processor = load_task_model("BlipForQuestionAnswering", str(folder))
+    for path in sorted(root.glob("*.png")):
+        rows = vqa.generate(**processor(images=str(path), text=question), **BEAM_GEN)
+        want = [processor.decode(r, skip_special_tokens=True).strip() for r in rows]
+        mine = [r for r in records if r["path"] == str(path)]
+        assert [(r["sequence"], r["caption"]) for r in mine] == list(enumerate(want))

@@ -7,7 +7,8 @@ False), which tests/test_blip_tasks.py and tests/test_blip2_tasks.py hold to tra
 index, search and match must give what those give, nothing is typed by hand.
 
 The tiny models' text vocabulary has 99 ids, so each folder gets a small word-level BERT vocab
-(an input, like the photos) instead of the 30524-token BLIP tokenizer."""
+(an input, like the photos) instead of the 30524-token BLIP tokenizer; BLIP-2 is tested both
+without and with the `<image>` placeholders (image_token_index) the hub's processor adds."""
 
 import json
 import os
@@ -26,7 +27,13 @@ WORDS = (
     "beach table red blue green photo picture sitting standing two one camera astronaut"
 ).split()
 TEXTS = ["a dog on the beach", "a red cup of coffee", "an astronaut", "a camera on a table"]
-MODELS = {"blip": ("blip_tasks", "itm_head"), "blip2": ("blip2_tasks", "itm")}
+WORDS += [f"w{i}" for i in range(98 - len(WORDS))]  # Blip2Processor adds <image> as id 98
+MODELS = {
+    "blip": ("blip_tasks", "itm_head"),
+    "blip2": ("blip2_tasks", "itm"),
+    # image_token_index 98: the processor puts <image> placeholders first, the model strips them
+    "blip2_placeholders": ("blip2_tasks", "itm_placeholders"),
+}
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,9 @@
 minblip caption IMAGE_OR_FOLDER...   caption photos (BLIP captioning or BLIP-2 checkpoint)
 minblip ask IMAGE QUESTION           answer a question about a photo (BLIP VQA or BLIP-2)
 minblip match IMAGE TEXT...          rank texts by how well they describe a photo (BLIP ITM)
+minblip match FOLDER --texts FILE    a record per (image, text): ITM and ITC (BLIP or BLIP-2)
+minblip index FOLDER -o index.npz    ITC image embeddings of a folder, re-indexed incrementally
+minblip search index.npz "QUERY"     the images that best match a text (--rerank: by ITM)
 minblip info MODEL                   what a checkpoint is: type, config in brief, parameters, size
 minblip trace IMAGE --model M -o T   record every module's output (see docs/verify-your-port.md)
 minblip compare A.npz B.npz          name the first module where two traces diverge
@@ -49,23 +52,24 @@ def cmd_caption(args):
             if isinstance(result, MinblipError):
                 failed += 1
                 print(f"minblip: skipped {path}: {result}", file=sys.stderr)
-            else:
-                text, ids, mean_logprob = result
+                result = []
+            many = isinstance(result, list)  # --num-return-sequences N > 1: N sequences
+            for j, (text, ids, mean_logprob, *score) in enumerate(result if many else [result]):
                 if not text:
                     _say_empty(path)
                 text = f"{args.prefix}{text}{args.suffix}"
                 if args.json:
-                    print(
-                        json.dumps(
-                            {
-                                "path": str(path),
-                                "caption": text,
-                                "token_ids": ids,
-                                "mean_logprob": mean_logprob,
-                            }
-                        ),
-                        flush=True,
-                    )
+                    row = {
+                        "path": str(path),
+                        "caption": text,
+                        "token_ids": ids,
+                        "mean_logprob": mean_logprob,
+                    }
+                    if many:
+                        row["sequence"] = j
+                        if score[0] is not None:
+                            row["score"] = score[0]
+                    print(json.dumps(row), flush=True)
                 else:
                     print(f"{path}: {text}" if len(paths) > 1 else text, flush=True)
             if bar:
@@ -83,7 +87,7 @@ def cmd_ask(args):
 
     gen = generation_kwargs(args)
     many = args.questions or args.questions_given or not os.path.isfile(args.image)
-    if many or args.output or args.shard:
+    if many or args.output or args.shard or gen.get("num_return_sequences", 1) > 1:
         return run_ask_command(args, gen)  # folders, several questions, files: caption_files
     if args.verbose:
         if is_blip2(args.model):
@@ -128,16 +132,31 @@ def _say_model(model):
 
 
 def cmd_match(args):
-    from .pipeline import match
+    """One image and texts given: ranked by ITM (pipeline.match). A folder, --texts FILE or a
+    BLIP-2 retrieval checkpoint: a record per (image, text) (minblip/search.py)."""
+    from .pipeline import checkpoint_kind, match
+    from .search import run_match
 
-    texts = args.texts + args.text  # positional TEXTs, then --text ones
-    if not texts:
-        raise InputError("give at least one TEXT (or --text T) to match against the image")
+    args.texts = args.texts + args.text  # positional TEXTs, then --text ones
     if args.explain:  # the ITM map (minblip/cli_inside.py)
         from .cli_inside import cmd_match_explain
 
-        return cmd_match_explain(args, texts)
-    rows = match(args.image, texts, args.model)
+        if not args.texts:
+            raise InputError(
+                "no text to match: give at least one TEXT, --text T or --texts FILE (a text a line)"
+            )
+        return cmd_match_explain(args, args.texts)
+    if (
+        args.texts_file
+        or not os.path.isfile(args.image)
+        or checkpoint_kind(args.model)[1] != "blip"
+    ):
+        return run_match(args)
+    if not args.texts:
+        raise InputError(
+            "no text to match: give at least one TEXT, --text T or --texts FILE (a text a line)"
+        )
+    rows = match(args.image, args.texts, args.model)
     for r in rows:
         if args.json:
             print(json.dumps({"path": args.image, **r}))
@@ -390,18 +409,26 @@ def build_parser():
     p = sub.add_parser(
         "match",
         help="rank texts by how well they match an image (ITM and ITC)",
-        description="Score each text against an image with a BLIP retrieval checkpoint "
-        "(BlipForImageTextRetrieval; BLIP-2 checkpoints are refused by name): the "
-        "image-text-matching probability (ITM head) and the contrastive cosine "
-        "similarity (ITC), ranked by ITM probability, best first.",
+        description="Score each text against an image with a retrieval checkpoint "
+        "(BlipForImageTextRetrieval, or Blip2ForImageTextRetrieval; other checkpoints are "
+        "refused by name): the image-text-matching probability (ITM head) and the contrastive "
+        "cosine similarity (ITC; BLIP-2: the best over its query embeddings). One image with "
+        "BLIP: ranked by ITM probability, best first. A folder or --texts FILE: one line (JSON "
+        "record with --json) per image and text, in file order.",
     )
-    p.add_argument("image", metavar="IMAGE", help="image file")
+    p.add_argument("image", metavar="IMAGE_OR_FOLDER", help="image file or folder")
     p.add_argument("texts", nargs="*", metavar="TEXT", help="candidate descriptions")
     _model_option(p, DEFAULT_ITM_MODEL)
     _json_option(p, "one JSON object per text: text, itm_probability, itc_cosine", cmd_match)
     from .cli_inside import add_match_explain
+    from .search import add_match_options
+    from .search import add_subcommands as add_search
 
     add_match_explain(p)  # --text, --explain (the ITM map), --layer, --out, --overwrite
+    add_match_options(p)  # --texts FILE and the folder outputs
+
+    # index, search: ITC embeddings of a folder, text queries (minblip/search.py)
+    add_search(sub, _model_option, _json_option)
 
     p = sub.add_parser(
         "info",

@@ -40,6 +40,9 @@ from .ops import log_softmax
 
 # the columns of a record (CSV's header); `options` holds the generation settings as JSON
 RECORD_FIELDS = ("path", "caption", "model", "options", "mean_logprob", "question", "error")
+# with --num-return-sequences N > 1: the sequence's index (0 .. N-1) and, for beam search,
+# transformers' sequences_scores (the beam's score: summed log-probabilities / length**penalty)
+SEQUENCE_FIELDS = ("sequence", "score")
 EXISTING = ("skip", "overwrite", "append", "prepend")
 FLUSH_SECONDS = 1.0  # longest a JSONL / CSV record waits in memory before the file is rewritten
 
@@ -90,10 +93,10 @@ def _signals_held():
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _key(path, question=None):
-    """What a record is found by on resume: the absolute path (so "a.jpg" and "./a.jpg" meet)
-    and, for questions, the question."""
-    return os.path.abspath(str(path)), question or None
+def _key(path, question=None, sequence=None):
+    """What a record is found by on resume: the absolute path (so "a.jpg" and "./a.jpg" meet),
+    for questions the question, and with --num-return-sequences the sequence's index."""
+    return os.path.abspath(str(path)), question or None, sequence
 
 
 class Sidecars:
@@ -166,6 +169,7 @@ class RecordFile:
                 "append and prepend apply to --output txt sidecars"
             )
         self.path, self.kind, self.flush_seconds = pathlib.Path(path), kind, flush_seconds
+        self.sequences = 1  # --num-return-sequences: records per image (and question)
         if self.path.is_dir():
             raise InputError(f"--output {kind} {path}: a folder; give a file name")
         if not self.path.parent.is_dir():
@@ -173,7 +177,7 @@ class RecordFile:
         self.records = {}  # key -> record, in the order first seen
         if existing == "skip" and self.path.exists():
             for record in self._load():
-                self.records[_key(record["path"], record.get("question"))] = record
+                self.records[_record_key(record)] = record
         self.loaded = sum("error" not in r for r in self.records.values())
         self.dirty, self.last = False, time.monotonic()
 
@@ -197,18 +201,33 @@ class RecordFile:
         if rows and "path" not in rows[0]:
             raise InputError(f"{self.path}: no 'path' column in the header; {how}")
         # a CSV cell is text: an empty cell is a field that was not set
-        return [{k: v for k, v in row.items() if k in RECORD_FIELDS and v != ""} for row in rows]
+        records = [
+            {k: v for k, v in row.items() if k in RECORD_FIELDS + SEQUENCE_FIELDS and v != ""}
+            for row in rows
+        ]
+        for r in records:
+            if "sequence" in r:
+                r["sequence"] = int(r["sequence"])
+        return records
 
     def pending(self, image, question=None):
-        record = self.records.get(_key(image, question))
-        return record is None or "error" in record
+        """True if some record of the image (and question) is missing or an error: with
+        --num-return-sequences N, any of the N sequences'."""
+        if self.sequences == 1:
+            keys = [_key(image, question)]
+        else:
+            keys = [_key(image, question, j) for j in range(self.sequences)]
+        return any(self.records.get(k) is None or "error" in self.records[k] for k in keys)
 
     def check(self, image):
         pass
 
     def write(self, record):
-        record = {k: record[k] for k in RECORD_FIELDS if k in record}  # the columns' order
-        self.records[_key(record["path"], record.get("question"))] = record
+        fields = RECORD_FIELDS + SEQUENCE_FIELDS
+        record = {k: record[k] for k in fields if k in record}  # the columns' order
+        if "sequence" in record:  # an image's earlier error record is replaced by its sequences
+            self.records.pop(_key(record["path"], record.get("question")), None)
+        self.records[_record_key(record)] = record
         self.dirty = True
         if time.monotonic() - self.last >= self.flush_seconds:
             self.flush()
@@ -225,15 +244,22 @@ class RecordFile:
         rows = list(self.records.values())
         if self.kind == "jsonl":
             return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        fields = RECORD_FIELDS
+        if any("sequence" in r for r in rows):  # the columns of --num-return-sequences
+            fields += SEQUENCE_FIELDS
         out = io.StringIO(newline="")
-        w = csv.DictWriter(out, fieldnames=RECORD_FIELDS, extrasaction="ignore")
+        w = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
         for r in rows:
-            w.writerow({k: _cell(r.get(k)) for k in RECORD_FIELDS})
+            w.writerow({k: _cell(r.get(k)) for k in fields})
         return out.getvalue()
 
     def describe(self):
         return str(self.path)
+
+
+def _record_key(record):
+    return _key(record["path"], record.get("question"), record.get("sequence"))
 
 
 def _cell(value):
@@ -305,26 +331,49 @@ def caption_batch(images, model, processor, prompt=None, **generate_kwargs):
 
 def _generate_batch(parts, model, processor, prompt, **generate_kwargs):
     """caption_batch on the processor's outputs, one per image (same prompt, so same lengths)."""
-    from .pipeline import _prompt_length, _trim
-
     if generate_kwargs.get("num_return_sequences", 1) != 1:
         raise InputError("caption_batch: num_return_sequences must be 1")
+    made = generate_sequences(parts, model, processor, prompt, **generate_kwargs)
+    return [seqs[0][:3] for seqs in made]
+
+
+def generate_sequences(parts, model, processor, prompt, **generate_kwargs):
+    """One generate call on the processor's outputs (one per image, same prompt) -> per image
+    a list of num_return_sequences (caption, token_ids, mean_logprob, score), in generate's
+    order: row b * N + j of its sequences is image b's sequence j. score is transformers'
+    sequences_scores under beam search (the beam's summed log-probabilities / length **
+    length_penalty), None otherwise. mean_logprob is computed as pipeline.caption_one does:
+    each token's log-probability under the raw logits of the row it came from (beam_indices
+    under beam search; row b * N + j when sampling, where generate expands each input N
+    times)."""
+    from .pipeline import _prompt_length, _trim
+
+    n = generate_kwargs.get("num_return_sequences", 1)
     inputs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     out = model.generate(
-        **inputs, **generate_kwargs, return_dict_in_generate=True, output_logits=True
+        **inputs,
+        **generate_kwargs,
+        return_dict_in_generate=True,
+        output_logits=True,
+        output_scores=n > 1,  # sequences_scores, for the records' score
     )
     n_prompt = _prompt_length(model, parts[0], prompt)
-    beams = out.get("beam_indices")  # (B, steps): the row of logits[step] each token came from
+    beams = out.get("beam_indices")  # (B*N, steps): the row of logits[step] each token came from
+    scores = out.get("sequences_scores")  # (B*N,) under beam search
     results = []
     for b in range(len(parts)):
-        ids = _trim(out.sequences[b], n_prompt, model)
-        text = processor.decode(ids[n_prompt:], skip_special_tokens=True).strip()
-        chosen = [
-            log_softmax(out.logits[step][b if beams is None else beams[b, step]])[token]
-            for step, token in enumerate(ids[n_prompt:])
-        ]
-        mean = float(np.mean(chosen)) if chosen else float("nan")
-        results.append((text, [int(t) for t in ids], mean))
+        seqs = []
+        for r in range(b * n, (b + 1) * n):
+            ids = _trim(out.sequences[r], n_prompt, model)
+            text = processor.decode(ids[n_prompt:], skip_special_tokens=True).strip()
+            chosen = [
+                log_softmax(out.logits[step][r if beams is None else beams[r, step]])[token]
+                for step, token in enumerate(ids[n_prompt:])
+            ]
+            mean = float(np.mean(chosen)) if chosen else float("nan")
+            score = None if scores is None else float(scores[r])
+            seqs.append((text, [int(t) for t in ids], mean, score))
+        results.append(seqs)
     return results
 
 
@@ -341,6 +390,7 @@ def run_caption(args, gen):
     writers, leftovers = open_outputs(
         args.output, args.existing, args.caption_extension, args.separator
     )
+    _expect_sequences(writers, gen)
     todo, total = _todo(writers, _images([*args.images, *leftovers], args.shard), [None])
     _say_skipped(total - len(todo), total, "image(s) already captioned", args.existing)
     options = {"prompt": args.prompt, "prefix": args.prefix, "suffix": args.suffix, **gen}
@@ -362,6 +412,7 @@ def run_ask(args, gen, questions):
         writers, leftovers = open_outputs(args.output, args.existing)
     if any(isinstance(w, Sidecars) for w in writers):
         raise InputError("--output txt writes one caption per image; answers go to jsonl or csv")
+    _expect_sequences(writers, gen)
     todo, total = _todo(writers, _images([args.image, *leftovers], args.shard), questions)
     _say_skipped(total - len(todo), total, "answer(s) already recorded", args.existing)
     options = {"prefix": args.prefix, "suffix": args.suffix, **gen}
@@ -379,13 +430,38 @@ def run_ask(args, gen, questions):
 
 def answer_with_logprob(image, question, model, **gen):
     """pipeline.answer plus the answer's mean log-probability where caption_one gives it
-    (BLIP-2, which answers by continuing a prompt); BLIP VQA's is NaN (not recorded)."""
-    from .pipeline import answer, answer_prompt, caption_one, is_blip2, load_captioner
+    (BLIP-2, which answers by continuing a prompt); BLIP VQA's is NaN (not recorded). With
+    num_return_sequences N > 1: a list of N (answer, ids, mean_logprob, score), generate's
+    rows in order (BLIP VQA: no mean_logprob and no score)."""
+    from .pipeline import (
+        answer,
+        answer_prompt,
+        caption_one,
+        is_blip2,
+        load_captioner,
+        load_task_model,
+    )
 
+    many = gen.get("num_return_sequences", 1) > 1
     if is_blip2(str(model)):
         blip2, processor = load_captioner(str(model))
-        return caption_one(image, blip2, processor, answer_prompt(question), **gen)
+        prompt = answer_prompt(question)
+        if many:
+            parts = [processor(images=image, text=prompt)]
+            return generate_sequences(parts, blip2, processor, prompt, **gen)[0]
+        return caption_one(image, blip2, processor, prompt, **gen)
+    if many:
+        vqa, processor = load_task_model("BlipForQuestionAnswering", str(model))
+        rows = vqa.generate(**processor(images=image, text=question), **gen)
+        decode = lambda row: processor.decode(row, skip_special_tokens=True).strip()  # noqa: E731
+        return [(decode(row), [int(t) for t in row], float("nan"), None) for row in rows]
     return (*answer(image, question, model, **gen), float("nan"))
+
+
+def _expect_sequences(writers, gen):
+    """Tell the record files how many records an image (and question) has when done."""
+    for w in writers:
+        w.sequences = gen.get("num_return_sequences", 1)
 
 
 def _images(args, shard=None):
@@ -413,6 +489,17 @@ def _say_skipped(n, total, what, existing):
 
 
 def _record(path, question, result, args, options):
+    """The record of one image (and question); with --num-return-sequences N > 1 (result a
+    list of N sequences) a list of N records, each with its sequence index and score."""
+    if isinstance(result, list):
+        group = []
+        for j, (text, ids, mean_logprob, score) in enumerate(result):
+            record = _record(path, question, (text, ids, mean_logprob), args, options)
+            record["sequence"] = j
+            if score is not None:
+                record["score"] = score
+            group.append(record)
+        return group
     record = {"path": str(path), "model": str(args.model), "options": options}
     if question is not None:
         record["question"] = question
@@ -432,8 +519,9 @@ def _run(writers, records, total, unit):
     done = failed = 0
     try:
         with sigterm_as_interrupt():
-            for record in records:
-                failed += not _write_all(writers, record) or "error" in record
+            for record in records:  # a record, or a list: an image's N sequences
+                group = record if isinstance(record, list) else [record]
+                failed += not _write_all(writers, group) or any("error" in r for r in group)
                 done += 1
             for w in writers:
                 w.close()
@@ -455,10 +543,12 @@ def _run(writers, records, total, unit):
 
 def _caption_chunk(chunk, model, processor, prompt, gen):
     """(path, (caption, ids, mean_logprob) or the MinblipError that stopped it) per image: the
-    good images of the chunk go through generate together, a bad one is named alone."""
+    good images of the chunk go through generate together, a bad one is named alone. With
+    num_return_sequences N > 1, a list of N (caption, ids, mean_logprob, score) per image."""
     from .pipeline import caption_one
 
-    if len(chunk) == 1:
+    many = gen.get("num_return_sequences", 1) > 1
+    if len(chunk) == 1 and not many:
         try:
             return [(chunk[0], caption_one(str(chunk[0]), model, processor, prompt, **gen))]
         except MinblipError as e:
@@ -470,21 +560,28 @@ def _caption_chunk(chunk, model, processor, prompt, gen):
         except MinblipError as e:
             results[path] = e
     if parts:
-        made = _generate_batch(list(parts.values()), model, processor, prompt, **gen)
+        make = generate_sequences if many else _generate_batch
+        made = make(list(parts.values()), model, processor, prompt, **gen)
         results.update(zip(parts, made))
     return [(p, results[p]) for p in chunk]
 
 
-def _write_all(writers, record):
-    """Give the record to every output; a file that cannot be written is named, and the run goes
-    on. True if every write succeeded."""
-    ok = True
+def _write_all(writers, group):
+    """Give an image's records (one, or its N sequences) to every output; a sidecar gets the N
+    captions one per line. A file that cannot be written is named, and the run goes on. True if
+    every write succeeded."""
+    ok, record = True, group[0]
     for w in writers:
         if not w.pending(record["path"], record.get("question")):
             continue  # done in this output already (a sidecar that exists under skip)
         try:
             w.check(record["path"])
-            w.write(record)
+            if isinstance(w, Sidecars) and len(group) > 1:
+                captions = [r["caption"] for r in group]
+                w.write({**record, "caption": "\n".join(captions)})
+            else:
+                for r in group:
+                    w.write(r)
         except MinblipError as e:
             print(f"minblip: {e}", file=sys.stderr)
             ok = False
@@ -520,6 +617,14 @@ GENERATION_OPTIONS = {
     "--top-p": (float, "top_p", "sampling: keep the likeliest tokens up to this mass"),
     "--temperature": (float, "temperature", "sampling: divide the logits by this"),
     "--seed": (int, "seed", "sampling: the NumPy seed (same seed, same captions)"),
+    "--num-return-sequences": (
+        int,
+        "num_return_sequences",
+        "N captions per image (beam search: N <= --num-beams, the N best beams; with "
+        "--do-sample: N draws). All N are written: jsonl / csv one record per sequence with its "
+        "index in 'sequence' (and beam search's 'score'), a txt sidecar the N captions one per "
+        "line, stdout one line each",
+    ),
 }
 
 

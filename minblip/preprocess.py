@@ -301,19 +301,52 @@ def load_image(path):
             # Pillow warns past its own limit and raises past twice it: both become ImageError
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)  # reads the header only: the size is known, nothing decoded
+            if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
+                raise _bomb(path, image.size, None)
             check_pixels(image.size[0], image.size[1], path)
             image.load()  # decode now, so a truncated file fails here and names the path
             return ImageOps.exif_transpose(image).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(
-            f"{path}: refused as a possible decompression bomb ({e}); the limits are "
-            f"minblip.preprocess.MAX_IMAGE_PIXELS={MAX_IMAGE_PIXELS:,} and Pillow's "
-            f"PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS:,}"
-        ) from None
+        raise _bomb(path, _declared_size(path), e) from None
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image (corrupt or unknown format): {path}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageError(f"cannot decode image (truncated or corrupt): {path}: {e}") from None
+
+
+def _bomb(path, size, pillow_error):
+    """The ImageError of an image file whose header declares more pixels than the limits: the
+    same words whether minblip's limit or Pillow's caught it (a JSONL error record names it)."""
+    declared = "" if size is None else f" {size[0]}×{size[1]} = {size[0] * size[1]:,} pixels,"
+    why = "" if pillow_error is None else f" (Pillow: {pillow_error})"
+    return ImageError(
+        f"{path}: refused as a possible decompression bomb:{declared} over the limit of "
+        f"{MAX_IMAGE_PIXELS:,} (minblip.preprocess.MAX_IMAGE_PIXELS, or the environment variable "
+        f"MINBLIP_MAX_IMAGE_PIXELS; Pillow's PIL.Image.MAX_IMAGE_PIXELS="
+        f"{Image.MAX_IMAGE_PIXELS:,}){why}"
+    )
+
+
+def _declared_size(path):
+    """The (width, height) an image file's header declares, read without Pillow's bomb check
+    (which refuses the file before saying its size), or None. Only the header is parsed: each
+    registered format's factory, as Image.open tries them."""
+    try:
+        with open(path, "rb") as f:
+            prefix = f.read(16)
+            Image.preinit()
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                if accept is not None and not accept(prefix):
+                    continue
+                f.seek(0)
+                try:
+                    return factory(f, str(path)).size
+                except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
+                    continue
+    except OSError:
+        pass
+    return None
 
 
 def check_pixels(width, height, what):

@@ -53,9 +53,7 @@ class BlipVisionModel(PreTrainedModel):
     config_types = (BlipVisionConfig,)
     prefix = "vision_model"
 
-    @classmethod
-    def expected_shapes(cls, config):
-        return vision_shapes(config)
+    expected_shapes = staticmethod(vision_shapes)
 
     def __call__(
         self,

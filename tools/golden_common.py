@@ -375,6 +375,14 @@ def scratch_dir():
     return Path(tempfile.mkdtemp(prefix="golden-"))
 
 
+def case(name, inputs, **spec):
+    """One entry of a group's case list (build_group): a model folder + inputs + outputs. spec:
+    "config" (the model's config dict), "cls" when the group has several classes, and
+    write_case's other keywords (kwargs, method, dtype, record, notes, ...). A group binds its
+    class and config once: functools.partial(case, cls=..., config=...)."""
+    return name, dict(inputs=inputs, **spec)
+
+
 def build_group(
     out, cases, seed, *, class_name=None, full_pixel_seed=None, keep_full=(), after_case=None
 ):

@@ -291,25 +291,23 @@ def embeds_cases():
         axis=1,
     ).astype(np.int64)
     return [
-        (
+        gc.case(
             "opt_generate_embeds_placeholders_mid",
-            dict(
-                cls="Blip2ForConditionalGeneration",
-                config=config(OPT),
-                method="generate",
-                inputs={
-                    "pixel_values": pixels(607, 2, 28, 28),
-                    EMBEDS_OF: ids,
-                    "attention_mask": np.ones_like(ids),  # 5.23 needs it without input_ids
-                },
-                kwargs={
-                    "max_new_tokens": 4,
-                    "return_dict_in_generate": True,
-                    "output_logits": True,
-                },
-                record=(),
-                notes=embeds_cases.__doc__.split("\n\n")[0],
-            ),
+            {
+                "pixel_values": pixels(607, 2, 28, 28),
+                EMBEDS_OF: ids,
+                "attention_mask": np.ones_like(ids),  # 5.23 needs it without input_ids
+            },
+            cls="Blip2ForConditionalGeneration",
+            config=config(OPT),
+            method="generate",
+            kwargs={
+                "max_new_tokens": 4,
+                "return_dict_in_generate": True,
+                "output_logits": True,
+            },
+            record=(),
+            notes=embeds_cases.__doc__.split("\n\n")[0],
         )
     ]
 

@@ -46,71 +46,61 @@ def cases():
     ph = np.full((2, 4), 98, np.int64)  # the processor's image placeholders, then the text
     ret = "Blip2ForImageTextRetrieval"
     return [
-        (
+        gc.case(
             "itm",
-            dict(
-                cls=ret,
-                config=TINY,
-                inputs={"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
-                kwargs={"use_image_text_matching_head": True},
-            ),
+            {"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
+            cls=ret,
+            config=TINY,
+            kwargs={"use_image_text_matching_head": True},
         ),
-        (
+        gc.case(
             "itm_placeholders",
-            dict(
-                cls=ret,
-                config=PLACEHOLDER,
-                inputs={
-                    "pixel_values": px2,
-                    "input_ids": np.concatenate([ph, ids2], 1),
-                    "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
-                },
-                kwargs={"use_image_text_matching_head": True},
-                notes="image_token_index set: ids lose the 4 placeholders, the mask keeps them",
-            ),
+            {
+                "pixel_values": px2,
+                "input_ids": np.concatenate([ph, ids2], 1),
+                "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
+            },
+            cls=ret,
+            config=PLACEHOLDER,
+            kwargs={"use_image_text_matching_head": True},
+            notes="image_token_index set: ids lose the 4 placeholders, the mask keeps them",
         ),
-        (
+        gc.case(
             "itc_2x3",
-            dict(
-                cls=ret,
-                config=TINY,
-                inputs={"pixel_values": px2, "input_ids": ids3, "attention_mask": mask3},
-                notes="logits_per_image (2, 3): the best cosine over each image's 4 queries",
-            ),
+            {"pixel_values": px2, "input_ids": ids3, "attention_mask": mask3},
+            cls=ret,
+            config=TINY,
+            notes="logits_per_image (2, 3): the best cosine over each image's 4 queries",
         ),
-        (
+        gc.case(
             "itc_placeholders",
-            dict(
-                cls=ret,
-                config=PLACEHOLDER,
-                inputs={
-                    "pixel_values": px2,
-                    "input_ids": np.concatenate([ph, ids2], 1),
-                    "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
-                },
-            ),
+            {
+                "pixel_values": px2,
+                "input_ids": np.concatenate([ph, ids2], 1),
+                "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
+            },
+            cls=ret,
+            config=PLACEHOLDER,
         ),
-        (
+        gc.case(
             "itm_float64",
-            dict(
-                cls=ret,
-                config=TINY,
-                dtype="float64",
-                inputs={"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
-                kwargs={"use_image_text_matching_head": True},
-            ),
+            {"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
+            cls=ret,
+            config=TINY,
+            dtype="float64",
+            kwargs={"use_image_text_matching_head": True},
         ),
-        (
+        gc.case(
             "text_with_projection",
-            dict(
-                cls="Blip2TextModelWithProjection",
-                config=TINY,
-                inputs={"input_ids": ids3, "attention_mask": mask3},
-            ),
+            {"input_ids": ids3, "attention_mask": mask3},
+            cls="Blip2TextModelWithProjection",
+            config=TINY,
         ),
-        (
+        gc.case(
             "vision_with_projection",
-            dict(cls="Blip2VisionModelWithProjection", config=TINY, inputs={"pixel_values": px2}),
+            {"pixel_values": px2},
+            cls="Blip2VisionModelWithProjection",
+            config=TINY,
         ),
     ]
 

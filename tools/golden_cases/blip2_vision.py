@@ -25,58 +25,47 @@ TINY = dict(
 
 def cases():
     return [
-        ("tiny_b2", dict(config=TINY, inputs={"pixel_values": pixels(101, 2, 28, 28)})),
-        (
+        gc.case("tiny_b2", {"pixel_values": pixels(101, 2, 28, 28)}, config=TINY),
+        gc.case(
             "no_qkv_bias",
-            dict(
-                config=dict(TINY, qkv_bias=False, layer_norm_eps=1e-3),
-                inputs={"pixel_values": pixels(102, 1, 28, 28)},
-                notes="qkv without bias; eps 1e-3 so an ignored eps shows",
-            ),
+            {"pixel_values": pixels(102, 1, 28, 28)},
+            config=dict(TINY, qkv_bias=False, layer_norm_eps=1e-3),
+            notes="qkv without bias; eps 1e-3 so an ignored eps shows",
         ),
-        (
+        gc.case(
             "head_dim_11_interpolate",
-            dict(
-                config=dict(TINY, hidden_size=44, num_attention_heads=4),
-                inputs={"pixel_values": pixels(103, 2, 35, 21)},
-                kwargs={"interpolate_pos_encoding": True},
-                notes="4 heads of 11 (scale 11^-0.5); 4x4 position grid resized to 5x3",
-            ),
+            {"pixel_values": pixels(103, 2, 35, 21)},
+            config=dict(TINY, hidden_size=44, num_attention_heads=4),
+            kwargs={"interpolate_pos_encoding": True},
+            notes="4 heads of 11 (scale 11^-0.5); 4x4 position grid resized to 5x3",
         ),
-        (
+        gc.case(
             "hidden_attn",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": pixels(104, 2, 28, 28)},
-                kwargs={"output_hidden_states": True, "output_attentions": True},
-            ),
+            {"pixel_values": pixels(104, 2, 28, 28)},
+            config=TINY,
+            kwargs={"output_hidden_states": True, "output_attentions": True},
         ),
-        (
-            "float64",
-            dict(config=TINY, inputs={"pixel_values": pixels(105, 2, 28, 28)}, dtype="float64"),
-        ),
-        (
+        gc.case("float64", {"pixel_values": pixels(105, 2, 28, 28)}, config=TINY, dtype="float64"),
+        gc.case(
             "minimal_config",
-            dict(
-                config=dict(
-                    hidden_size=36,
-                    intermediate_size=48,
-                    num_hidden_layers=2,
-                    num_attention_heads=3,
-                    image_size=28,
-                ),
-                saved_config={
-                    "model_type": "blip_2_vision_model",
-                    "hidden_size": 36,
-                    "intermediate_size": 48,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 3,
-                    "image_size": 28,
-                },
-                inputs={"pixel_values": pixels(106, 1, 28, 28)},
-                record=(),  # outputs only: golden/ is near its size budget
-                notes="patch_size 14, layer_norm_eps 1e-6, qkv_bias True, gelu from the defaults",
+            {"pixel_values": pixels(106, 1, 28, 28)},
+            config=dict(
+                hidden_size=36,
+                intermediate_size=48,
+                num_hidden_layers=2,
+                num_attention_heads=3,
+                image_size=28,
             ),
+            saved_config={
+                "model_type": "blip_2_vision_model",
+                "hidden_size": 36,
+                "intermediate_size": 48,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 3,
+                "image_size": 28,
+            },
+            record=(),
+            notes="patch_size 14, layer_norm_eps 1e-6, qkv_bias True, gelu from the defaults",
         ),
     ]
 

@@ -40,100 +40,86 @@ def cases():
     embeds = rng.standard_normal((2, 7, 36)).astype(np.float32)
     keep_rows = np.array([[0, 6], [2, 3]], np.int64)
     return [
-        (
+        gc.case(
             "text_model_inputs_embeds",
             {
-                "cls": "BlipTextModel",
-                "config": TEXT,
-                "inputs": {
-                    "inputs_embeds": embeds,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {
-                    "is_decoder": True,
-                    "output_hidden_states": True,
-                    "output_attentions": True,
-                },
+                "inputs_embeds": embeds,
+                "attention_mask": mask2,
+                "encoder_hidden_states": enc,
+            },
+            cls="BlipTextModel",
+            config=TEXT,
+            kwargs={
+                "is_decoder": True,
+                "output_hidden_states": True,
+                "output_attentions": True,
             },
         ),
-        (
+        gc.case(
             "text_model_encoder_embeds",
             {
-                "cls": "BlipTextModel",
-                "config": TEXT,
-                "inputs": {
-                    "encoder_embeds": embeds,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {"output_hidden_states": True},
-                "notes": "encoder mode; the embeddings module is skipped (not recorded)",
+                "encoder_embeds": embeds,
+                "attention_mask": mask2,
+                "encoder_hidden_states": enc,
             },
+            cls="BlipTextModel",
+            config=TEXT,
+            kwargs={"output_hidden_states": True},
+            notes="encoder mode; the embeddings module is skipped (not recorded)",
         ),
-        (
+        gc.case(
             "text_lm_inputs_embeds_keep_rows",
             {
-                "cls": "BlipTextLMHeadModel",
-                "config": TEXT,
-                "inputs": {
-                    "inputs_embeds": embeds,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                    "logits_to_keep": keep_rows,
-                },
+                "inputs_embeds": embeds,
+                "attention_mask": mask2,
+                "encoder_hidden_states": enc,
+                "logits_to_keep": keep_rows,
             },
+            cls="BlipTextLMHeadModel",
+            config=TEXT,
         ),
-        (
+        gc.case(
             "text_lm_inputs_embeds_float64",
             {
-                "cls": "BlipTextLMHeadModel",
-                "config": TEXT,
-                "dtype": "float64",
-                "inputs": {
-                    "inputs_embeds": embeds,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {"logits_to_keep": 2, "output_attentions": True},
+                "inputs_embeds": embeds,
+                "attention_mask": mask2,
+                "encoder_hidden_states": enc,
             },
+            cls="BlipTextLMHeadModel",
+            config=TEXT,
+            dtype="float64",
+            kwargs={"logits_to_keep": 2, "output_attentions": True},
         ),
-        (
+        gc.case(
             "text_lm_keep_last3",
-            {
-                "cls": "BlipTextLMHeadModel",
-                "config": TEXT,
-                "inputs": {"input_ids": ids2, "attention_mask": mask2},
-                "kwargs": {"logits_to_keep": 3, "output_hidden_states": True},
-                "notes": "no encoder_hidden_states: the layers skip cross-attention",
-            },
+            {"input_ids": ids2, "attention_mask": mask2},
+            cls="BlipTextLMHeadModel",
+            config=TEXT,
+            kwargs={"logits_to_keep": 3, "output_hidden_states": True},
+            notes="no encoder_hidden_states: the layers skip cross-attention",
         ),
-        (
+        gc.case(
             "forward_keep_last1",
             {
-                "cls": "BlipForConditionalGeneration",
-                "config": TINY,
-                "inputs": {
-                    "pixel_values": pixels(63, 2, 32, 32),
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                },
-                "kwargs": {"logits_to_keep": 1},
+                "pixel_values": pixels(63, 2, 32, 32),
+                "input_ids": ids2,
+                "attention_mask": mask2,
             },
+            cls="BlipForConditionalGeneration",
+            config=TINY,
+            kwargs={"logits_to_keep": 1},
         ),
-        (
+        gc.case(
             "text_lm_cache",
             {
-                "cls": "BlipTextLMHeadModel",
-                "config": TEXT,
-                "inputs": {
-                    "input_ids": ids2[:, :FIRST],
-                    "attention_mask": mask2[:, :FIRST],
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {"use_cache": True},
-                "notes": "first call of two; continuation.npz holds the second (see docstring)",
+                "input_ids": ids2[:, :FIRST],
+                "attention_mask": mask2[:, :FIRST],
+                "encoder_hidden_states": enc,
             },
+            cls="BlipTextLMHeadModel",
+            config=TEXT,
+            kwargs={"use_cache": True},
+            notes="first call of two; continuation.npz holds the second (see docstring)",
         ),
     ]
 

@@ -117,36 +117,30 @@ def cases():
             "flan_forward_sdpa",
             dict(flan, inputs={"input_ids": enc, "attention_mask": enc_mask, "labels": lab}),
         ),
-        (
+        gc.case(
             "gelu_new_tied_forward",
-            dict(
-                config=GELU_NEW_TIED,
-                inputs={"input_ids": enc, "decoder_input_ids": dec},
-                kwargs={"output_hidden_states": True},
-                notes="dense_act_fn derived as gelu_new; tied head after the d_model**-0.5 rescale",
-            ),
+            {"input_ids": enc, "decoder_input_ids": dec},
+            config=GELU_NEW_TIED,
+            kwargs={"output_hidden_states": True},
+            notes="dense_act_fn derived as gelu_new; tied head after the d_model**-0.5 rescale",
         ),
-        (
+        gc.case(
             "relu_forward_decoder_mask",
-            dict(
-                config=RELU,
-                inputs={
-                    "input_ids": enc,
-                    "attention_mask": enc_mask,
-                    "decoder_input_ids": dec,
-                    "decoder_attention_mask": dec_mask,
-                },
-            ),
+            {
+                "input_ids": enc,
+                "attention_mask": enc_mask,
+                "decoder_input_ids": dec,
+                "decoder_attention_mask": dec_mask,
+            },
+            config=RELU,
         ),
-        (
+        gc.case(
             "encoder_model",
-            dict(
-                cls="T5EncoderModel",
-                config=dict(FLAN, attn_implementation="eager"),
-                prepare=None,
-                inputs={"input_ids": enc, "attention_mask": enc_mask},
-                kwargs={"output_hidden_states": True, "output_attentions": True},
-            ),
+            {"input_ids": enc, "attention_mask": enc_mask},
+            cls="T5EncoderModel",
+            config=dict(FLAN, attn_implementation="eager"),
+            prepare=None,
+            kwargs={"output_hidden_states": True, "output_attentions": True},
         ),
         (
             "flan_float64",
@@ -207,33 +201,29 @@ def cases():
                 kwargs={"max_length": 9, "return_dict_in_generate": True, "output_scores": True},
             ),
         ),
-        (
+        gc.case(
             "tied_greedy_pad_without_mask",
-            dict(
-                config=GELU_NEW_TIED,
-                method=gen,
-                record=(),
-                inputs={"input_ids": enc},
-                kwargs={"min_new_tokens": 3, "max_new_tokens": 5},
-                notes="pads without attention_mask: 5.23 infers no mask for encoder-decoders",
-            ),
+            {"input_ids": enc},
+            config=GELU_NEW_TIED,
+            method=gen,
+            record=(),
+            kwargs={"min_new_tokens": 3, "max_new_tokens": 5},
+            notes="pads without attention_mask: 5.23 infers no mask for encoder-decoders",
         ),
-        (
+        gc.case(
             "full_width_greedy",
-            dict(
-                config=FULL,
-                prepare=untie,
-                full_size=True,
-                record=(),
-                method=gen,
-                inputs={"input_ids": ids(5, 1, 7, high=32000)[0]},
-                kwargs={
-                    "max_new_tokens": 4,
-                    "return_dict_in_generate": True,
-                    "output_logits": True,
-                },
-                notes="Flan-T5-XL widths, 2 + 2 blocks, untied head: greedy ids and raw logits",
-            ),
+            {"input_ids": ids(5, 1, 7, high=32000)[0]},
+            config=FULL,
+            prepare=untie,
+            full_size=True,
+            record=(),
+            method=gen,
+            kwargs={
+                "max_new_tokens": 4,
+                "return_dict_in_generate": True,
+                "output_logits": True,
+            },
+            notes="Flan-T5-XL widths, 2 + 2 blocks, untied head: greedy ids and raw logits",
         ),
     ] + generate_outputs_cases(flan, enc, enc_mask)
 

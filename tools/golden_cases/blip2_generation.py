@@ -17,17 +17,10 @@ import golden_common as gc
 import numpy as np
 import torch
 
+from golden_cases.blip2_vision import TINY as VISION  # the tiny EVA ViT of golden/blip2_vision
 from minblip.testing import random_pixels as pixels
 
 Q, IMAGE_TOKEN = 4, 98
-VISION = dict(
-    hidden_size=40,
-    intermediate_size=70,
-    num_hidden_layers=2,
-    num_attention_heads=5,
-    image_size=28,
-    patch_size=7,
-)
 QFORMER = dict(
     hidden_size=36,
     intermediate_size=50,

@@ -12,17 +12,10 @@ from pathlib import Path
 import golden_common as gc
 import numpy as np
 
+from golden_cases.blip2_vision import TINY as VISION  # the tiny EVA ViT of golden/blip2_vision
 from golden_cases.blip_tasks import texts
 from minblip.testing import random_pixels as pixels
 
-VISION = dict(
-    hidden_size=40,
-    intermediate_size=70,
-    num_hidden_layers=2,
-    num_attention_heads=5,
-    image_size=28,
-    patch_size=7,
-)
 QFORMER = dict(
     vocab_size=99,
     hidden_size=36,

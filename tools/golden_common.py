@@ -383,6 +383,12 @@ def case(name, inputs, **spec):
     return name, dict(inputs=inputs, **spec)
 
 
+def minimal_config(model_type, **keys):
+    """A case's config and saved_config when config.json names only model_type and keys: every
+    other field comes from the config class's defaults (write_case checks they read back)."""
+    return {"config": keys, "saved_config": {"model_type": model_type, **keys}}
+
+
 def build_group(
     out, cases, seed, *, class_name=None, full_pixel_seed=None, keep_full=(), after_case=None
 ):

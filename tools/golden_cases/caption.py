@@ -13,6 +13,7 @@ import shutil
 from functools import partial
 from pathlib import Path
 
+import fullsize
 import golden_common as gc
 import numpy as np
 import torch
@@ -47,20 +48,8 @@ SMALL_VOCAB = dict(TINY, text_config=dict(TEXT_TINY, vocab_size=13, bos_token_id
 SMOOTH = dict(TINY, text_config=dict(TEXT_TINY, label_smoothing=0.1, layer_norm_eps=1e-3))
 # a 12-row position table: 20 new tokens after a 4-token prompt would need 24 positions
 SHORT_POS = dict(TINY, text_config=dict(TEXT_TINY, max_position_embeddings=12))
-# hub text config of blip-image-captioning-base (checkpoints.md §2.1)
-TEXT_BASE = dict(
-    vocab_size=30524,
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    max_position_embeddings=512,
-    bos_token_id=30522,
-    pad_token_id=0,
-    sep_token_id=102,
-    eos_token_id=2,
-    layer_norm_eps=1e-12,
-)
+# hub text config of blip-image-captioning-base (checkpoints.md §2.1), as fullsize.py writes it
+TEXT_BASE = fullsize.TEXT
 BASE = dict(text_config=TEXT_BASE, vision_config=VISION_BASE)
 FULL_PIXEL_SEED = 31
 CLS = "BlipForConditionalGeneration"

@@ -12,6 +12,7 @@ ignored or hard-coded eps visible well above float32 noise.
 from functools import partial
 from pathlib import Path
 
+import fullsize
 import golden_common as gc
 
 from minblip.testing import random_pixels as pixels
@@ -34,17 +35,11 @@ WIDE = dict(
     layer_norm_eps=1e-2,
 )
 FULL_PIXEL_SEED = 9
-# The vision tower of Salesforce/blip-image-captioning-base (checkpoints.md §2.1), ViT-B/16.
+# The vision tower of Salesforce/blip-image-captioning-base (checkpoints.md §2.1), ViT-B/16:
+# fullsize.py's config, plus four keys golden/vision/base_384's config.json has always named
 BASE = dict(
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    image_size=384,
-    patch_size=16,
+    fullsize.VISION,
     num_channels=3,
-    hidden_act="gelu",
-    layer_norm_eps=1e-5,
     attention_dropout=0.0,
     initializer_range=0.02,
     projection_dim=512,

@@ -17,6 +17,7 @@ The model runs twice in write_case (then reloaded); the wrapped multinomial draw
 torch.Generator, reseeded before each run, and the two runs' draws must agree.
 """
 
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
@@ -34,32 +35,27 @@ DRAW_SEED = 7
 def cases():
     px2 = pixels(61, 2, 32, 32)
     prompt, _ = texts(62, [3, 3])
-    cap = "BlipForConditionalGeneration"
+    # beam sampling, the three cases' settings: scores returned
+    sample = partial(gc.case, cls="BlipForConditionalGeneration", config=TINY, method="generate")
+    sampled = {**DICT, "do_sample": True}
     return [
-        gc.case(
+        sample(
             "beam3_temperature_top_k",
             {"pixel_values": px2},
-            cls=cap,
-            config=TINY,
             kwargs={
-                **DICT,
-                "do_sample": True,
+                **sampled,
                 "num_beams": 3,
                 "temperature": 0.7,
                 "top_k": 20,
                 "num_return_sequences": 2,
                 "max_new_tokens": 6,
             },
-            method="generate",
         ),
-        gc.case(
+        sample(
             "beam2_prompt_penalties",
             {"pixel_values": px2, "input_ids": prompt},
-            cls=cap,
-            config=TINY,
             kwargs={
-                **DICT,
-                "do_sample": True,
+                **sampled,
                 "num_beams": 2,
                 "temperature": 1.6,
                 "top_k": 0,
@@ -70,21 +66,16 @@ def cases():
                 "min_new_tokens": 2,
                 "max_new_tokens": 7,
             },
-            method="generate",
         ),
-        gc.case(
+        sample(
             "beam3_top_k1_one_step",
             {"pixel_values": px2},
-            cls=cap,
-            config=TINY,
             kwargs={
-                **DICT,
-                "do_sample": True,
+                **sampled,
                 "num_beams": 3,
                 "top_k": 1,
                 "max_new_tokens": 1,
             },
-            method="generate",
             notes="top_k=1 keeps 1 + len(eos) = 2 tokens a beam, and only beam 0 is live: 2 "
             "tokens of nonzero probability for 6 candidates; torch fills the draw with "
             "zero-probability ones (one step: no later step depends on which)",

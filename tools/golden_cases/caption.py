@@ -235,6 +235,10 @@ def cases():
     enc_mask = np.ones((2, 17), np.int64)
     enc_mask[1, 11:] = 0
     start = np.full((2, 1), 30, np.int64)
+    encoded = {"encoder_hidden_states": enc, "encoder_attention_mask": enc_mask}  # 11 / 17 seen
+    text_lm = partial(
+        gc.case, cls="BlipTextLMHeadModel", config=dict(text_cfg, label_smoothing=0.05)
+    )
     out += [
         gc.case(
             "text_model_encoder",
@@ -246,19 +250,14 @@ def cases():
         ),
         gc.case(
             "text_model_decoder",
-            {
-                "input_ids": ids2,
-                "attention_mask": mask2,
-                "encoder_hidden_states": enc,
-                "encoder_attention_mask": enc_mask,
-            },
+            {"input_ids": ids2, "attention_mask": mask2, **encoded},
             cls="BlipTextModel",
             config=text_cfg,
             kwargs={"is_decoder": True, "output_attentions": True},
             notes="causal + padding mask; cross-attention with its own mask (row 1 sees 11 "
             "of 17 memory tokens)",
         ),
-        gc.case(
+        text_lm(
             "text_lm_labels",
             {
                 "input_ids": ids2,
@@ -266,32 +265,18 @@ def cases():
                 "encoder_hidden_states": enc,
                 "labels": labels_of(ids2, mask2),
             },
-            cls="BlipTextLMHeadModel",
-            config=dict(text_cfg, label_smoothing=0.05),
             kwargs={"reduction": "none", "output_hidden_states": True},
             notes="per-sample summed loss (reduction none, as BLIP VQA uses)",
         ),
-        gc.case(
+        text_lm(
             "text_lm_generate",
-            {
-                "input_ids": start,
-                "encoder_hidden_states": enc,
-                "encoder_attention_mask": enc_mask,
-            },
-            cls="BlipTextLMHeadModel",
-            config=dict(text_cfg, label_smoothing=0.05),
+            {"input_ids": start, **encoded},
             method=gen,
             kwargs={"max_new_tokens": 7, "eos_token_id": 3},
         ),
-        gc.case(
+        text_lm(
             "text_lm_beams",
-            {
-                "input_ids": start,
-                "encoder_hidden_states": enc,
-                "encoder_attention_mask": enc_mask,
-            },
-            cls="BlipTextLMHeadModel",
-            config=dict(text_cfg, label_smoothing=0.05),
+            {"input_ids": start, **encoded},
             method=gen,
             kwargs={"max_new_tokens": 7, "num_beams": 2, "eos_token_id": 3},
         ),

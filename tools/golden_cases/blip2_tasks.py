@@ -7,6 +7,7 @@ queries read a 28-px image. ITM with and without image-placeholder ids in front 
 front of the mask); ITC for 2 images x 3 padded texts; float64.
 """
 
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
@@ -37,52 +38,30 @@ def cases():
     ids3, mask3 = texts(2, [5, 7, 3], vocab=90)
     px2 = pixels(401, 2, 28, 28)
     ph = np.full((2, 4), 98, np.int64)  # the processor's image placeholders, then the text
-    ret = "Blip2ForImageTextRetrieval"
+    pair2 = {"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2}
+    placed = {
+        "pixel_values": px2,
+        "input_ids": np.concatenate([ph, ids2], 1),
+        "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
+    }
+    ret = partial(gc.case, cls="Blip2ForImageTextRetrieval", config=TINY)
+    itm = {"use_image_text_matching_head": True}
     return [
-        gc.case(
-            "itm",
-            {"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
-            cls=ret,
-            config=TINY,
-            kwargs={"use_image_text_matching_head": True},
-        ),
-        gc.case(
+        ret("itm", pair2, kwargs=itm),
+        ret(
             "itm_placeholders",
-            {
-                "pixel_values": px2,
-                "input_ids": np.concatenate([ph, ids2], 1),
-                "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
-            },
-            cls=ret,
+            placed,
             config=PLACEHOLDER,
-            kwargs={"use_image_text_matching_head": True},
+            kwargs=itm,
             notes="image_token_index set: ids lose the 4 placeholders, the mask keeps them",
         ),
-        gc.case(
+        ret(
             "itc_2x3",
             {"pixel_values": px2, "input_ids": ids3, "attention_mask": mask3},
-            cls=ret,
-            config=TINY,
             notes="logits_per_image (2, 3): the best cosine over each image's 4 queries",
         ),
-        gc.case(
-            "itc_placeholders",
-            {
-                "pixel_values": px2,
-                "input_ids": np.concatenate([ph, ids2], 1),
-                "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
-            },
-            cls=ret,
-            config=PLACEHOLDER,
-        ),
-        gc.case(
-            "itm_float64",
-            {"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
-            cls=ret,
-            config=TINY,
-            dtype="float64",
-            kwargs={"use_image_text_matching_head": True},
-        ),
+        ret("itc_placeholders", placed, config=PLACEHOLDER),
+        ret("itm_float64", pair2, dtype="float64", kwargs=itm),
         gc.case(
             "text_with_projection",
             {"input_ids": ids3, "attention_mask": mask3},

@@ -15,18 +15,10 @@ import numpy as np
 
 from golden_cases.blip2_vision import TINY as VISION  # the tiny EVA ViT of golden/blip2_vision
 from golden_cases.blip_tasks import texts
+from golden_cases.caption import TINY_BERT
 from minblip.testing import random_pixels as pixels
 
-QFORMER = dict(
-    vocab_size=99,
-    hidden_size=36,
-    intermediate_size=50,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    max_position_embeddings=40,
-    use_qformer_text_input=True,
-    cross_attention_frequency=2,
-)
+QFORMER = dict(TINY_BERT, use_qformer_text_input=True, cross_attention_frequency=2)
 TINY = dict(
     vision_config=VISION, qformer_config=QFORMER, num_query_tokens=4, image_text_hidden_size=12
 )

@@ -23,13 +23,17 @@ from golden_cases.vision import BASE as VISION_BASE
 from minblip.testing import materialize
 from minblip.testing import random_pixels as pixels
 
-TEXT_TINY = dict(
+# the sizes of the tiny BERT-like towers: this text decoder, blip2_tasks' Q-Former
+TINY_BERT = dict(
     vocab_size=99,
     hidden_size=36,
     intermediate_size=50,
     num_hidden_layers=2,
     num_attention_heads=3,
     max_position_embeddings=40,
+)
+TEXT_TINY = dict(
+    TINY_BERT,
     bos_token_id=30,
     pad_token_id=0,
     sep_token_id=3,

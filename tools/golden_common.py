@@ -18,6 +18,9 @@ which writes everything golden/FORMAT.md describes:
    float64 after model.double(), with forward hooks on every non-leaf-primitive module;
 5. writes inputs.npz, outputs.npz and meta.json; for full_size=True cases, replaces
    model/model.safetensors by weights.json (seed, key/shape/dtype list, sha256).
+
+A group lists its cases as case(name, inputs, config=..., ...) entries (often through a
+functools.partial binding its class and config) and hands them to build_group.
 """
 
 import contextlib

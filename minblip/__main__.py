@@ -323,6 +323,25 @@ def _json_option(p, what, func):
     p.set_defaults(func=func)
 
 
+def _length_options(p, beams_default, max_new_tokens_type, max_new_tokens_help):
+    """--num-beams and --max-new-tokens (None: the --preset's, else
+    caption_files.generation_kwargs' defaults)."""
+    p.add_argument(
+        "--num-beams",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"beam search width (default {beams_default})",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=max_new_tokens_type,
+        default=None,
+        metavar="N",
+        help=max_new_tokens_help,
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="minblip",
@@ -342,19 +361,8 @@ def build_parser():
     p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="image files or folders")
     _model_option(p, DEFAULT_MODEL, ", from the Hugging Face cache")
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
-    p.add_argument(
-        "--num-beams",
-        type=_positive_int,
-        default=None,  # None: the --preset's, else 1 (caption_files.generation_kwargs)
-        metavar="N",
-        help="beam search width (default 1: greedy)",
-    )
-    p.add_argument(
-        "--max-new-tokens",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="longest caption in tokens (default 20, as transformers)",
+    _length_options(
+        p, "1: greedy", _positive_int, "longest caption in tokens (default 20, as transformers)"
     )
     _json_option(
         p,
@@ -384,19 +392,8 @@ def build_parser():
         "question", nargs="?", metavar="QUESTION", help='e.g. "how many dogs are there?"'
     )
     _model_option(p, DEFAULT_VQA_MODEL)
-    p.add_argument(
-        "--num-beams",
-        type=_positive_int,
-        default=None,  # None: the --preset's, else 1 (caption_files.generation_kwargs)
-        metavar="N",
-        help="beam search width (default 1)",
-    )
-    p.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=None,
-        metavar="N",
-        help="longest answer in tokens (default: the checkpoint's generation settings)",
+    _length_options(
+        p, "1", int, "longest answer in tokens (default: the checkpoint's generation settings)"
     )
     _json_option(p, "one JSON object: path, question, answer, token_ids", cmd_ask)
     p.add_argument(

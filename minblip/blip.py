@@ -53,9 +53,7 @@ class BlipVisionModel(PreTrainedModel):
     config_types = (BlipVisionConfig,)
     prefix = "vision_model"
 
-    @classmethod
-    def expected_shapes(cls, config):
-        return vision_shapes(config)
+    expected_shapes = staticmethod(vision_shapes)
 
     def __call__(
         self,
@@ -307,9 +305,9 @@ def _encoder_states(model, encoder_hidden_states, n_texts, generate_kwargs=None)
 
 
 def _forward_inputs(model, input_ids, inputs_embeds, encoder_embeds, attention_mask, enc, past):
-    """What BlipTextModel.forward takes as its text: (ids or None, inputs_embeds or None,
-    encoder_embeds or None, mask, encoder states, self-attention cache, cross cache), checked.
-    past_key_values: the dict a call with use_cache returns ({"self_attention": [(K, V)],
+    """What BlipTextModel.forward takes as its text, checked: (ids or None, text_model's keywords
+    attention_mask, encoder_hidden_states, cache, encoder_kv, inputs_embeds, encoder_embeds).
+    past: past_key_values, the dict a call with use_cache returns ({"self_attention": [(K, V)],
     "cross_attention": [(K, V)] or None}), or a bare [(K, V)] list (self-attention only, as
     transformers wraps a DynamicCache)."""
     cfg, name = model.config, type(model).__name__
@@ -338,7 +336,16 @@ def _forward_inputs(model, input_ids, inputs_embeds, encoder_embeds, attention_m
     what = "the past and new tokens" if past_len else "the tokens"
     mask = mask_like(attention_mask, (B, past_len + T), like_name=what)
     enc = _encoder_states(model, enc, B)
-    return ids, embeds, encoder_embeds, mask, enc, cache or None, cross
+    return ids, {
+        "attention_mask": mask,
+        "encoder_hidden_states": enc,
+        "cache": cache or None,
+        # the cached cross-attention keys/values are used (as transformers reuses them) only
+        # when the call gives encoder_hidden_states: without them the layers skip cross-attention
+        "encoder_kv": cross if enc is not None else None,
+        "inputs_embeds": embeds,
+        "encoder_embeds": encoder_embeds,
+    }
 
 
 def _text_output(cfg, out, output_attentions, output_hidden_states, return_dict, head=None):
@@ -361,12 +368,6 @@ def _text_output(cfg, out, output_attentions, output_hidden_states, return_dict,
     else:
         result = CausalLMOutputWithCrossAttentions(**head, **fields)
     return returned(result, return_dict)
-
-
-def _cross_cache(cross, enc):
-    """The cached cross-attention keys/values, used (as transformers reuses them) only when the
-    call gives encoder_hidden_states: without them the layers skip cross-attention."""
-    return cross if enc is not None else None
 
 
 def _with_cache(model, out, use_cache, continued):
@@ -413,7 +414,7 @@ class BlipTextModel(PreTrainedModel):
     ):
         """Mirrors BlipTextModel.forward. past_key_values / use_cache: see _forward_inputs and
         _with_cache (decoder mode only: the encoder mode keeps no cache, as in transformers)."""
-        ids, embeds, enc_embeds, mask, enc, cache, cross = _forward_inputs(
+        ids, inputs = _forward_inputs(
             self,
             input_ids,
             inputs_embeds,
@@ -426,16 +427,11 @@ class BlipTextModel(PreTrainedModel):
             ids,
             self.params,
             self.config,
-            attention_mask=mask,
             position_ids=position_ids,
-            encoder_hidden_states=enc,
             encoder_attention_mask=encoder_attention_mask,
             is_decoder=is_decoder,
-            cache=cache,
-            encoder_kv=_cross_cache(cross, enc),
             pooler=True,
-            inputs_embeds=embeds,
-            encoder_embeds=enc_embeds,
+            **inputs,
         )
         if is_decoder:
             _with_cache(self, out, use_cache, past_key_values is not None)
@@ -484,7 +480,7 @@ class BlipTextLMHeadModel(PreTrainedModel):
     ):
         """Mirrors BlipTextLMHeadModel.forward. logits_to_keep: the positions the head projects
         (keep_positions: 0 all, n the last n, or index arrays); labels turn use_cache off."""
-        ids, embeds, _, mask, enc, cache, cross = _forward_inputs(
+        ids, inputs = _forward_inputs(
             self,
             input_ids,
             inputs_embeds,
@@ -500,14 +496,10 @@ class BlipTextLMHeadModel(PreTrainedModel):
             self.params,
             self.config,
             logits_to_keep=logits_to_keep,
-            attention_mask=mask,
             position_ids=position_ids,
-            encoder_hidden_states=enc,
             encoder_attention_mask=encoder_attention_mask,
             is_decoder=is_decoder,
-            cache=cache,
-            encoder_kv=_cross_cache(cross, enc),
-            inputs_embeds=embeds,
+            **inputs,
         )
         if is_decoder:  # labels turn use_cache off, as in transformers
             use_cache = False if labels is not None else use_cache

@@ -531,15 +531,15 @@ class Blip2ForConditionalGeneration(_Blip2LanguageModel):
             image = self.image_features(pixel_values, interpolate_pos_encoding)
         return self.forward_with_image(
             image,
-            input_ids,
-            attention_mask,
-            decoder_input_ids,
-            decoder_attention_mask,
-            inputs_embeds,
-            labels,
-            output_attentions,
-            output_hidden_states,
-            return_dict,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
         )
 
     forward = __call__
@@ -604,15 +604,15 @@ class Blip2Model(_Blip2LanguageModel):
         image = self.image_features(pixel_values, interpolate_pos_encoding)
         return self.forward_with_image(
             image,
-            input_ids,
-            attention_mask,
-            decoder_input_ids,
-            decoder_attention_mask,
-            None,
-            labels,
-            output_attentions,
-            output_hidden_states,
-            return_dict,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            inputs_embeds=None,
+            labels=labels,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=return_dict,
         )
 
     forward = __call__

@@ -706,14 +706,16 @@ def generation_kwargs(args):
     return gen
 
 
+def output_option(p, what):
+    """--output KIND [FILE], appended: one value list per given kind."""
+    p.add_argument("--output", action="append", nargs="+", metavar=("KIND", "FILE"), help=what)
+
+
 def add_output_options(p):
     """--output, --existing, --caption-extension, --separator, --prefix, --suffix, --batch-size."""
-    p.add_argument(
-        "--output",
-        action="append",
-        nargs="+",
-        metavar=("KIND", "FILE"),
-        help="write captions to files instead of stdout: 'txt' (a sidecar beside each image), "
+    output_option(
+        p,
+        "write captions to files instead of stdout: 'txt' (a sidecar beside each image), "
         "'jsonl FILE' or 'csv FILE' (one record per image: path, caption, model, options, "
         "mean_logprob; error for an image that failed). May be given once per kind. Files are "
         "replaced atomically; a rerun skips what is done",
@@ -814,12 +816,9 @@ def add_ask_options(p):
     p.add_argument(
         "--questions", metavar="FILE", help="a file of questions, one a line (# comments)"
     )
-    p.add_argument(
-        "--output",
-        action="append",
-        nargs="+",
-        metavar=("KIND", "FILE"),
-        help="'jsonl FILE' or 'csv FILE': one record per image and question (path, question, "
+    output_option(
+        p,
+        "'jsonl FILE' or 'csv FILE': one record per image and question (path, question, "
         "the answer in caption, model, options, mean_logprob for BLIP-2); a rerun resumes",
     )
     p.add_argument(

@@ -198,13 +198,7 @@ def render_png(photo, result, columns=4):
     head_h = 10 + 20 * len(head) + 15 * len(notes) + 16
     sheet = Image.new("RGB", (width, head_h + rows * cell_h), "white")
     draw = ImageDraw.Draw(sheet)
-    y = 6
-    for line in head:
-        draw.text((pad, y), line, fill="black", font=font)
-        y += 20
-    for line in notes:
-        draw.text((pad, y), line, fill=(60, 60, 60), font=small)
-        y += 15
+    write_heading(draw, pad, head, notes, (font, small), 15)
     bar = colormap(np.linspace(0, 1, 120))[None].repeat(8, axis=0)  # the colour key
     bar_x = sheet.width - 120 - pad - 26
     sheet.paste(Image.fromarray(bar), (bar_x, head_h - 12))
@@ -465,13 +459,7 @@ def render_panel_png(photo, panel, columns=8):
     grid_h = rows * (h + label_h + pad)
     sheet = Image.new("RGB", (max(width, x0 + K * cell + pad), head_h + grid_h + table_h), "white")
     draw = ImageDraw.Draw(sheet)
-    y = 6
-    for line in head:
-        draw.text((pad, y), line, fill="black", font=font)
-        y += 20
-    for line in notes:
-        draw.text((pad, y), line, fill=(60, 60, 60), font=small)
-        y += 14
+    write_heading(draw, pad, head, notes, (font, small), 14)
     for i, (m, label, c) in enumerate(zip(maps, panel["labels"], panel["cls"])):
         x = pad + (i % cols) * (size + pad)
         y = head_h + (i // cols) * (h + label_h + pad)
@@ -819,3 +807,15 @@ def itm_attention(model, processor, image, text, layer=None):
         "map, not GradCAM (no gradients here).",
         "cross_attentions": out["cross_attentions"],
     }
+
+
+def write_heading(draw, x, head, notes, fonts, note_step):
+    """The sheet's heading at (x, 6): head lines in black (20 px apart), then notes lines in
+    grey, note_step px apart, in the second font (the smaller)."""
+    y = 6
+    for line in head:
+        draw.text((x, y), line, fill="black", font=fonts[0])
+        y += 20
+    for line in notes:
+        draw.text((x, y), line, fill=(60, 60, 60), font=fonts[1])
+        y += note_step

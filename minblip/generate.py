@@ -179,19 +179,9 @@ def generate(
                 take_rows(context, rows),
                 take_rows(inputs_embeds, rows),
             )
+        max_length = cfg["max_length"]
         seqs = greedy(
-            step,
-            ids,
-            mask,
-            context,
-            procs,
-            eos,
-            pad,
-            cfg["max_length"],
-            rng,
-            rec,
-            timer,
-            inputs_embeds,
+            step, ids, mask, context, procs, eos, pad, max_length, rng, rec, timer, inputs_embeds
         )
     else:
         seqs, seq_scores, beam_indices = beam_search(

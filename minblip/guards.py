@@ -14,6 +14,18 @@ from .errors import InputError, TokenizerError
 
 MAX_TEXT_TOKENS = 2**20  # the longest row the tokenizer may pad or truncate to (max_length)
 
+# the named special tokens of a tokenizer config (transformers' SPECIAL_TOKENS_ATTRIBUTES but
+# additional_special_tokens, a list); tokenize.py reads the same names
+SPECIAL_TOKEN_NAMES = (
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+    "bos_token",
+    "eos_token",
+)
+
 
 def check_text_call(texts, max_length, pad_to_multiple_of):
     """The tokenizer's call: a non-empty batch, and lengths that are ints in range."""
@@ -52,7 +64,7 @@ def check_tokenizer_config(config, where):
     for side in ("padding_side", "truncation_side"):
         if config.get(side, "right") not in ("left", "right"):
             raise TokenizerError(f"{where}: {side}={_short(config[side])}; 'left' or 'right'")
-    specials = [(n, config.get(n)) for n in _SPECIAL_NAMES]
+    specials = [(n, config.get(n)) for n in SPECIAL_TOKEN_NAMES]
     for name in ("extra_special_tokens", "additional_special_tokens"):
         extra = config.get(name)
         if extra is not None and not isinstance(extra, list):
@@ -62,17 +74,6 @@ def check_tokenizer_config(config, where):
         content = t.get("content") if isinstance(t, dict) else t
         if t is not None and not isinstance(content, str):
             raise TokenizerError(f"{where}: {name}={_short(t)}; expected a token string")
-
-
-_SPECIAL_NAMES = (
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-    "bos_token",
-    "eos_token",
-)
 
 
 def token_ids(token_ids):

@@ -312,13 +312,8 @@ class OPTForCausalLM(PreTrainedModel):
                 "leave the LM head randomly initialised"
             )
 
-    @classmethod
-    def expected_shapes(cls, config):
-        return opt_shapes(config)
-
-    @classmethod
-    def optional_keys(cls, config):
-        return opt_optional_keys(config)
+    expected_shapes = staticmethod(opt_shapes)
+    optional_keys = staticmethod(opt_optional_keys)
 
     def __call__(
         self,

@@ -47,19 +47,28 @@ class BlipProcessor:
 
         Settings go to the image processor or the tokenizer by name, as keywords or, as in
         transformers 5.x, in text_kwargs / images_kwargs / common_kwargs dicts (one setting
-        given both ways is refused, as transformers refuses it)."""
+        given both ways is refused, as transformers refuses it). Blip2Processor's text_inputs
+        adds the `<image>` placeholders.
+
+        Shapes:  images (B images) -> pixel_values (B, 3, H, W); text (B strings) -> input_ids,
+                 attention_mask (B, T)."""
         if images is None and text is None:
-            raise InputError("BlipProcessor needs images, text, or both")
+            raise InputError(f"{type(self).__name__} needs images, text, or both")
         return_tensors, image_kwargs, text_kwargs = _route(
             return_tensors, text_kwargs, images_kwargs, common_kwargs, kwargs
         )
-        data = {}
-        if text is not None:
-            enc = self.tokenizer(text, return_tensors=return_tensors, **text_kwargs)
-            data.update((k, v) for k, v in enc.items() if k != "token_type_ids")
+        data = self.text_inputs(text, return_tensors, text_kwargs, images is not None)
         if images is not None:
             data.update(self.image_processor(images, return_tensors=return_tensors, **image_kwargs))
         return BatchFeature(**data)
+
+    def text_inputs(self, text, return_tensors, text_kwargs, with_images):
+        """The tokenizer's input_ids and attention_mask ({} without text); BLIP's processor
+        drops token_type_ids (its text models take none)."""
+        if text is None:
+            return {}
+        enc = self.tokenizer(text, return_tensors=return_tensors, **text_kwargs)
+        return {k: v for k, v in enc.items() if k != "token_type_ids"}
 
     def decode(self, *args, **kwargs):
         return self.tokenizer.decode(*args, **kwargs)
@@ -89,8 +98,8 @@ def _route(return_tensors, text_kwargs, images_kwargs, common_kwargs, kwargs):
     return return_tensors, image_kwargs, text_kwargs
 
 
-class Blip2Processor:
-    """transformers.Blip2Processor (5.23): BlipProcessor + `<image>` placeholders.
+class Blip2Processor(BlipProcessor):
+    """transformers.Blip2Processor (5.23): BlipProcessor (calls, decode) + `<image>` placeholders.
 
     With images and text, every row of input_ids / attention_mask gets num_query_tokens
     `<image>` ids (mask 1) in front of it, AFTER the text was tokenized, padded and truncated:
@@ -134,26 +143,11 @@ class Blip2Processor:
             num_query_tokens = config.get("num_query_tokens")
         return cls(image_processor, load_tokenizer(folder, **kwargs), num_query_tokens)
 
-    def __call__(
-        self,
-        images=None,
-        text=None,
-        return_tensors="np",
-        text_kwargs=None,
-        images_kwargs=None,
-        common_kwargs=None,
-        **kwargs,
-    ):
-        """images -> pixel_values; text -> input_ids, attention_mask with the `<image>`
-        placeholders in front when images are given too.
+    def text_inputs(self, text, return_tensors, text_kwargs, with_images):
+        """input_ids, attention_mask with the `<image>` placeholders in front when images are
+        given too ({} without text; max_length is checked even then, as 5.23 checks it).
 
-        Shapes:  images (B images) -> pixel_values (B, 3, H, W);
-                 text (B strings) -> input_ids, attention_mask (B, num_query_tokens + T)."""
-        if images is None and text is None:
-            raise InputError("Blip2Processor needs images, text, or both")
-        return_tensors, image_kwargs, text_kwargs = _route(
-            return_tensors, text_kwargs, images_kwargs, common_kwargs, kwargs
-        )
+        Shapes:  text (B strings) -> input_ids, attention_mask (B, num_query_tokens + T)."""
         text_kwargs.setdefault("return_token_type_ids", False)
         if text_kwargs.get("max_length") is not None:
             if self.num_query_tokens is None:  # transformers fails here with a TypeError
@@ -166,7 +160,7 @@ class Blip2Processor:
             elif not isinstance(text, list) or not text or not isinstance(text[0], str):
                 raise InputError("text must be a string or a list of strings")
             enc = dict(self.tokenizer(text, **text_kwargs))
-            if images is not None and self.num_query_tokens is not None:
+            if with_images and self.num_query_tokens is not None:
                 placeholder = self.image_token * self.num_query_tokens
                 no_extras = {"add_special_tokens": False, "padding": False, "truncation": False}
                 image_enc = self.tokenizer(placeholder, **{**text_kwargs, **no_extras})
@@ -178,12 +172,4 @@ class Blip2Processor:
                     "texts of different lengths cannot form one array: pass padding=True"
                 )
             data = {k: np.array(v, dtype=np.int64) for k, v in data.items()}
-        if images is not None:
-            data.update(self.image_processor(images, return_tensors=return_tensors, **image_kwargs))
-        return BatchFeature(**data)
-
-    def decode(self, *args, **kwargs):
-        return self.tokenizer.decode(*args, **kwargs)
-
-    def batch_decode(self, *args, **kwargs):
-        return self.tokenizer.batch_decode(*args, **kwargs)
+        return data

@@ -165,9 +165,7 @@ class Blip2QFormerModel(PreTrainedModel):
     config_types = (Blip2QFormerConfig,)
     prefix = "qformer"
 
-    @classmethod
-    def expected_shapes(cls, config):
-        return qformer_shapes(config)
+    expected_shapes = staticmethod(qformer_shapes)
 
     def __call__(
         self,

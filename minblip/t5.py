@@ -558,13 +558,8 @@ class T5ForConditionalGeneration(PreTrainedModel):
 
     config_types = (T5Config,)
 
-    @classmethod
-    def expected_shapes(cls, config):
-        return t5_shapes(config)
-
-    @classmethod
-    def optional_keys(cls, config):
-        return t5_optional_keys(config)
+    expected_shapes = staticmethod(t5_shapes)
+    optional_keys = staticmethod(t5_optional_keys)
 
     def __call__(
         self,

@@ -25,17 +25,6 @@ from .outputs import BatchFeature
 VERY_LARGE_INTEGER = int(1e30)  # transformers' model_max_length for "no limit"
 LARGE_INTEGER = int(1e20)  # above this, a model_max_length means "no limit"
 
-_SPECIAL_NAMES = (
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-    "bos_token",
-    "eos_token",
-)
-
-
 # BertTokenizer.__init__'s defaults, for a vocab.txt without a tokenizer_config.json to say
 BERT_SPECIALS = {
     "unk_token": "[UNK]",
@@ -65,7 +54,7 @@ class _Tokenizer:
         self.padding_side = config.get("padding_side", "right")
         self.truncation_side = config.get("truncation_side", "right")
         self.clean_up_tokenization_spaces = bool(config.get("clean_up_tokenization_spaces", False))
-        for name in _SPECIAL_NAMES:
+        for name in guards.SPECIAL_TOKEN_NAMES:
             setattr(self, name, _token(config.get(name)))
         extra = config.get("extra_special_tokens") or config.get("additional_special_tokens") or []
         self.additional_special_tokens = [_token(t) for t in extra if not isinstance(extra, dict)]
@@ -294,7 +283,7 @@ class _Tokenizer:
     @property
     def all_special_tokens(self):
         """The named special tokens, then the extra and model-specific ones, each once."""
-        named = [getattr(self, k) for k in _SPECIAL_NAMES]
+        named = [getattr(self, k) for k in guards.SPECIAL_TOKEN_NAMES]
         out = []
         for t in named + self.additional_special_tokens + list(self.model_specific_tokens.values()):
             if t is not None and t not in out:
@@ -393,7 +382,7 @@ def _from_vocab(vocab_file, config):
     # special tokens: those with fixed ids first (added_tokens_decoder), else in transformers' order
     decoder = config.get("added_tokens_decoder") or {}
     specials = [decoder[k]["content"] for k in sorted(decoder, key=int)]
-    specials += [_token(config.get(k)) for k in _SPECIAL_NAMES if config.get(k)]
+    specials += [_token(config.get(k)) for k in guards.SPECIAL_TOKEN_NAMES if config.get(k)]
     specials += [
         _token(t)
         for t in (
@@ -435,7 +424,7 @@ def _model_specific_tokens(config):
     out = {
         k: v
         for k, v in config.items()
-        if k.endswith("_token") and k not in _SPECIAL_NAMES and isinstance(v, str)
+        if k.endswith("_token") and k not in guards.SPECIAL_TOKEN_NAMES and isinstance(v, str)
     }
     extra = config.get("extra_special_tokens")
     if isinstance(extra, dict):
@@ -465,7 +454,7 @@ def _load_config(folder, kwargs):
             for k, v in _read_json(folder / "special_tokens_map.json").items():
                 if k not in kwargs or not kwargs[k]:
                     config[k] = v
-        named = {_token(config.get(k)) for k in _SPECIAL_NAMES if config.get(k)}
+        named = {_token(config.get(k)) for k in guards.SPECIAL_TOKEN_NAMES if config.get(k)}
         if (folder / "added_tokens.json").exists():
             for t, i in _read_json(folder / "added_tokens.json").items():
                 special = t in named
@@ -496,7 +485,7 @@ def _finish(backend, config, added, post_processor, file_json, fixed_post=False)
         if t.content not in known:
             known.add(t.content)
             tokens.append(t)
-    named = [_token(config.get(k)) for k in _SPECIAL_NAMES if config.get(k)]
+    named = [_token(config.get(k)) for k in guards.SPECIAL_TOKEN_NAMES if config.get(k)]
     extra = config.get("extra_special_tokens")
     extra = list(extra.values()) if isinstance(extra, dict) else list(extra or [])
     for t in named + [_token(t) for t in extra] + list(_model_specific_tokens(config).values()):

@@ -40,7 +40,22 @@ sys.path.insert(0, str(ROOT))
 PHOTO = ROOT / "golden" / "images" / "astronaut.png"
 GVENV = "/work/gvenv/bin/python"
 
-MINBLIP_CHILD = r"""
+# Both children, after their first caption: report the fresh-process time, read the peak RSS and
+# define best-of-n timing, in the same words so that the two modes measure the same thing.
+MEASURE = r"""print("FRESH", time.perf_counter() - t0, flush=True)
+status = open("/proc/self/status").read()
+hwm = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) * 1024
+def best(f, n={repeat}):
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return min(ts)
+px = inputs["pixel_values"]
+out = {{"hwm": hwm, "ids": ids[0].tolist()}}
+"""
+
+MINBLIP_CHILD = (
+    r"""
 import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
@@ -55,17 +70,9 @@ if processor.num_query_tokens is None:
 inputs = processor(images=load_image({photo!r}))
 gen = dict(max_new_tokens=20, min_new_tokens=20)
 ids = model.generate(**inputs, **gen)
-print("FRESH", time.perf_counter() - t0, flush=True)
-status = open("/proc/self/status").read()
-hwm = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) * 1024
-def best(f, n={repeat}):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return min(ts)
-px = inputs["pixel_values"]
-out = {{"hwm": hwm, "ids": ids[0].tolist()}}
-out["vit"] = best(lambda: model._image(px))
+"""
+    + MEASURE
+    + r"""out["vit"] = best(lambda: model._image(px))
 image = model._image(px)[0]
 out["qformer"] = best(lambda: model.image_prefix(image))  # queries + language_projection
 out["first"] = best(lambda: model.generate(**inputs, max_new_tokens=1, min_new_tokens=1))
@@ -73,8 +80,10 @@ out["caption20"] = best(lambda: model.generate(**inputs, **gen))
 out["decode"] = (out["caption20"] - out["first"]) / 19
 print("RESULT", json.dumps(out), flush=True)
 """
+)
 
-TORCH_CHILD = r"""
+TORCH_CHILD = (
+    r"""
 import json, sys, time
 t0 = time.perf_counter()
 import torch
@@ -87,17 +96,9 @@ inputs = processor(images=Image.open({photo!r}).convert("RGB"), return_tensors="
 gen = dict(max_new_tokens=20, min_new_tokens=20, do_sample=False, num_beams=1)
 with torch.inference_mode():
     ids = model.generate(**inputs, **gen)
-print("FRESH", time.perf_counter() - t0, flush=True)
-status = open("/proc/self/status").read()
-hwm = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1]) * 1024
-def best(f, n={repeat}):
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return min(ts)
-px = inputs["pixel_values"]
-out = {{"hwm": hwm, "ids": ids[0].tolist()}}
-def prefix(image):  # get_image_features' steps 2-3, as minblip's image_prefix
+"""
+    + MEASURE
+    + r"""def prefix(image):  # get_image_features' steps 2-3, as minblip's image_prefix
     q = model.query_tokens.expand(image.shape[0], -1, -1)
     mask = torch.ones(image.shape[:-1], dtype=torch.long)
     out = model.qformer(query_embeds=q, encoder_hidden_states=image, encoder_attention_mask=mask)
@@ -111,6 +112,7 @@ with torch.inference_mode():
     out["decode"] = (out["caption20"] - out["first"]) / 19
 print("RESULT", json.dumps(out), flush=True)
 """
+)
 
 
 def load_average():

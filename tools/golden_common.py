@@ -18,6 +18,9 @@ which writes everything golden/FORMAT.md describes:
    float64 after model.double(), with forward hooks on every non-leaf-primitive module;
 5. writes inputs.npz, outputs.npz and meta.json; for full_size=True cases, replaces
    model/model.safetensors by weights.json (seed, key/shape/dtype list, sha256).
+
+A group lists its cases as case(name, inputs, config=..., ...) entries (often through a
+functools.partial binding its class and config) and hands them to build_group.
 """
 
 import contextlib
@@ -373,6 +376,20 @@ def dir_size(path):
 
 def scratch_dir():
     return Path(tempfile.mkdtemp(prefix="golden-"))
+
+
+def case(name, inputs, **spec):
+    """One entry of a group's case list (build_group): a model folder + inputs + outputs. spec:
+    "config" (the model's config dict), "cls" when the group has several classes, and
+    write_case's other keywords (kwargs, method, dtype, record, notes, ...). A group binds its
+    class and config once: functools.partial(case, cls=..., config=...)."""
+    return name, dict(inputs=inputs, **spec)
+
+
+def minimal_config(model_type, **keys):
+    """A case's config and saved_config when config.json names only model_type and keys: every
+    other field comes from the config class's defaults (write_case checks they read back)."""
+    return {"config": keys, "saved_config": {"model_type": model_type, **keys}}
 
 
 def build_group(

@@ -162,22 +162,27 @@ def photo_and_pixels(side):
 # ----------------------------------------------------------------------------- blocks
 
 
+# (symbol, meaning, its value from a config): the vision tower's rows, BLIP's and BLIP-2's alike
+VISION_SYMBOLS = [
+    ("S", "image side", lambda c: c.vision_config.image_size),
+    ("P", "patch side", lambda c: c.vision_config.patch_size),
+    (
+        "N",
+        "image tokens",
+        lambda c: (c.vision_config.image_size // c.vision_config.patch_size) ** 2 + 1,
+    ),
+    ("Dv", "vision width", lambda c: c.vision_config.hidden_size),
+    ("Lv", "vision layers", lambda c: c.vision_config.num_hidden_layers),
+]
+
+
 def blip_symbols():
     """The notation's symbols for the tiny captioning model and the two hub captioners."""
     tiny = BlipForConditionalGeneration.from_pretrained(TINY_BLIP).config
     hub = hub_configs()
     cols = [("tiny golden", tiny)] + [(repo.split("-")[-1], hub[repo][1]) for repo in list(hub)[:2]]
     rows = [["symbol", "meaning"] + [name for name, _ in cols]]
-    for sym, meaning, get in [
-        ("S", "image side", lambda c: c.vision_config.image_size),
-        ("P", "patch side", lambda c: c.vision_config.patch_size),
-        (
-            "N",
-            "image tokens",
-            lambda c: (c.vision_config.image_size // c.vision_config.patch_size) ** 2 + 1,
-        ),
-        ("Dv", "vision width", lambda c: c.vision_config.hidden_size),
-        ("Lv", "vision layers", lambda c: c.vision_config.num_hidden_layers),
+    for sym, meaning, get in VISION_SYMBOLS + [
         ("Dt", "text width", lambda c: c.text_config.hidden_size),
         ("Lt", "text layers", lambda c: c.text_config.num_hidden_layers),
         ("H", "text heads", lambda c: c.text_config.num_attention_heads),
@@ -226,16 +231,7 @@ def blip2_symbols():
         return getattr(t, "num_hidden_layers", None) or f"{t.num_layers}+{t.num_decoder_layers}"
 
     rows = [["symbol", "meaning"] + [n for n, _ in cols]]
-    for sym, meaning, get in [
-        ("S", "image side", lambda c: c.vision_config.image_size),
-        ("P", "patch side", lambda c: c.vision_config.patch_size),
-        (
-            "N",
-            "image tokens",
-            lambda c: (c.vision_config.image_size // c.vision_config.patch_size) ** 2 + 1,
-        ),
-        ("Dv", "vision width", lambda c: c.vision_config.hidden_size),
-        ("Lv", "vision layers", lambda c: c.vision_config.num_hidden_layers),
+    for sym, meaning, get in VISION_SYMBOLS + [
         ("Q", "learned queries", lambda c: c.num_query_tokens),
         ("Dq", "Q-Former width", lambda c: c.qformer_config.hidden_size),
         ("Lq", "Q-Former layers", lambda c: c.qformer_config.num_hidden_layers),

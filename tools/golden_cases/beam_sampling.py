@@ -17,6 +17,7 @@ The model runs twice in write_case (then reloaded); the wrapped multinomial draw
 torch.Generator, reseeded before each run, and the two runs' draws must agree.
 """
 
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
@@ -34,66 +35,50 @@ DRAW_SEED = 7
 def cases():
     px2 = pixels(61, 2, 32, 32)
     prompt, _ = texts(62, [3, 3])
-    cap = "BlipForConditionalGeneration"
+    # beam sampling, the three cases' settings: scores returned
+    sample = partial(gc.case, cls="BlipForConditionalGeneration", config=TINY, method="generate")
+    sampled = {**DICT, "do_sample": True}
     return [
-        (
+        sample(
             "beam3_temperature_top_k",
-            dict(
-                cls=cap,
-                config=TINY,
-                inputs={"pixel_values": px2},
-                kwargs={
-                    **DICT,
-                    "do_sample": True,
-                    "num_beams": 3,
-                    "temperature": 0.7,
-                    "top_k": 20,
-                    "num_return_sequences": 2,
-                    "max_new_tokens": 6,
-                },
-                method="generate",
-            ),
+            {"pixel_values": px2},
+            kwargs={
+                **sampled,
+                "num_beams": 3,
+                "temperature": 0.7,
+                "top_k": 20,
+                "num_return_sequences": 2,
+                "max_new_tokens": 6,
+            },
         ),
-        (
+        sample(
             "beam2_prompt_penalties",
-            dict(
-                cls=cap,
-                config=TINY,
-                inputs={"pixel_values": px2, "input_ids": prompt},
-                kwargs={
-                    **DICT,
-                    "do_sample": True,
-                    "num_beams": 2,
-                    "temperature": 1.6,
-                    "top_k": 0,
-                    "top_p": 0.95,
-                    "repetition_penalty": 1.3,
-                    "no_repeat_ngram_size": 2,
-                    "length_penalty": 0.6,
-                    "min_new_tokens": 2,
-                    "max_new_tokens": 7,
-                },
-                method="generate",
-            ),
+            {"pixel_values": px2, "input_ids": prompt},
+            kwargs={
+                **sampled,
+                "num_beams": 2,
+                "temperature": 1.6,
+                "top_k": 0,
+                "top_p": 0.95,
+                "repetition_penalty": 1.3,
+                "no_repeat_ngram_size": 2,
+                "length_penalty": 0.6,
+                "min_new_tokens": 2,
+                "max_new_tokens": 7,
+            },
         ),
-        (
+        sample(
             "beam3_top_k1_one_step",
-            dict(
-                cls=cap,
-                config=TINY,
-                inputs={"pixel_values": px2},
-                kwargs={
-                    **DICT,
-                    "do_sample": True,
-                    "num_beams": 3,
-                    "top_k": 1,
-                    "max_new_tokens": 1,
-                },
-                method="generate",
-                notes="top_k=1 keeps 1 + len(eos) = 2 tokens a beam, and only beam 0 is live: 2 "
-                "tokens of nonzero probability for 6 candidates; torch fills the draw with "
-                "zero-probability ones (one step: no later step depends on which)",
-            ),
+            {"pixel_values": px2},
+            kwargs={
+                **sampled,
+                "num_beams": 3,
+                "top_k": 1,
+                "max_new_tokens": 1,
+            },
+            notes="top_k=1 keeps 1 + len(eos) = 2 tokens a beam, and only beam 0 is live: 2 "
+            "tokens of nonzero probability for 6 candidates; torch fills the draw with "
+            "zero-probability ones (one step: no later step depends on which)",
         ),
     ]
 

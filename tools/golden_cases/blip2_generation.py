@@ -11,23 +11,17 @@ sdpa a left pad's own row (all keys masked) comes out as zeros, under eager as t
 values, which minblip computes (golden/opt's docstring); those rows never reach a real token.
 """
 
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
 import numpy as np
 import torch
 
+from golden_cases.blip2_vision import TINY as VISION  # the tiny EVA ViT of golden/blip2_vision
 from minblip.testing import random_pixels as pixels
 
 Q, IMAGE_TOKEN = 4, 98
-VISION = dict(
-    hidden_size=40,
-    intermediate_size=70,
-    num_hidden_layers=2,
-    num_attention_heads=5,
-    image_size=28,
-    patch_size=7,
-)
 QFORMER = dict(
     hidden_size=36,
     intermediate_size=50,
@@ -115,7 +109,6 @@ def lm_cases(kind):
     px2 = pixels(601, 2, 28, 28)
     full, full_mask = prompts(602, [5, 5])
     padded, padded_mask = prompts(603, [6, 3])
-    gen = "Blip2ForConditionalGeneration"
     if kind == "opt":
         # labels span the whole prompt, -100 on placeholders and pads. Shorter labels (the text
         # alone) crash 5.23 on CPU: forward cuts logits[:, -len(labels):], a non-contiguous
@@ -127,147 +120,67 @@ def lm_cases(kind):
         labels = np.random.default_rng(604).integers(4, 90, (2, 4))
         lm_extra = {"decoder_input_ids": np.random.default_rng(605).integers(4, 90, (2, 3))}
     padded_inputs = {"pixel_values": px2, "input_ids": padded, "attention_mask": padded_mask}
+    prompt = {"pixel_values": px2, "input_ids": full, **lm_extra}
+    image = {"pixel_values": px2}
+    text_alone = {"input_ids": padded[:, Q:], "attention_mask": padded_mask[:, Q:]}
+    eager_opt = config(text, eager=kind == "opt")
+    # every case but the first records outputs only (record=())
+    lm = partial(gc.case, cls="Blip2ForConditionalGeneration", config=config(text), record=())
+    model = partial(gc.case, cls="Blip2Model", config=config(text), record=())
+    generate = partial(lm, method="generate")
+    dict_out = {"return_dict_in_generate": True}
     return [
-        (
-            f"{kind}_forward",
-            dict(
-                cls=gen,
-                config=config(text),
-                inputs={"pixel_values": px2, "input_ids": full, **lm_extra},
-            ),
+        gc.case(
+            f"{kind}_forward", prompt, cls="Blip2ForConditionalGeneration", config=config(text)
         ),
-        (
-            f"{kind}_forward_padded_labels",
-            dict(
-                cls=gen,
-                config=config(text, eager=kind == "opt"),
-                inputs={**padded_inputs, "labels": labels},
-                record=(),
-            ),
-        ),
-        (
-            f"{kind}_float64",
-            dict(
-                cls=gen,
-                config=config(text),
-                dtype="float64",
-                inputs={"pixel_values": px2, "input_ids": full, **lm_extra},
-                record=(),
-            ),
-        ),
-        (
+        lm(f"{kind}_forward_padded_labels", {**padded_inputs, "labels": labels}, config=eager_opt),
+        lm(f"{kind}_float64", prompt, dtype="float64"),
+        generate(
             f"{kind}_generate_no_prompt",
-            dict(
-                cls=gen,
-                config=config(text),
-                method="generate",
-                inputs={"pixel_values": px2},
-                kwargs={
-                    "max_new_tokens": 6,
-                    "return_dict_in_generate": True,
-                    "output_logits": True,
-                },
-                record=(),
-            ),
+            image,
+            kwargs={"max_new_tokens": 6, **dict_out, "output_logits": True},
         ),
-        (
-            f"{kind}_generate_padded_prompts",
-            dict(
-                cls=gen,
-                config=config(text),
-                method="generate",
-                inputs=padded_inputs,
-                kwargs={"max_new_tokens": 5},
-                record=(),
-            ),
-        ),
-        (
+        generate(f"{kind}_generate_padded_prompts", padded_inputs, kwargs={"max_new_tokens": 5}),
+        generate(
             f"{kind}_generate_eos_pad",
-            dict(
-                cls=gen,
-                config=config(text),
-                method="generate",
-                inputs=padded_inputs,
-                kwargs={"max_new_tokens": 8, "eos_token_id": EOS_OVERRIDE, "pad_token_id": 7},
-                record=(),
-                notes="eos_token_id / pad_token_id given to generate override the config's",
-            ),
+            padded_inputs,
+            kwargs={"max_new_tokens": 8, "eos_token_id": EOS_OVERRIDE, "pad_token_id": 7},
+            notes="eos_token_id / pad_token_id given to generate override the config's",
         ),
-        (
+        generate(
             f"{kind}_generate_attentions_hidden_states",
-            dict(
-                cls=gen,
-                config=config(text, eager=True),
-                method="generate",
-                inputs=padded_inputs,
-                kwargs={
-                    "max_new_tokens": 3,
-                    "return_dict_in_generate": True,
-                    "output_attentions": True,
-                    "output_hidden_states": True,
-                },
-                record=(),
-                notes="eager (sdpa returns no probabilities): the language model's generate "
-                "fields (T5: encoder_* once, decoder_* and cross_attentions per step)",
-            ),
+            padded_inputs,
+            config=config(text, eager=True),
+            kwargs={
+                "max_new_tokens": 3,
+                **dict_out,
+                "output_attentions": True,
+                "output_hidden_states": True,
+            },
+            notes="eager (sdpa returns no probabilities): the language model's generate "
+            "fields (T5: encoder_* once, decoder_* and cross_attentions per step)",
         ),
-        (
+        generate(
             f"{kind}_generate_beams",
-            dict(
-                cls=gen,
-                config=config(text),
-                method="generate",
-                inputs=padded_inputs,
-                kwargs={
-                    "num_beams": 3,
-                    "num_return_sequences": 2,
-                    "max_new_tokens": 5,
-                    "return_dict_in_generate": True,
-                    "output_scores": True,
-                },
-                record=(),
-            ),
+            padded_inputs,
+            kwargs={
+                "num_beams": 3,
+                "num_return_sequences": 2,
+                "max_new_tokens": 5,
+                **dict_out,
+                "output_scores": True,
+            },
         ),
-        (
-            f"{kind}_image_features",
-            dict(
-                cls=gen,
-                config=config(text),
-                method="get_image_features",
-                inputs={"pixel_values": px2},
-                record=(),
-            ),
-        ),
-        (
-            f"model_{kind}_forward",
-            dict(
-                cls="Blip2Model",
-                config=config(text),
-                inputs={"pixel_values": px2, "input_ids": full, **lm_extra},
-                record=(),
-            ),
-        ),
-        (
+        lm(f"{kind}_image_features", image, method="get_image_features"),
+        model(f"model_{kind}_forward", prompt),
+        model(
             f"model_{kind}_text_features",
-            dict(
-                cls="Blip2Model",
-                config=config(text, eager=kind == "opt"),
-                method="get_text_features",
-                inputs={"input_ids": padded[:, Q:], "attention_mask": padded_mask[:, Q:]},
-                kwargs={"output_hidden_states": True},
-                record=(),
-            ),
+            text_alone,
+            config=eager_opt,
+            method="get_text_features",
+            kwargs={"output_hidden_states": True},
         ),
-        (
-            f"model_{kind}_qformer_features",
-            dict(
-                cls="Blip2Model",
-                config=config(text),
-                method="get_qformer_features",
-                inputs={"pixel_values": px2},
-                record=(),
-            ),
-        ),
+        model(f"model_{kind}_qformer_features", image, method="get_qformer_features"),
     ]
 
 
@@ -291,25 +204,19 @@ def embeds_cases():
         axis=1,
     ).astype(np.int64)
     return [
-        (
+        gc.case(
             "opt_generate_embeds_placeholders_mid",
-            dict(
-                cls="Blip2ForConditionalGeneration",
-                config=config(OPT),
-                method="generate",
-                inputs={
-                    "pixel_values": pixels(607, 2, 28, 28),
-                    EMBEDS_OF: ids,
-                    "attention_mask": np.ones_like(ids),  # 5.23 needs it without input_ids
-                },
-                kwargs={
-                    "max_new_tokens": 4,
-                    "return_dict_in_generate": True,
-                    "output_logits": True,
-                },
-                record=(),
-                notes=embeds_cases.__doc__.split("\n\n")[0],
-            ),
+            {
+                "pixel_values": pixels(607, 2, 28, 28),
+                EMBEDS_OF: ids,
+                "attention_mask": np.ones_like(ids),  # 5.23 needs it without input_ids
+            },
+            cls="Blip2ForConditionalGeneration",
+            config=config(OPT),
+            method="generate",
+            kwargs={"max_new_tokens": 4, "return_dict_in_generate": True, "output_logits": True},
+            record=(),
+            notes=embeds_cases.__doc__.split("\n\n")[0],
         )
     ]
 

@@ -7,32 +7,18 @@ queries read a 28-px image. ITM with and without image-placeholder ids in front 
 front of the mask); ITC for 2 images x 3 padded texts; float64.
 """
 
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
 import numpy as np
 
+from golden_cases.blip2_vision import TINY as VISION  # the tiny EVA ViT of golden/blip2_vision
 from golden_cases.blip_tasks import texts
+from golden_cases.caption import TINY_BERT
 from minblip.testing import random_pixels as pixels
 
-VISION = dict(
-    hidden_size=40,
-    intermediate_size=70,
-    num_hidden_layers=2,
-    num_attention_heads=5,
-    image_size=28,
-    patch_size=7,
-)
-QFORMER = dict(
-    vocab_size=99,
-    hidden_size=36,
-    intermediate_size=50,
-    num_hidden_layers=2,
-    num_attention_heads=3,
-    max_position_embeddings=40,
-    use_qformer_text_input=True,
-    cross_attention_frequency=2,
-)
+QFORMER = dict(TINY_BERT, use_qformer_text_input=True, cross_attention_frequency=2)
 TINY = dict(
     vision_config=VISION, qformer_config=QFORMER, num_query_tokens=4, image_text_hidden_size=12
 )
@@ -44,73 +30,41 @@ def cases():
     ids3, mask3 = texts(2, [5, 7, 3], vocab=90)
     px2 = pixels(401, 2, 28, 28)
     ph = np.full((2, 4), 98, np.int64)  # the processor's image placeholders, then the text
-    ret = "Blip2ForImageTextRetrieval"
+    pair2 = {"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2}
+    placed = {
+        "pixel_values": px2,
+        "input_ids": np.concatenate([ph, ids2], 1),
+        "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
+    }
+    ret = partial(gc.case, cls="Blip2ForImageTextRetrieval", config=TINY)
+    itm = {"use_image_text_matching_head": True}
     return [
-        (
-            "itm",
-            dict(
-                cls=ret,
-                config=TINY,
-                inputs={"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
-                kwargs={"use_image_text_matching_head": True},
-            ),
-        ),
-        (
+        ret("itm", pair2, kwargs=itm),
+        ret(
             "itm_placeholders",
-            dict(
-                cls=ret,
-                config=PLACEHOLDER,
-                inputs={
-                    "pixel_values": px2,
-                    "input_ids": np.concatenate([ph, ids2], 1),
-                    "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
-                },
-                kwargs={"use_image_text_matching_head": True},
-                notes="image_token_index set: ids lose the 4 placeholders, the mask keeps them",
-            ),
+            placed,
+            config=PLACEHOLDER,
+            kwargs=itm,
+            notes="image_token_index set: ids lose the 4 placeholders, the mask keeps them",
         ),
-        (
+        ret(
             "itc_2x3",
-            dict(
-                cls=ret,
-                config=TINY,
-                inputs={"pixel_values": px2, "input_ids": ids3, "attention_mask": mask3},
-                notes="logits_per_image (2, 3): the best cosine over each image's 4 queries",
-            ),
+            {"pixel_values": px2, "input_ids": ids3, "attention_mask": mask3},
+            notes="logits_per_image (2, 3): the best cosine over each image's 4 queries",
         ),
-        (
-            "itc_placeholders",
-            dict(
-                cls=ret,
-                config=PLACEHOLDER,
-                inputs={
-                    "pixel_values": px2,
-                    "input_ids": np.concatenate([ph, ids2], 1),
-                    "attention_mask": np.concatenate([np.ones_like(ph), mask2], 1),
-                },
-            ),
-        ),
-        (
-            "itm_float64",
-            dict(
-                cls=ret,
-                config=TINY,
-                dtype="float64",
-                inputs={"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2},
-                kwargs={"use_image_text_matching_head": True},
-            ),
-        ),
-        (
+        ret("itc_placeholders", placed, config=PLACEHOLDER),
+        ret("itm_float64", pair2, dtype="float64", kwargs=itm),
+        gc.case(
             "text_with_projection",
-            dict(
-                cls="Blip2TextModelWithProjection",
-                config=TINY,
-                inputs={"input_ids": ids3, "attention_mask": mask3},
-            ),
+            {"input_ids": ids3, "attention_mask": mask3},
+            cls="Blip2TextModelWithProjection",
+            config=TINY,
         ),
-        (
+        gc.case(
             "vision_with_projection",
-            dict(cls="Blip2VisionModelWithProjection", config=TINY, inputs={"pixel_values": px2}),
+            {"pixel_values": px2},
+            cls="Blip2VisionModelWithProjection",
+            config=TINY,
         ),
     ]
 

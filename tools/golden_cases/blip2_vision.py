@@ -7,11 +7,12 @@ the minimal config leaves eps, patch size and activation to Blip2VisionConfig's 
 full-size EVA ViT-g (1B parameters) is not a golden case: its tiny relatives pin every formula.
 """
 
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
 
-from minblip.testing import random_pixels as pixels
+from golden_cases.vision import MINIMAL, images
 
 TINY = dict(
     hidden_size=40,
@@ -24,59 +25,34 @@ TINY = dict(
 
 
 def cases():
+    tiny = partial(gc.case, config=TINY)
     return [
-        ("tiny_b2", dict(config=TINY, inputs={"pixel_values": pixels(101, 2, 28, 28)})),
-        (
+        tiny("tiny_b2", images(101, 2, 28, 28)),
+        gc.case(
             "no_qkv_bias",
-            dict(
-                config=dict(TINY, qkv_bias=False, layer_norm_eps=1e-3),
-                inputs={"pixel_values": pixels(102, 1, 28, 28)},
-                notes="qkv without bias; eps 1e-3 so an ignored eps shows",
-            ),
+            images(102, 1, 28, 28),
+            config=dict(TINY, qkv_bias=False, layer_norm_eps=1e-3),
+            notes="qkv without bias; eps 1e-3 so an ignored eps shows",
         ),
-        (
+        gc.case(
             "head_dim_11_interpolate",
-            dict(
-                config=dict(TINY, hidden_size=44, num_attention_heads=4),
-                inputs={"pixel_values": pixels(103, 2, 35, 21)},
-                kwargs={"interpolate_pos_encoding": True},
-                notes="4 heads of 11 (scale 11^-0.5); 4x4 position grid resized to 5x3",
-            ),
+            images(103, 2, 35, 21),
+            config=dict(TINY, hidden_size=44, num_attention_heads=4),
+            kwargs={"interpolate_pos_encoding": True},
+            notes="4 heads of 11 (scale 11^-0.5); 4x4 position grid resized to 5x3",
         ),
-        (
+        tiny(
             "hidden_attn",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": pixels(104, 2, 28, 28)},
-                kwargs={"output_hidden_states": True, "output_attentions": True},
-            ),
+            images(104, 2, 28, 28),
+            kwargs={"output_hidden_states": True, "output_attentions": True},
         ),
-        (
-            "float64",
-            dict(config=TINY, inputs={"pixel_values": pixels(105, 2, 28, 28)}, dtype="float64"),
-        ),
-        (
+        tiny("float64", images(105, 2, 28, 28), dtype="float64"),
+        gc.case(
             "minimal_config",
-            dict(
-                config=dict(
-                    hidden_size=36,
-                    intermediate_size=48,
-                    num_hidden_layers=2,
-                    num_attention_heads=3,
-                    image_size=28,
-                ),
-                saved_config={
-                    "model_type": "blip_2_vision_model",
-                    "hidden_size": 36,
-                    "intermediate_size": 48,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 3,
-                    "image_size": 28,
-                },
-                inputs={"pixel_values": pixels(106, 1, 28, 28)},
-                record=(),  # outputs only: golden/ is near its size budget
-                notes="patch_size 14, layer_norm_eps 1e-6, qkv_bias True, gelu from the defaults",
-            ),
+            images(106, 1, 28, 28),
+            **gc.minimal_config("blip_2_vision_model", **MINIMAL, image_size=28),
+            record=(),
+            notes="patch_size 14, layer_norm_eps 1e-6, qkv_bias True, gelu from the defaults",
         ),
     ]
 

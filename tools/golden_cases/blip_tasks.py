@@ -8,6 +8,7 @@ cross-attention key/value projection is rectangular. Full-size cases use the hub
 blip-itm-base-coco and blip-vqa-base with weights regenerated from their seed.
 """
 
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
@@ -35,288 +36,117 @@ def cases():
     ids3, mask3 = texts(12, [6, 8, 4])
     px2, px1 = pixels(21, 2, 32, 32), pixels(22, 1, 32, 32)
     ans_ids, ans_mask = texts(13, [4, 3], cls=30)  # answers start with [DEC] as in BLIP training
-    out = []
+    pair2 = {"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2}  # text b, image b
+    texts3 = {"input_ids": ids3, "attention_mask": mask3}
+    all3 = {**texts3, "pixel_values": px2}  # every image with every text
+    one_image = {**texts3, "pixel_values": px1}  # 3 texts x 1 image
+    one_text = {"input_ids": ids2[:1], "attention_mask": mask2[:1], "pixel_values": px2}
+    itm, itc = {"use_itm_head": True}, {"use_itm_head": False}
+    model = partial(gc.case, cls="BlipModel", config=TINY)
+    ret = partial(gc.case, cls="BlipForImageTextRetrieval", config=TINY)
+    vqa = partial(gc.case, cls="BlipForQuestionAnswering", config=VQA_TINY)
+    beams = {"method": "generate", "kwargs": {"num_beams": 3, "max_new_tokens": 6}}
     # --- BlipModel (no public checkpoint holds its text tower; random weights are all there is)
-    out += [
-        (
+    out = [
+        model(
             "model_forward_loss",
-            dict(
-                cls="BlipModel",
-                config=TINY,
-                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-                kwargs={"return_loss": True},
-                notes="2 texts x 2 images, contrastive loss",
-            ),
+            pair2,
+            kwargs={"return_loss": True},
+            notes="2 texts x 2 images, contrastive loss",
         ),
-        (
+        model(
             "model_forward_3x1",
-            dict(
-                cls="BlipModel",
-                config=TINY,
-                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
-                kwargs={"output_hidden_states": True},
-                notes="3 padded texts x 1 image",
-            ),
+            one_image,
+            kwargs={"output_hidden_states": True},
+            notes="3 padded texts x 1 image",
         ),
-        (
-            "model_text_features",
-            dict(
-                cls="BlipModel",
-                config=TINY,
-                method="get_text_features",
-                inputs={"input_ids": ids3, "attention_mask": mask3},
-            ),
-        ),
-        (
-            "model_image_features",
-            dict(
-                cls="BlipModel",
-                config=TINY,
-                method="get_image_features",
-                inputs={"pixel_values": px2},
-            ),
-        ),
-        (
-            "model_multimodal_features",
-            dict(
-                cls="BlipModel",
-                config=TINY,
-                method="get_multimodal_features",
-                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-            ),
-        ),
-        (
-            "model_float64",
-            dict(
-                cls="BlipModel",
-                config=TINY,
-                dtype="float64",
-                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-                kwargs={"return_loss": True},
-            ),
-        ),
+        model("model_text_features", texts3, method="get_text_features"),
+        model("model_image_features", {"pixel_values": px2}, method="get_image_features"),
+        model("model_multimodal_features", pair2, method="get_multimodal_features"),
+        model("model_float64", pair2, dtype="float64", kwargs={"return_loss": True}),
     ]
     # --- BlipForImageTextRetrieval
-    ret = "BlipForImageTextRetrieval"
     out += [
-        (
-            "itm_head",
-            dict(
-                cls=ret,
-                config=TINY,
-                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-                kwargs={"use_itm_head": True},
-                notes="image b paired with text b",
-            ),
-        ),
-        (
-            "itc_2x3",
-            dict(
-                cls=ret,
-                config=TINY,
-                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px2},
-                kwargs={"use_itm_head": False},
-                notes="cosine of every image with every text",
-            ),
-        ),
-        (
-            "itm_float64",
-            dict(
-                cls=ret,
-                config=TINY,
-                dtype="float64",
-                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-                kwargs={"use_itm_head": True},
-            ),
-        ),
-        (
-            "itc_float64",
-            dict(
-                cls=ret,
-                config=TINY,
-                dtype="float64",
-                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px2},
-                kwargs={"use_itm_head": False},
-            ),
-        ),
+        ret("itm_head", pair2, kwargs=itm, notes="image b paired with text b"),
+        ret("itc_2x3", all3, kwargs=itc, notes="cosine of every image with every text"),
+        ret("itm_float64", pair2, dtype="float64", kwargs=itm),
+        ret("itc_float64", all3, dtype="float64", kwargs=itc),
     ]
     # --- BlipForQuestionAnswering
-    vqa = "BlipForQuestionAnswering"
+    decoder_ids = {"decoder_input_ids": ans_ids, "decoder_attention_mask": ans_mask}
+    px3 = pixels(23, 3, 32, 32)
     out += [
-        (
+        vqa(
             "vqa_forward_labels",
-            dict(
-                cls=vqa,
-                config=VQA_TINY,
-                inputs={
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                    "pixel_values": px2,
-                    "labels": ans_ids,
-                },
-                notes="decoder_input_ids = labels (no shift in the wrapper); loss only",
-            ),
+            {**pair2, "labels": ans_ids},
+            notes="decoder_input_ids = labels (no shift in the wrapper); loss only",
         ),
-        (
+        vqa(
             "vqa_forward_decoder_ids",
-            dict(
-                cls=vqa,
-                config=VQA_TINY,
-                inputs={
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                    "pixel_values": px2,
-                    "decoder_input_ids": ans_ids,
-                    "decoder_attention_mask": ans_mask,
-                },
-                notes="no labels: only vision outputs are returned; the decoder trace holds logits",
-            ),
+            {**pair2, **decoder_ids},
+            notes="no labels: only vision outputs are returned; the decoder trace holds logits",
         ),
-        (
+        vqa(
             "vqa_generate_greedy",
-            dict(
-                cls=vqa,
-                config=VQA_TINY,
-                method="generate",
-                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-                notes="question padding is NOT masked in the decoder's cross-attention (all ones)",
-            ),
+            pair2,
+            method="generate",
+            notes="question padding is NOT masked in the decoder's cross-attention (all ones)",
         ),
-        (
-            "vqa_generate_beams3",
-            dict(
-                cls=vqa,
-                config=VQA_TINY,
-                method="generate",
-                inputs={"input_ids": ids2, "attention_mask": mask2, "pixel_values": px2},
-                kwargs={"num_beams": 3, "max_new_tokens": 6},
-            ),
-        ),
-        (
+        vqa("vqa_generate_beams3", pair2, **beams),
+        vqa(
             "vqa_generate_float64",
-            dict(
-                cls=vqa,
-                config=VQA_TINY,
-                method="generate",
-                dtype="float64",
-                inputs={
-                    "input_ids": ids3,
-                    "attention_mask": mask3,
-                    "pixel_values": pixels(23, 3, 32, 32),
-                },
-                kwargs={"max_new_tokens": 8},
-            ),
+            {**texts3, "pixel_values": px3},
+            method="generate",
+            dtype="float64",
+            kwargs={"max_new_tokens": 8},
         ),
     ]
     # --- one image for several texts, one text for several images: torch broadcasts the batches
     # of the cross-attention as transformers passes them; outputs only (size budget)
     ans3, _ = texts(15, [4, 3, 5], cls=30)
     out += [
-        (
+        ret(
             "itm_one_image_three_texts",
-            dict(
-                cls=ret,
-                config=TINY,
-                record=(),
-                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
-                kwargs={"use_itm_head": True},
-                notes="3 padded texts scored against one image: itm_score (3, 2)",
-            ),
+            one_image,
+            record=(),
+            kwargs=itm,
+            notes="3 padded texts scored against one image: itm_score (3, 2)",
         ),
-        (
-            "itm_two_images_one_text",
-            dict(
-                cls=ret,
-                config=TINY,
-                record=(),
-                inputs={"input_ids": ids2[:1], "attention_mask": mask2[:1], "pixel_values": px2},
-                kwargs={"use_itm_head": True},
-            ),
-        ),
-        (
+        ret("itm_two_images_one_text", one_text, record=(), kwargs=itm),
+        model(
             "multimodal_one_image_three_texts",
-            dict(
-                cls="BlipModel",
-                config=TINY,
-                record=(),
-                method="get_multimodal_features",
-                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
-            ),
+            one_image,
+            record=(),
+            method="get_multimodal_features",
         ),
-        (
-            "vqa_forward_one_image_three_questions",
-            dict(
-                cls=vqa,
-                config=VQA_TINY,
-                record=(),
-                inputs={
-                    "input_ids": ids3,
-                    "attention_mask": mask3,
-                    "pixel_values": px1,
-                    "labels": ans3,
-                },
-            ),
-        ),
-        (
+        vqa("vqa_forward_one_image_three_questions", {**one_image, "labels": ans3}, record=()),
+        vqa(
             "vqa_generate_one_image_three_questions_beams2",
-            dict(
-                cls=vqa,
-                config=VQA_TINY,
-                method="generate",
-                inputs={"input_ids": ids3, "attention_mask": mask3, "pixel_values": px1},
-                kwargs={"num_beams": 2, "max_new_tokens": 6},
-            ),
+            one_image,
+            method="generate",
+            kwargs={"num_beams": 2, "max_new_tokens": 6},
         ),
-        (
+        vqa(
             "vqa_generate_two_images_one_question",
-            dict(
-                cls=vqa,
-                config=VQA_TINY,
-                method="generate",
-                inputs={"input_ids": ids2[:1], "attention_mask": mask2[:1], "pixel_values": px2},
-                kwargs={"max_new_tokens": 6},
-            ),
+            one_text,
+            method="generate",
+            kwargs={"max_new_tokens": 6},
         ),
     ]
     # --- full size: weights regenerated from the seed; few modules recorded (size budget)
     bid, bmask = texts(14, [9], vocab=30522, cls=101, sep=102, low=1000)
-    bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)
+    base = {"input_ids": bid, "attention_mask": bmask}
+    base["pixel_values"] = pixels(FULL_PIXEL_SEED, 1, 384, 384)
+    full = {"config": BASE, "full_size": True, "record": ()}
     out += [
-        (
-            "itm_base_coco",
-            dict(
-                cls=ret,
-                config=BASE,
-                full_size=True,
-                record=(),
-                inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
-                kwargs={"use_itm_head": True},
-                notes="blip-itm-base-coco dims",
-            ),
-        ),
-        (
-            "itc_base_coco",
-            dict(
-                cls=ret,
-                config=BASE,
-                full_size=True,
-                record=(),
-                inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
-                kwargs={"use_itm_head": False},
-                notes="blip-itm-base-coco dims",
-            ),
-        ),
-        (
+        ret("itm_base_coco", base, **full, kwargs=itm, notes="blip-itm-base-coco dims"),
+        ret("itc_base_coco", base, **full, kwargs=itc, notes="blip-itm-base-coco dims"),
+        vqa(
             "vqa_base",
-            dict(
-                cls=vqa,
-                config=BASE,
-                full_size=True,
-                record=(),
-                method="generate",
-                inputs={"input_ids": bid, "attention_mask": bmask, "pixel_values": bpx},
-                notes="blip-vqa-base dims, greedy, 20 new tokens at most",
-            ),
+            base,
+            **full,
+            method="generate",
+            notes="blip-vqa-base dims, greedy, 20 new tokens at most",
         ),
     ]
     return out

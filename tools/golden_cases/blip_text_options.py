@@ -18,6 +18,7 @@ The caption group's tiny configs (tools/golden_cases/caption.py). Cases:
   and "cache.cross.<layer>.key|value" (B, H, N, Dh). meta["continuation"] names them.
 """
 
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
@@ -39,101 +40,50 @@ def cases():
     enc = rng.standard_normal((2, 9, 24)).astype(np.float32)
     embeds = rng.standard_normal((2, 7, 36)).astype(np.float32)
     keep_rows = np.array([[0, 6], [2, 3]], np.int64)
+    embedded = {"inputs_embeds": embeds, "attention_mask": mask2, "encoder_hidden_states": enc}
+    text_model = partial(gc.case, cls="BlipTextModel", config=TEXT)
+    text_lm = partial(gc.case, cls="BlipTextLMHeadModel", config=TEXT)
     return [
-        (
+        text_model(
             "text_model_inputs_embeds",
-            {
-                "cls": "BlipTextModel",
-                "config": TEXT,
-                "inputs": {
-                    "inputs_embeds": embeds,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {
-                    "is_decoder": True,
-                    "output_hidden_states": True,
-                    "output_attentions": True,
-                },
-            },
+            embedded,
+            kwargs={"is_decoder": True, "output_hidden_states": True, "output_attentions": True},
         ),
-        (
+        text_model(
             "text_model_encoder_embeds",
-            {
-                "cls": "BlipTextModel",
-                "config": TEXT,
-                "inputs": {
-                    "encoder_embeds": embeds,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {"output_hidden_states": True},
-                "notes": "encoder mode; the embeddings module is skipped (not recorded)",
-            },
+            {"encoder_embeds": embeds, "attention_mask": mask2, "encoder_hidden_states": enc},
+            kwargs={"output_hidden_states": True},
+            notes="encoder mode; the embeddings module is skipped (not recorded)",
         ),
-        (
-            "text_lm_inputs_embeds_keep_rows",
-            {
-                "cls": "BlipTextLMHeadModel",
-                "config": TEXT,
-                "inputs": {
-                    "inputs_embeds": embeds,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                    "logits_to_keep": keep_rows,
-                },
-            },
-        ),
-        (
+        text_lm("text_lm_inputs_embeds_keep_rows", {**embedded, "logits_to_keep": keep_rows}),
+        text_lm(
             "text_lm_inputs_embeds_float64",
-            {
-                "cls": "BlipTextLMHeadModel",
-                "config": TEXT,
-                "dtype": "float64",
-                "inputs": {
-                    "inputs_embeds": embeds,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {"logits_to_keep": 2, "output_attentions": True},
-            },
+            embedded,
+            dtype="float64",
+            kwargs={"logits_to_keep": 2, "output_attentions": True},
         ),
-        (
+        text_lm(
             "text_lm_keep_last3",
-            {
-                "cls": "BlipTextLMHeadModel",
-                "config": TEXT,
-                "inputs": {"input_ids": ids2, "attention_mask": mask2},
-                "kwargs": {"logits_to_keep": 3, "output_hidden_states": True},
-                "notes": "no encoder_hidden_states: the layers skip cross-attention",
-            },
+            {"input_ids": ids2, "attention_mask": mask2},
+            kwargs={"logits_to_keep": 3, "output_hidden_states": True},
+            notes="no encoder_hidden_states: the layers skip cross-attention",
         ),
-        (
+        gc.case(
             "forward_keep_last1",
-            {
-                "cls": "BlipForConditionalGeneration",
-                "config": TINY,
-                "inputs": {
-                    "pixel_values": pixels(63, 2, 32, 32),
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                },
-                "kwargs": {"logits_to_keep": 1},
-            },
+            {"pixel_values": pixels(63, 2, 32, 32), "input_ids": ids2, "attention_mask": mask2},
+            cls="BlipForConditionalGeneration",
+            config=TINY,
+            kwargs={"logits_to_keep": 1},
         ),
-        (
+        text_lm(
             "text_lm_cache",
             {
-                "cls": "BlipTextLMHeadModel",
-                "config": TEXT,
-                "inputs": {
-                    "input_ids": ids2[:, :FIRST],
-                    "attention_mask": mask2[:, :FIRST],
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {"use_cache": True},
-                "notes": "first call of two; continuation.npz holds the second (see docstring)",
+                "input_ids": ids2[:, :FIRST],
+                "attention_mask": mask2[:, :FIRST],
+                "encoder_hidden_states": enc,
             },
+            kwargs={"use_cache": True},
+            notes="first call of two; continuation.npz holds the second (see docstring)",
         ),
     ]
 

@@ -10,8 +10,10 @@ the best and the second-best processed score, so a near-tie (a flaky golden toke
 """
 
 import shutil
+from functools import partial
 from pathlib import Path
 
+import fullsize
 import golden_common as gc
 import numpy as np
 import torch
@@ -21,13 +23,17 @@ from golden_cases.vision import BASE as VISION_BASE
 from minblip.testing import materialize
 from minblip.testing import random_pixels as pixels
 
-TEXT_TINY = dict(
+# the sizes of the tiny BERT-like towers: this text decoder, blip2_tasks' Q-Former
+TINY_BERT = dict(
     vocab_size=99,
     hidden_size=36,
     intermediate_size=50,
     num_hidden_layers=2,
     num_attention_heads=3,
     max_position_embeddings=40,
+)
+TEXT_TINY = dict(
+    TINY_BERT,
     bos_token_id=30,
     pad_token_id=0,
     sep_token_id=3,
@@ -46,20 +52,8 @@ SMALL_VOCAB = dict(TINY, text_config=dict(TEXT_TINY, vocab_size=13, bos_token_id
 SMOOTH = dict(TINY, text_config=dict(TEXT_TINY, label_smoothing=0.1, layer_norm_eps=1e-3))
 # a 12-row position table: 20 new tokens after a 4-token prompt would need 24 positions
 SHORT_POS = dict(TINY, text_config=dict(TEXT_TINY, max_position_embeddings=12))
-# hub text config of blip-image-captioning-base (checkpoints.md §2.1)
-TEXT_BASE = dict(
-    vocab_size=30524,
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    max_position_embeddings=512,
-    bos_token_id=30522,
-    pad_token_id=0,
-    sep_token_id=102,
-    eos_token_id=2,
-    layer_norm_eps=1e-12,
-)
+# hub text config of blip-image-captioning-base (checkpoints.md §2.1), as fullsize.py writes it
+TEXT_BASE = fullsize.TEXT
 BASE = dict(text_config=TEXT_BASE, vision_config=VISION_BASE)
 FULL_PIXEL_SEED = 31
 CLS = "BlipForConditionalGeneration"
@@ -88,273 +82,155 @@ def cases():
     prompt3, pmask3 = texts(53, [5, 5, 5])
     sprompt3, spmask3 = texts(54, [4, 4, 4], vocab=13, low=4)
     gen = "generate"
+    labelled = {"pixel_values": px2, "input_ids": ids2, "attention_mask": mask2}
+    labelled["labels"] = labels_of(ids2, mask2)
+    prompted1 = {"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1}
+    prompted3 = {"pixel_values": px3, "input_ids": prompt3, "attention_mask": pmask3}
+    tiny = partial(gc.case, config=TINY, method=gen)  # generate with the tiny model
+    small = partial(gc.case, config=SMALL_VOCAB, method=gen)  # ... with a 13-token vocabulary
     out = [
         # --- forward
-        (
+        gc.case(
             "forward_labels",
-            dict(
-                config=TINY,
-                inputs={
-                    "pixel_values": px2,
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                    "labels": labels_of(ids2, mask2),
-                },
-                notes="right-padded batch of 2; labels -100 on padding; loss = mean of kept tokens",
-            ),
+            labelled,
+            config=TINY,
+            notes="right-padded batch of 2; labels -100 on padding; loss = mean of kept tokens",
         ),
-        (
+        gc.case(
             "forward_no_labels",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": px1, "input_ids": prompt1},
-                kwargs={"output_hidden_states": True, "output_attentions": True},
-                notes="no mask, no labels; hidden_states/attentions are the VISION tower's",
-            ),
+            {"pixel_values": px1, "input_ids": prompt1},
+            config=TINY,
+            kwargs={"output_hidden_states": True, "output_attentions": True},
+            notes="no mask, no labels; hidden_states/attentions are the VISION tower's",
         ),
-        (
+        gc.case(
             "forward_smoothing",
-            dict(
-                config=SMOOTH,
-                inputs={
-                    "pixel_values": px2,
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                    "labels": labels_of(ids2, mask2),
-                },
-                notes="text_config.label_smoothing 0.1 (read by the loss), layer_norm_eps 1e-3",
-            ),
+            labelled,
+            config=SMOOTH,
+            notes="text_config.label_smoothing 0.1 (read by the loss), layer_norm_eps 1e-3",
         ),
-        (
+        gc.case(
             "forward_float64",
-            dict(
-                config=TINY,
-                dtype="float64",
-                inputs={
-                    "pixel_values": px2,
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                    "labels": labels_of(ids2, mask2),
-                },
-            ),
+            labelled,
+            config=TINY,
+            dtype="float64",
         ),
         # --- greedy
-        (
+        tiny(
             "greedy_traced",
-            dict(
-                config=TINY,
-                method=gen,
-                inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
-                kwargs={"max_new_tokens": 3},
-                record=None,
-                notes="every module of every decode step recorded: step 0 runs the 4-token prompt "
-                "(the head only on its last position, logits_to_keep=1); #1, #2 one token each",
-            ),
+            prompted1,
+            kwargs={"max_new_tokens": 3},
+            record=None,
+            notes="every module of every decode step recorded: step 0 runs the 4-token prompt "
+            "(the head only on its last position, logits_to_keep=1); #1, #2 one token each",
         ),
-        (
+        tiny(
             "greedy",
-            dict(
-                config=TINY,
-                method=gen,
-                inputs={"pixel_values": px1},
-                notes="no prompt: [DEC] then 20 new tokens at most (5.x default)",
-            ),
+            {"pixel_values": px1},
+            notes="no prompt: [DEC] then 20 new tokens at most (5.x default)",
         ),
-        (
-            "greedy_prompt",
-            dict(
-                config=TINY,
-                method=gen,
-                inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
-                notes="[CLS] w w w [SEP] -> decoder prompt [DEC] w w w",
-            ),
-        ),
-        ("greedy_batch3", dict(config=TINY, method=gen, inputs={"pixel_values": px3})),
-        (
-            "greedy_batch3_prompt",
-            dict(
-                config=TINY,
-                method=gen,
-                inputs={"pixel_values": px3, "input_ids": prompt3, "attention_mask": pmask3},
-            ),
-        ),
-        (
+        tiny("greedy_prompt", prompted1, notes="[CLS] w w w [SEP] -> decoder prompt [DEC] w w w"),
+        tiny("greedy_batch3", {"pixel_values": px3}),
+        tiny("greedy_batch3_prompt", prompted3),
+        small(
             "greedy_small_vocab",
-            dict(
-                config=SMALL_VOCAB,
-                method=gen,
-                inputs={"pixel_values": px3},
-                notes="13-token vocab: rows stop on [SEP] at different steps; finished rows get 0",
-            ),
+            {"pixel_values": px3},
+            notes="13-token vocab: rows stop on [SEP] at different steps; finished rows get 0",
         ),
-        (
+        small(
             "greedy_min_new_tokens",
-            dict(
-                config=SMALL_VOCAB,
-                method=gen,
-                inputs={"pixel_values": px3},
-                kwargs={"min_new_tokens": 6, "max_new_tokens": 9},
-            ),
+            {"pixel_values": px3},
+            kwargs={"min_new_tokens": 6, "max_new_tokens": 9},
         ),
-        (
+        small(
             "greedy_min_max_length",
-            dict(
-                config=SMALL_VOCAB,
-                method=gen,
-                inputs={"pixel_values": px3, "input_ids": sprompt3, "attention_mask": spmask3},
-                kwargs={"min_length": 7, "max_length": 11},
-                notes="min_length / max_length count the prompt ([DEC] + 2 words)",
-            ),
+            {"pixel_values": px3, "input_ids": sprompt3, "attention_mask": spmask3},
+            kwargs={"min_length": 7, "max_length": 11},
+            notes="min_length / max_length count the prompt ([DEC] + 2 words)",
         ),
-        (
+        tiny(
             "greedy_repetition",
-            dict(
-                config=TINY,
-                method=gen,
-                inputs={"pixel_values": px3},
-                kwargs={"repetition_penalty": 1.5, "no_repeat_ngram_size": 2, "max_new_tokens": 12},
-            ),
+            {"pixel_values": px3},
+            kwargs={"repetition_penalty": 1.5, "no_repeat_ngram_size": 2, "max_new_tokens": 12},
         ),
-        (
+        gc.case(
             "greedy_position_cap",
-            dict(
-                config=SHORT_POS,
-                method=gen,
-                inputs={"pixel_values": px1, "input_ids": prompt1, "attention_mask": pmask1},
-                notes="default length 4 + 20 capped at max_position_embeddings = 12",
-            ),
+            prompted1,
+            config=SHORT_POS,
+            method=gen,
+            notes="default length 4 + 20 capped at max_position_embeddings = 12",
         ),
-        (
-            "greedy_float64",
-            dict(
-                config=TINY,
-                method=gen,
-                dtype="float64",
-                inputs={"pixel_values": px3},
-                kwargs={"max_new_tokens": 8},
-            ),
+        tiny(
+            "greedy_float64", {"pixel_values": px3}, dtype="float64", kwargs={"max_new_tokens": 8}
         ),
         # --- beam search
-        (
-            "beam3",
-            dict(
-                config=SMALL_VOCAB,
-                method=gen,
-                inputs={"pixel_values": px2},
-                kwargs={"num_beams": 3, "max_new_tokens": 10},
-            ),
-        ),
-        (
-            "beam3_prompt",
-            dict(
-                config=TINY,
-                method=gen,
-                inputs={"pixel_values": px3, "input_ids": prompt3, "attention_mask": pmask3},
-                kwargs={"num_beams": 3, "max_new_tokens": 6},
-            ),
-        ),
-        (
+        small("beam3", {"pixel_values": px2}, kwargs={"num_beams": 3, "max_new_tokens": 10}),
+        tiny("beam3_prompt", prompted3, kwargs={"num_beams": 3, "max_new_tokens": 6}),
+        small(
             "beam3_lp_early",
-            dict(
-                config=SMALL_VOCAB,
-                method=gen,
-                inputs={"pixel_values": px3},
-                kwargs={
-                    "num_beams": 3,
-                    "length_penalty": 0.5,
-                    "early_stopping": True,
-                    "max_new_tokens": 12,
-                },
-            ),
+            {"pixel_values": px3},
+            kwargs={
+                "num_beams": 3,
+                "length_penalty": 0.5,
+                "early_stopping": True,
+                "max_new_tokens": 12,
+            },
         ),
-        (
+        small(
             "beam3_lp_never",
-            dict(
-                config=SMALL_VOCAB,
-                method=gen,
-                inputs={"pixel_values": px3},
-                kwargs={
-                    "num_beams": 3,
-                    "length_penalty": 2.0,
-                    "early_stopping": "never",
-                    "max_new_tokens": 12,
-                },
-            ),
+            {"pixel_values": px3},
+            kwargs={
+                "num_beams": 3,
+                "length_penalty": 2.0,
+                "early_stopping": "never",
+                "max_new_tokens": 12,
+            },
         ),
-        (
+        small(
             "beam4_return2",
-            dict(
-                config=SMALL_VOCAB,
-                method=gen,
-                inputs={"pixel_values": px2},
-                kwargs={
-                    "num_beams": 4,
-                    "num_return_sequences": 2,
-                    "max_new_tokens": 10,
-                    "repetition_penalty": 1.3,
-                },
-                notes="rows item-major; short hypotheses filled with [SEP] (pad 0 is falsy)",
-            ),
+            {"pixel_values": px2},
+            kwargs={
+                "num_beams": 4,
+                "num_return_sequences": 2,
+                "max_new_tokens": 10,
+                "repetition_penalty": 1.3,
+            },
+            notes="rows item-major; short hypotheses filled with [SEP] (pad 0 is falsy)",
         ),
-        (
+        small(
             "beam3_min_new",
-            dict(
-                config=SMALL_VOCAB,
-                method=gen,
-                inputs={"pixel_values": px2},
-                kwargs={
-                    "num_beams": 3,
-                    "min_new_tokens": 4,
-                    "max_new_tokens": 8,
-                    "no_repeat_ngram_size": 2,
-                },
-            ),
+            {"pixel_values": px2},
+            kwargs={
+                "num_beams": 3,
+                "min_new_tokens": 4,
+                "max_new_tokens": 8,
+                "no_repeat_ngram_size": 2,
+            },
         ),
     ]
     # --- right-padded prompts of unequal length: HF keeps [SEP] inside the shorter rows and drops
     # a [PAD] instead; the mask keeps their padding out of self-attention and the positions of the
     # new tokens restart from cumsum(mask) (generation.md §3.1). Pinned, not endorsed.
     ragged, rmask = texts(57, [6, 4, 5])
+    ragged3 = {"pixel_values": px3, "input_ids": ragged, "attention_mask": rmask}
     out += [
-        (
-            "greedy_ragged_prompt",
-            {
-                "config": TINY,
-                "method": gen,
-                "inputs": {"pixel_values": px3, "input_ids": ragged, "attention_mask": rmask},
-                "kwargs": {"max_new_tokens": 6, "repetition_penalty": 1.2},
-            },
+        tiny(
+            "greedy_ragged_prompt", ragged3, kwargs={"max_new_tokens": 6, "repetition_penalty": 1.2}
         ),
-        (
+        tiny(
             "greedy_ragged_no_mask",
-            {
-                "config": TINY,
-                "method": gen,
-                "inputs": {"pixel_values": px3, "input_ids": ragged},
-                "kwargs": {"max_new_tokens": 4},
-                "notes": "no attention_mask: generate infers it as input_ids != pad (0)",
-            },
+            {"pixel_values": px3, "input_ids": ragged},
+            kwargs={"max_new_tokens": 4},
+            notes="no attention_mask: generate infers it as input_ids != pad (0)",
         ),
-        (
-            "beam2_ragged_prompt",
-            {
-                "config": TINY,
-                "method": gen,
-                "inputs": {"pixel_values": px3, "input_ids": ragged, "attention_mask": rmask},
-                "kwargs": {"max_new_tokens": 5, "num_beams": 2},
-            },
-        ),
+        tiny("beam2_ragged_prompt", ragged3, kwargs={"max_new_tokens": 5, "num_beams": 2}),
     ]
     out += [
-        (
+        tiny(
             "greedy_interpolate",
-            {
-                "config": TINY,
-                "method": gen,
-                "inputs": {"pixel_values": pixels(44, 2, 48, 40), "input_ids": prompt1[[0, 0]]},
-                "kwargs": {"interpolate_pos_encoding": True, "max_new_tokens": 5},
-                "notes": "48x40 images, position grid resized; prompt without attention_mask",
-            },
+            {"pixel_values": pixels(44, 2, 48, 40), "input_ids": prompt1[[0, 0]]},
+            kwargs={"interpolate_pos_encoding": True, "max_new_tokens": 5},
+            notes="48x40 images, position grid resized; prompt without attention_mask",
         ),
     ]
     # --- the text tower alone (blip_text_model checkpoints): BlipTextModel, BlipTextLMHeadModel
@@ -363,75 +239,50 @@ def cases():
     enc_mask = np.ones((2, 17), np.int64)
     enc_mask[1, 11:] = 0
     start = np.full((2, 1), 30, np.int64)
+    encoded = {"encoder_hidden_states": enc, "encoder_attention_mask": enc_mask}  # 11 / 17 seen
+    text_lm = partial(
+        gc.case, cls="BlipTextLMHeadModel", config=dict(text_cfg, label_smoothing=0.05)
+    )
     out += [
-        (
+        gc.case(
             "text_model_encoder",
-            {
-                "cls": "BlipTextModel",
-                "config": text_cfg,
-                "inputs": {"input_ids": ids2, "attention_mask": mask2},
-                "kwargs": {"output_hidden_states": True, "output_attentions": True},
-                "notes": "encoder mode (bidirectional, key padding only), no image; pooler",
-            },
+            {"input_ids": ids2, "attention_mask": mask2},
+            cls="BlipTextModel",
+            config=text_cfg,
+            kwargs={"output_hidden_states": True, "output_attentions": True},
+            notes="encoder mode (bidirectional, key padding only), no image; pooler",
         ),
-        (
+        gc.case(
             "text_model_decoder",
-            {
-                "cls": "BlipTextModel",
-                "config": text_cfg,
-                "inputs": {
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                    "encoder_attention_mask": enc_mask,
-                },
-                "kwargs": {"is_decoder": True, "output_attentions": True},
-                "notes": "causal + padding mask; cross-attention with its own mask (row 1 sees 11 "
-                "of 17 memory tokens)",
-            },
+            {"input_ids": ids2, "attention_mask": mask2, **encoded},
+            cls="BlipTextModel",
+            config=text_cfg,
+            kwargs={"is_decoder": True, "output_attentions": True},
+            notes="causal + padding mask; cross-attention with its own mask (row 1 sees 11 "
+            "of 17 memory tokens)",
         ),
-        (
+        text_lm(
             "text_lm_labels",
             {
-                "cls": "BlipTextLMHeadModel",
-                "config": dict(text_cfg, label_smoothing=0.05),
-                "inputs": {
-                    "input_ids": ids2,
-                    "attention_mask": mask2,
-                    "encoder_hidden_states": enc,
-                    "labels": labels_of(ids2, mask2),
-                },
-                "kwargs": {"reduction": "none", "output_hidden_states": True},
-                "notes": "per-sample summed loss (reduction none, as BLIP VQA uses)",
+                "input_ids": ids2,
+                "attention_mask": mask2,
+                "encoder_hidden_states": enc,
+                "labels": labels_of(ids2, mask2),
             },
+            kwargs={"reduction": "none", "output_hidden_states": True},
+            notes="per-sample summed loss (reduction none, as BLIP VQA uses)",
         ),
-        (
+        text_lm(
             "text_lm_generate",
-            {
-                "cls": "BlipTextLMHeadModel",
-                "config": dict(text_cfg, label_smoothing=0.05),
-                "method": gen,
-                "inputs": {
-                    "input_ids": start,
-                    "encoder_hidden_states": enc,
-                    "encoder_attention_mask": enc_mask,
-                },
-                "kwargs": {"max_new_tokens": 7, "eos_token_id": 3},
-            },
+            {"input_ids": start, **encoded},
+            method=gen,
+            kwargs={"max_new_tokens": 7, "eos_token_id": 3},
         ),
-        (
+        text_lm(
             "text_lm_beams",
-            {
-                "cls": "BlipTextLMHeadModel",
-                "config": dict(text_cfg, label_smoothing=0.05),
-                "method": gen,
-                "inputs": {
-                    "input_ids": start,
-                    "encoder_hidden_states": enc,
-                    "encoder_attention_mask": enc_mask,
-                },
-                "kwargs": {"max_new_tokens": 7, "num_beams": 2, "eos_token_id": 3},
-            },
+            {"input_ids": start, **encoded},
+            method=gen,
+            kwargs={"max_new_tokens": 7, "num_beams": 2, "eos_token_id": 3},
         ),
     ]
     out += [
@@ -455,95 +306,79 @@ def cases():
     # of the cross-attention as transformers passes them; outputs only (size budget)
     ids3, mask3 = texts(57, [6, 4, 5])
     out += [
-        (
+        gc.case(
             "forward_one_image_three_texts",
-            dict(
-                config=TINY,
-                record=(),
-                inputs={
-                    "pixel_values": px1,
-                    "input_ids": ids3,
-                    "attention_mask": mask3,
-                    "labels": labels_of(ids3, mask3),
-                },
-                notes="logits (3, T, V) against one image; loss over the 3 texts",
-            ),
+            {
+                "pixel_values": px1,
+                "input_ids": ids3,
+                "attention_mask": mask3,
+                "labels": labels_of(ids3, mask3),
+            },
+            config=TINY,
+            record=(),
+            notes="logits (3, T, V) against one image; loss over the 3 texts",
         ),
-        (
+        gc.case(
             "forward_two_images_one_text",
-            dict(
-                config=TINY,
-                record=(),
-                inputs={"pixel_values": px2, "input_ids": ids2[:1], "attention_mask": mask2[:1]},
-            ),
+            {"pixel_values": px2, "input_ids": ids2[:1], "attention_mask": mask2[:1]},
+            config=TINY,
+            record=(),
         ),
-        (
+        tiny(
             "generate_one_image_three_prompts",
-            dict(
-                config=TINY,
-                method=gen,
-                inputs={"pixel_values": px1, "input_ids": prompt3, "attention_mask": pmask3},
-                kwargs={"max_new_tokens": 6},
-                notes="greedy only: beams or returned copies would copy prompts and image apart",
-            ),
+            {"pixel_values": px1, "input_ids": prompt3, "attention_mask": pmask3},
+            kwargs={"max_new_tokens": 6},
+            notes="greedy only: beams or returned copies would copy prompts and image apart",
         ),
-        (
+        gc.case(
             "text_model_two_states_one_text",
             {
-                "cls": "BlipTextModel",
-                "config": text_cfg,
-                "record": (),
-                "inputs": {
-                    "input_ids": ids2[:1],
-                    "attention_mask": mask2[:1],
-                    "encoder_hidden_states": enc,
-                },
-                "kwargs": {"is_decoder": True},
+                "input_ids": ids2[:1],
+                "attention_mask": mask2[:1],
+                "encoder_hidden_states": enc,
             },
+            cls="BlipTextModel",
+            config=text_cfg,
+            record=(),
+            kwargs={"is_decoder": True},
         ),
-        (
+        gc.case(
             "text_lm_generate_one_state_three_prompts",
             {
-                "cls": "BlipTextLMHeadModel",
-                "config": dict(text_cfg, label_smoothing=0.05),
-                "method": gen,
-                "inputs": {
-                    "input_ids": np.full((3, 1), 30, np.int64),
-                    "encoder_hidden_states": enc[:1],
-                },
-                "kwargs": {"max_new_tokens": 7, "eos_token_id": 3},
+                "input_ids": np.full((3, 1), 30, np.int64),
+                "encoder_hidden_states": enc[:1],
             },
+            cls="BlipTextLMHeadModel",
+            config=dict(text_cfg, label_smoothing=0.05),
+            method=gen,
+            kwargs={"max_new_tokens": 7, "eos_token_id": 3},
         ),
     ]
     # --- full size: weights regenerated from the seed; no modules recorded (size budget)
     bid, bmask = texts(55, [8], vocab=30522, cls=101, sep=102, low=1000)
     bpx = pixels(FULL_PIXEL_SEED, 1, 384, 384)
     out += [
-        (
+        gc.case(
             "base_forward",
-            dict(
-                config=BASE,
-                full_size=True,
-                record=(),
-                inputs={
-                    "pixel_values": bpx,
-                    "input_ids": bid,
-                    "attention_mask": bmask,
-                    "labels": labels_of(bid, bmask),
-                },
-                notes="blip-image-captioning-base dims; logits and loss kept",
-            ),
+            {
+                "pixel_values": bpx,
+                "input_ids": bid,
+                "attention_mask": bmask,
+                "labels": labels_of(bid, bmask),
+            },
+            config=BASE,
+            full_size=True,
+            record=(),
+            notes="blip-image-captioning-base dims; logits and loss kept",
         ),
-        (
+        gc.case(
             "base_generate",
-            dict(
-                config=BASE,
-                full_size=True,
-                record=(),
-                method=gen,
-                inputs={"pixel_values": bpx},
-                notes="blip-image-captioning-base dims, greedy, 20 new tokens",
-            ),
+            {"pixel_values": bpx},
+            config=BASE,
+            full_size=True,
+            record=(),
+            method=gen,
+            notes="blip-image-captioning-base dims, greedy, 20 new tokens",
         ),
     ]
     return out

@@ -18,6 +18,7 @@ generate's encoder / decoder / cross attentions and hidden states (greedy and be
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 
 import golden_common as gc
@@ -96,144 +97,101 @@ def cases():
     lab[1, 10:] = -100  # ignored label positions
     dec, dec_mask = ids(3, 2, 14, pad_from=[None, 12])
     emb = np.random.default_rng(4).standard_normal((2, 9, 20)).astype(np.float32)
-    flan = dict(config=FLAN, prepare=untie, saved_config=hub_config(FLAN))
+    flan = partial(gc.case, config=FLAN, prepare=untie, saved_config=hub_config(FLAN))
+    labelled = {"input_ids": enc, "attention_mask": enc_mask, "labels": lab}
+    masked = {"input_ids": enc, "attention_mask": enc_mask}
+    scored = {"return_dict_in_generate": True, "output_scores": True}
     # 3 decoder blocks against 2 encoder blocks: forward only, as 5.23's generate sizes its
     # DynamicCache by num_layers and fails with an IndexError at decoder block 2
     eager = dict(FLAN, num_decoder_layers=3, attn_implementation="eager")
     gen = "generate"
     return [
-        (
+        flan(
             "flan_forward_all_outputs",
-            dict(
-                flan,
-                config=eager,
-                saved_config=hub_config(dict(FLAN, num_decoder_layers=3)),
-                inputs={"input_ids": enc, "attention_mask": enc_mask, "labels": lab},
-                kwargs={"output_attentions": True, "output_hidden_states": True},
-                notes="eager attention: 5.23's default SDPA returns empty attention tuples",
-            ),
+            labelled,
+            config=eager,
+            saved_config=hub_config(dict(FLAN, num_decoder_layers=3)),
+            kwargs={"output_attentions": True, "output_hidden_states": True},
+            notes="eager attention: 5.23's default SDPA returns empty attention tuples",
         ),
-        (
-            "flan_forward_sdpa",
-            dict(flan, inputs={"input_ids": enc, "attention_mask": enc_mask, "labels": lab}),
-        ),
-        (
+        flan("flan_forward_sdpa", labelled),
+        gc.case(
             "gelu_new_tied_forward",
-            dict(
-                config=GELU_NEW_TIED,
-                inputs={"input_ids": enc, "decoder_input_ids": dec},
-                kwargs={"output_hidden_states": True},
-                notes="dense_act_fn derived as gelu_new; tied head after the d_model**-0.5 rescale",
-            ),
+            {"input_ids": enc, "decoder_input_ids": dec},
+            config=GELU_NEW_TIED,
+            kwargs={"output_hidden_states": True},
+            notes="dense_act_fn derived as gelu_new; tied head after the d_model**-0.5 rescale",
         ),
-        (
+        gc.case(
             "relu_forward_decoder_mask",
-            dict(
-                config=RELU,
-                inputs={
-                    "input_ids": enc,
-                    "attention_mask": enc_mask,
-                    "decoder_input_ids": dec,
-                    "decoder_attention_mask": dec_mask,
-                },
-            ),
+            {
+                "input_ids": enc,
+                "attention_mask": enc_mask,
+                "decoder_input_ids": dec,
+                "decoder_attention_mask": dec_mask,
+            },
+            config=RELU,
         ),
-        (
+        gc.case(
             "encoder_model",
-            dict(
-                cls="T5EncoderModel",
-                config=dict(FLAN, attn_implementation="eager"),
-                prepare=None,
-                inputs={"input_ids": enc, "attention_mask": enc_mask},
-                kwargs={"output_hidden_states": True, "output_attentions": True},
-            ),
+            masked,
+            cls="T5EncoderModel",
+            config=dict(FLAN, attn_implementation="eager"),
+            prepare=None,
+            kwargs={"output_hidden_states": True, "output_attentions": True},
         ),
-        (
-            "flan_float64",
-            dict(
-                flan,
-                dtype="float64",
-                inputs={"input_ids": enc, "attention_mask": enc_mask, "labels": lab},
-                kwargs={"output_hidden_states": True},
-            ),
-        ),
-        (
+        flan("flan_float64", labelled, dtype="float64", kwargs={"output_hidden_states": True}),
+        flan(
             "flan_greedy",
-            dict(
-                flan,
-                method=gen,
-                inputs={"input_ids": ids(6, 1, 12)[0]},
-                kwargs={
-                    "max_new_tokens": 8,
-                    "repetition_penalty": 1.5,  # random weights repeat one token otherwise
-                    "return_dict_in_generate": True,
-                    "output_scores": True,
-                },
-            ),
+            {"input_ids": ids(6, 1, 12)[0]},
+            method=gen,
+            # repetition_penalty: random weights repeat one token otherwise
+            kwargs={"max_new_tokens": 8, "repetition_penalty": 1.5, **scored},
         ),
-        (
+        flan(
             "flan_beams",
-            dict(
-                flan,
-                method=gen,
-                record=(),
-                inputs={"input_ids": enc, "attention_mask": enc_mask},
-                kwargs={
-                    "num_beams": 3,
-                    "num_return_sequences": 2,
-                    "max_new_tokens": 7,
-                    "return_dict_in_generate": True,
-                    "output_scores": True,
-                },
-            ),
+            masked,
+            method=gen,
+            record=(),
+            kwargs={"num_beams": 3, "num_return_sequences": 2, "max_new_tokens": 7, **scored},
         ),
-        (
+        flan(
             "flan_generate_embeds",
-            dict(
-                flan,
-                method=gen,
-                record=(),
-                inputs={"inputs_embeds": emb},
-                kwargs={"max_new_tokens": 6},
-            ),
+            {"inputs_embeds": emb},
+            method=gen,
+            record=(),
+            kwargs={"max_new_tokens": 6},
         ),
-        (
+        flan(
             "flan_generate_padded",
-            dict(
-                flan,
-                method=gen,
-                record=(),
-                inputs={"input_ids": enc, "attention_mask": enc_mask},
-                kwargs={"max_length": 9, "return_dict_in_generate": True, "output_scores": True},
-            ),
+            masked,
+            method=gen,
+            record=(),
+            kwargs={"max_length": 9, **scored},
         ),
-        (
+        gc.case(
             "tied_greedy_pad_without_mask",
-            dict(
-                config=GELU_NEW_TIED,
-                method=gen,
-                record=(),
-                inputs={"input_ids": enc},
-                kwargs={"min_new_tokens": 3, "max_new_tokens": 5},
-                notes="pads without attention_mask: 5.23 infers no mask for encoder-decoders",
-            ),
+            {"input_ids": enc},
+            config=GELU_NEW_TIED,
+            method=gen,
+            record=(),
+            kwargs={"min_new_tokens": 3, "max_new_tokens": 5},
+            notes="pads without attention_mask: 5.23 infers no mask for encoder-decoders",
         ),
-        (
+        gc.case(
             "full_width_greedy",
-            dict(
-                config=FULL,
-                prepare=untie,
-                full_size=True,
-                record=(),
-                method=gen,
-                inputs={"input_ids": ids(5, 1, 7, high=32000)[0]},
-                kwargs={
-                    "max_new_tokens": 4,
-                    "return_dict_in_generate": True,
-                    "output_logits": True,
-                },
-                notes="Flan-T5-XL widths, 2 + 2 blocks, untied head: greedy ids and raw logits",
-            ),
+            {"input_ids": ids(5, 1, 7, high=32000)[0]},
+            config=FULL,
+            prepare=untie,
+            full_size=True,
+            record=(),
+            method=gen,
+            kwargs={
+                "max_new_tokens": 4,
+                "return_dict_in_generate": True,
+                "output_logits": True,
+            },
+            notes="Flan-T5-XL widths, 2 + 2 blocks, untied head: greedy ids and raw logits",
         ),
     ] + generate_outputs_cases(flan, enc, enc_mask)
 
@@ -242,32 +200,24 @@ def generate_outputs_cases(flan, enc, enc_mask):
     """generate with output_attentions / output_hidden_states (eager: SDPA gives no
     probabilities): greedy on a padded batch, and beams, whose decoder fields hold every beam row
     while the encoder's stay one per input."""
-    eager = dict(flan, config=dict(FLAN, attn_implementation="eager"))
+    eager = partial(flan, config=dict(FLAN, attn_implementation="eager"), method="generate")
     asked = {
         "return_dict_in_generate": True,
         "output_attentions": True,
         "output_hidden_states": True,
     }
     return [
-        (
+        eager(
             "flan_greedy_attentions_hidden_states",
-            dict(
-                eager,
-                method="generate",
-                record=(),
-                inputs={"input_ids": enc, "attention_mask": enc_mask},
-                kwargs={"max_new_tokens": 3, "output_scores": True, **asked},
-            ),
+            {"input_ids": enc, "attention_mask": enc_mask},
+            record=(),
+            kwargs={"max_new_tokens": 3, "output_scores": True, **asked},
         ),
-        (
+        eager(
             "flan_beams_attentions_hidden_states",
-            dict(
-                eager,
-                method="generate",
-                record=(),
-                inputs={"input_ids": enc[:1], "attention_mask": enc_mask[:1]},
-                kwargs={"num_beams": 2, "max_new_tokens": 3, **asked},
-            ),
+            {"input_ids": enc[:1], "attention_mask": enc_mask[:1]},
+            record=(),
+            kwargs={"num_beams": 2, "max_new_tokens": 3, **asked},
         ),
     ]
 

@@ -9,8 +9,10 @@ bugs that 2 or 4 heads of a power-of-two width hide; a large layer_norm_eps (0.0
 ignored or hard-coded eps visible well above float32 noise.
 """
 
+from functools import partial
 from pathlib import Path
 
+import fullsize
 import golden_common as gc
 
 from minblip.testing import random_pixels as pixels
@@ -33,139 +35,100 @@ WIDE = dict(
     layer_norm_eps=1e-2,
 )
 FULL_PIXEL_SEED = 9
-# The vision tower of Salesforce/blip-image-captioning-base (checkpoints.md §2.1), ViT-B/16.
+# The vision tower of Salesforce/blip-image-captioning-base (checkpoints.md §2.1), ViT-B/16:
+# fullsize.py's config, plus four keys golden/vision/base_384's config.json has always named
 BASE = dict(
-    hidden_size=768,
-    intermediate_size=3072,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    image_size=384,
-    patch_size=16,
+    fullsize.VISION,
     num_channels=3,
-    hidden_act="gelu",
-    layer_norm_eps=1e-5,
     attention_dropout=0.0,
     initializer_range=0.02,
     projection_dim=512,
 )
 
 
+# the sizes of the minimal_config cases (blip2_vision's too): config.json names only these
+MINIMAL = dict(hidden_size=36, intermediate_size=48, num_hidden_layers=2, num_attention_heads=3)
+
+
+def images(seed, batch, height, width):
+    """inputs: random_pixels(seed, ...) as pixel_values (batch, 3, height, width)."""
+    return {"pixel_values": pixels(seed, batch, height, width)}
+
+
 def cases():
     """(name, write_case keyword arguments) for every case of the group."""
+    tiny = partial(gc.case, config=TINY)
+    interpolate = {"interpolate_pos_encoding": True}
     return [
-        (
-            "tiny_b1",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": pixels(1, 1, 32, 32)},
-                notes="3 heads of 12, 4x4 patch grid, batch 1",
-            ),
-        ),
-        (
+        tiny("tiny_b1", images(1, 1, 32, 32), notes="3 heads of 12, 4x4 patch grid, batch 1"),
+        gc.case(
             "wide_b2",
-            dict(
-                config=WIDE,
-                inputs={"pixel_values": pixels(2, 2, 48, 48)},
-                notes="5 heads of 12, 3 layers, layer_norm_eps 1e-2, batch 2",
-            ),
+            images(2, 2, 48, 48),
+            config=WIDE,
+            notes="5 heads of 12, 3 layers, layer_norm_eps 1e-2, batch 2",
         ),
-        (
+        gc.case(
             "p16_b3",
-            dict(
-                config=dict(
-                    hidden_size=60,
-                    intermediate_size=90,
-                    num_hidden_layers=2,
-                    num_attention_heads=3,
-                    image_size=64,
-                    patch_size=16,
-                ),
-                inputs={"pixel_values": pixels(3, 3, 64, 64)},
-                notes="3 heads of 20, 4x4 grid of 16-px patches, batch 3",
+            images(3, 3, 64, 64),
+            config=dict(
+                hidden_size=60,
+                intermediate_size=90,
+                num_hidden_layers=2,
+                num_attention_heads=3,
+                image_size=64,
+                patch_size=16,
             ),
+            notes="3 heads of 20, 4x4 grid of 16-px patches, batch 3",
         ),
-        (
+        tiny(
             "interpolate",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": pixels(4, 2, 50, 36)},
-                kwargs={"interpolate_pos_encoding": True},
-                notes="position grid 4x4 resized bicubically to 6x4 for a 50x36 input"
-                " (remainder rows/columns beyond the last full patch dropped)",
-            ),
+            images(4, 2, 50, 36),
+            kwargs=interpolate,
+            notes="position grid 4x4 resized bicubically to 6x4 for a 50x36 input"
+            " (remainder rows/columns beyond the last full patch dropped)",
         ),
-        (
+        tiny(
             "smaller_input",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": pixels(5, 2, 24, 16)},
-                notes="24x16 input without interpolation: the first 1+3*2 position"
-                " rows are used as they are",
-            ),
+            images(5, 2, 24, 16),
+            notes="24x16 input without interpolation: the first 1+3*2 position"
+            " rows are used as they are",
         ),
-        (
+        tiny(
             "hidden_attn",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": pixels(6, 2, 32, 32)},
-                kwargs={"output_hidden_states": True, "output_attentions": True},
-                notes="hidden_states = embeddings + every layer output (the last one"
-                " before post_layernorm); attentions = softmax probabilities",
-            ),
+            images(6, 2, 32, 32),
+            kwargs={"output_hidden_states": True, "output_attentions": True},
+            notes="hidden_states = embeddings + every layer output (the last one"
+            " before post_layernorm); attentions = softmax probabilities",
         ),
-        (
+        tiny(
             "float64",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": pixels(7, 2, 32, 32)},
-                dtype="float64",
-                notes="transformers run in float64 (model.double()); weights saved float32",
-            ),
+            images(7, 2, 32, 32),
+            dtype="float64",
+            notes="transformers run in float64 (model.double()); weights saved float32",
         ),
-        (
+        gc.case(
             "minimal_config",
-            dict(
-                config=dict(
-                    hidden_size=36,
-                    intermediate_size=48,
-                    num_hidden_layers=2,
-                    num_attention_heads=3,
-                    image_size=48,
-                ),
-                saved_config={
-                    "model_type": "blip_vision_model",
-                    "hidden_size": 36,
-                    "intermediate_size": 48,
-                    "num_hidden_layers": 2,
-                    "num_attention_heads": 3,
-                    "image_size": 48,
-                },
-                inputs={"pixel_values": pixels(8, 1, 48, 48)},
-                notes="config.json names only the sizes: patch_size 16, layer_norm_eps 1e-5,"
-                " hidden_act gelu come from BlipVisionConfig's defaults",
-            ),
+            images(8, 1, 48, 48),
+            **gc.minimal_config("blip_vision_model", **MINIMAL, image_size=48),
+            notes="config.json names only the sizes: patch_size 16, layer_norm_eps 1e-5,"
+            " hidden_act gelu come from BlipVisionConfig's defaults",
         ),
-        (
+        gc.case(
             "base_384",
-            dict(
-                config=BASE,
-                inputs={"pixel_values": pixels(FULL_PIXEL_SEED, 1, 384, 384)},
-                full_size=True,
-                record=(),
-                notes="blip-image-captioning-base vision dims; weights regenerated by"
-                " minblip.testing.materialize; no module outputs are recorded"
-                " (each is 1.8 MB): the tiny cases localise a divergence",
-            ),
+            images(FULL_PIXEL_SEED, 1, 384, 384),
+            config=BASE,
+            full_size=True,
+            record=(),
+            notes="blip-image-captioning-base vision dims; weights regenerated by"
+            " minblip.testing.materialize; no module outputs are recorded"
+            " (each is 1.8 MB): the tiny cases localise a divergence",
         ),
-        (
+        tiny(
             "interpolate_same_count",
-            dict(
-                config=TINY,
-                inputs={"pixel_values": pixels(9, 1, 64, 16)},
-                kwargs={"interpolate_pos_encoding": True},
-                notes="8x2 patches: as many as the 4x4 table holds, but not square, so the grid"
-                " is still resized (transformers skips the resize only for square inputs)",
-            ),
+            images(9, 1, 64, 16),
+            kwargs=interpolate,
+            notes="8x2 patches: as many as the 4x4 table holds, but not square, so the grid"
+            " is still resized (transformers skips the resize only for square inputs)",
         ),
     ]
 

@@ -48,15 +48,18 @@ FLUSH_SECONDS = 1.0  # longest a JSONL / CSV record waits in memory before the f
 
 
 def write_atomic(path, text):
-    """Replace path's contents with text (UTF-8) all at once: a temporary file in the same
-    folder (same file system, so the rename is atomic), flushed to disk, then os.replace. The
-    file keeps its permission bits; a new one gets the umask's. SIGINT / SIGTERM wait until the
-    rename is done (a half-written temporary file is removed in any case)."""
+    """Replace path's contents with text (a str, written as UTF-8, or bytes) all at once: a
+    temporary file in the same folder (same file system, so the rename is atomic), flushed to
+    disk, then os.replace. The file keeps its permission bits; a new one gets the umask's.
+    SIGINT / SIGTERM wait until the rename is done (a half-written temporary file is removed in
+    any case)."""
     path = pathlib.Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".minblip-tmp", dir=path.parent)
     with _signals_held():
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            binary = isinstance(text, bytes)
+            kw = {} if binary else dict(encoding="utf-8", newline="")
+            with os.fdopen(fd, "wb" if binary else "w", **kw) as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())

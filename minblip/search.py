@@ -21,14 +21,13 @@ config.json. `minblip index` again embeds only new or changed files (size or mti
 drops removed ones; `minblip search` refuses an index built by another model, by name.
 """
 
-import contextlib
 import functools
 import hashlib
+import io
 import json
 import os
 import pathlib
 import sys
-import tempfile
 import zipfile
 
 import numpy as np
@@ -157,26 +156,19 @@ class Index:
 
     def save(self, path):
         """Written atomically: a temporary file beside it, fsync, os.replace."""
-        path = pathlib.Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".minblip-tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(
-                    f,
-                    format=np.array(INDEX_FORMAT),
-                    identity=np.array(json.dumps(self.identity, sort_keys=True)),
-                    paths=np.array(self.paths, dtype=str).reshape(-1),
-                    sizes=np.array(self.sizes, dtype=np.int64),
-                    mtimes_ns=np.array(self.mtimes_ns, dtype=np.int64),
-                    embeddings=self.embeddings,
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            format=np.array(INDEX_FORMAT),
+            identity=np.array(json.dumps(self.identity, sort_keys=True)),
+            paths=np.array(self.paths, dtype=str).reshape(-1),
+            sizes=np.array(self.sizes, dtype=np.int64),
+            mtimes_ns=np.array(self.mtimes_ns, dtype=np.int64),
+            embeddings=self.embeddings,
+        )
+        from .caption_files import write_atomic
+
+        write_atomic(path, buf.getvalue())
 
 
 def load_index(path):

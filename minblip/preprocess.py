@@ -26,6 +26,7 @@ Why each step is done the way it is:
   4.x simply dropped alpha, keeping whatever colour hid under transparent pixels.
 """
 
+import io
 import json
 import os
 import pathlib
@@ -296,11 +297,25 @@ def load_image(path):
         raise ImageError(f"not a file: {path}")
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
+    return _decode(path, path)
+
+
+def decode_image(data, name="image bytes"):
+    """load_image for a file's bytes (Ray Data's read_binary_files rows): the same checks and
+    the same RGB result as load_image on the file; name is what an error calls it."""
+    if len(data) == 0:
+        raise ImageError(f"image file is empty (0 bytes): {name}")
+    return _decode(io.BytesIO(bytes(data)), name)
+
+
+def _decode(source, path):
+    """Open, check the size, decode, EXIF-rotate and convert source (a path or a binary file)
+    to RGB; every failure an ImageError naming path."""
     try:
         with warnings.catch_warnings():
             # Pillow warns past its own limit and raises past twice it: both become ImageError
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)  # reads the header only: the size is known, nothing decoded
+            image = Image.open(source)  # reads the header only: the size is known, nothing decoded
             check_pixels(image.size[0], image.size[1], path)
             image.load()  # decode now, so a truncated file fails here and names the path
             return ImageOps.exif_transpose(image).convert("RGB")

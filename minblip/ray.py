@@ -7,22 +7,23 @@
     ds = ds.map_batches(
         Captioner,
         fn_constructor_kwargs={"model": "/models/blip-base", "max_new_tokens": 20},
-        concurrency=4,  # actors: each loads the model once
+        compute=ray.data.ActorPoolStrategy(size=4),  # actors: each loads the model once
         batch_size=8,  # images per generate call
         **actor_options(threads=2),  # CPUs and BLAS / Numba threads per actor
     )
     ds.write_parquet("s3://bucket/captions")
 
 Ray is the engine: it reads the files, runs a pool of actors, streams batches through them and
-writes the result. minblip provides the callable classes the actors run: the model is loaded
-once in __init__, each __call__ takes a batch (a dict of columns) and returns one. Rows in:
-`bytes` + `path` (read_binary_files(include_paths=True): decoded here exactly as `minblip
-caption` decodes a file, so the captions are the CLI's) or `image` + `path` (read_images:
-decoded by Ray; use mode="RGB"). Rows out: path, caption, mean_logprob, num_new_tokens, error
-(a bad image is an error row, never a failed job).
+writes the result. minblip provides the callable classes the actors run (Captioner; Matcher for
+image-text scores): the model is loaded once in __init__, each __call__ takes a batch (a dict
+of columns) and returns one. Rows in: `bytes` + `path` (read_binary_files(include_paths=True):
+decoded here exactly as `minblip caption` decodes a file, so the captions are the CLI's) or
+`image` + `path` (read_images: decoded by Ray; use mode="RGB"). Rows out: flat columns (one
+schema for every block, so Parquet, JSON and CSV take them); a bad image is an error row, never
+a failed job.
 
-This module imports ray only in actor_options (the classes need NumPy alone, so they can be
-tested and used without Ray too); `minblip[ray]` installs Ray Data.
+This module does not import ray (the classes need NumPy alone, so they run and are tested
+without a cluster too); `pip install 'minblip[ray]'` installs Ray Data.
 """
 
 import numpy as np
@@ -162,3 +163,53 @@ class Captioner:
             )[0]
         except MinblipError as e:
             return e
+
+
+class Matcher:
+    """Image-text scores for ray.data.Dataset.map_batches: each image against every text given
+    here, with a BLIP retrieval checkpoint (BlipForImageTextRetrieval, loaded once in
+    __init__), as `minblip match` and minblip.match score them.
+
+    Returns one row per image and text, in the texts' order: path, text, itm_probability (the
+    ITM head's probability of "match"), itc_cosine (the contrastive cosine) and error (""; or
+    the message of an image that could not be decoded, with NaN scores).
+    """
+
+    def __init__(self, model, texts, threads=None):
+        from .pipeline import match
+
+        if isinstance(texts, str) or not texts:
+            raise InputError(f"Matcher: texts must be a non-empty list of strings, got {texts!r}")
+        _set_threads(threads)
+        self.model, self.texts = str(model), list(dict.fromkeys(texts))
+        # load and check the checkpoint now (an actor that cannot score fails at its start);
+        # pipeline keeps the model in its per-process cache for every batch after
+        match(np.zeros((8, 8, 3), np.uint8), self.texts[:1], self.model)
+
+    def __call__(self, batch):
+        from .pipeline import match
+
+        out = {k: [] for k in ("path", "text", "itm_probability", "itc_cosine", "error")}
+        for path, image in _images(batch):
+            scores, error = {}, ""
+            if isinstance(image, Exception):
+                error = str(image)
+            else:
+                try:
+                    scores = {r["text"]: r for r in match(image, self.texts, self.model)}
+                except MinblipError as e:
+                    error = str(e)
+            for text in self.texts:
+                row = scores.get(text, {})
+                out["path"].append(path)
+                out["text"].append(text)
+                out["itm_probability"].append(row.get("itm_probability", float("nan")))
+                out["itc_cosine"].append(row.get("itc_cosine", float("nan")))
+                out["error"].append(error)
+        return {
+            "path": np.array(out["path"], dtype=object),
+            "text": np.array(out["text"], dtype=object),
+            "itm_probability": np.array(out["itm_probability"], np.float64),
+            "itc_cosine": np.array(out["itc_cosine"], np.float64),
+            "error": np.array(out["error"], dtype=object),
+        }

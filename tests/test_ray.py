@@ -15,13 +15,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import ray
-from golden_utils import GOLDEN
+from golden_utils import GOLDEN, model_dir
 from PIL import Image
 
 from minblip.__main__ import main
 from minblip.errors import InputError
-from minblip.pipeline import caption_one, load_captioner
-from minblip.ray import Captioner, actor_options
+from minblip.pipeline import caption_one, load_captioner, match
+from minblip.ray import Captioner, Matcher, actor_options
 
 PHOTOS = sorted(p for p in (GOLDEN / "images").iterdir() if p.suffix == ".png")
 GEN = {"max_new_tokens": 6}  # short captions keep the test fast
@@ -114,6 +114,33 @@ def test_captioner_reads_image_columns_as_read_images_gives_them(blip, photos, c
         assert n == len(ids) - 1  # generate's row is BLIP's [DEC] + the caption (no prompt)
     with pytest.raises(InputError, match="'bytes'.*'image'"):
         captioner({"text": np.array(["a"], dtype=object)})
+
+
+def test_matcher_scores_every_text_as_match_does(photos, tmp_path):
+    """One row per image and text, in the texts' order, with minblip.match's scores; the
+    zero-byte file gets an error row per text."""
+    folder = tmp_path / "itm"
+    shutil.copytree(model_dir(GOLDEN / "blip_tasks" / "itm_head"), folder)
+    texts = ["a dog on a beach", "a cup of coffee", "an astronaut"]
+    # the tiny model has 99 token ids: a WordPiece vocab.txt of that size holding the texts'
+    # words (BertTokenizer's defaults; match and the Matcher read the same one)
+    words = sorted({w for t in texts for w in t.split()})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = specials + words + [f"[unused{i}]" for i in range(99 - len(specials) - len(words))]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    matcher = Matcher(str(folder), texts)
+    paths = [photos / f"0_{PHOTOS[0].name}", photos / "empty.png"]
+    batch = {"bytes": [p.read_bytes() for p in paths], "path": [str(p) for p in paths]}
+    out = matcher(batch)
+    assert list(out["path"]) == [str(paths[0])] * 3 + [str(paths[1])] * 3
+    assert list(out["text"]) == texts * 2
+    want = {r["text"]: r for r in match(str(paths[0]), texts, str(folder))}
+    for i, text in enumerate(texts):
+        assert out["itm_probability"][i] == want[text]["itm_probability"]
+        assert out["itc_cosine"][i] == want[text]["itc_cosine"]
+    assert list(out["error"][:3]) == [""] * 3
+    assert all("empty (0 bytes)" in e for e in out["error"][3:])
+    assert np.isnan(out["itm_probability"][3:]).all()
 
 
 def test_actor_options_size_cpus_and_thread_pools():

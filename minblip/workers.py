@@ -2,10 +2,12 @@
 
 minblip caption FOLDER --output jsonl captions.jsonl --workers 2
 
-Worker i (1 <= i <= K) takes the images `--shard i/K` would take (caption_files.shard_of over
-the images still to do), loads the model once and sends each result back; the parent writes
-every output itself, in the order one process would, so the files equal a --workers 1 run's
-(sidecars, JSONL / CSV with their atomic writes and resume: caption_files.py, unchanged).
+The images still to do are cut into the --batch-size batches one process would make, and
+worker i (1 <= i <= K) takes every K-th batch from the i-th (--shard's rule: a stable, disjoint
+share, no coordinator). Each worker loads the model once and sends each result back; the parent
+writes every output itself, in the order one process would, so the files equal a --workers 1
+run's (sidecars, JSONL / CSV with their atomic writes and resume: caption_files.py, unchanged).
+The same batches give the same captions, sampled ones included.
 
 Why spawn and not fork: NumPy's OpenBLAS and Numba size their thread pools when they load, from
 OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / NUMBA_NUM_THREADS. A forked child inherits the parent's
@@ -60,8 +62,9 @@ def add_workers_option(p):
         type=workers_count,
         default=1,
         metavar="K",
-        help="run K processes on this machine (default 1), worker i taking the images --shard "
-        "i/K would, each with cores/K BLAS and Numba threads; the outputs equal one process's",
+        help="run K processes on this machine (default 1), worker i taking every K-th batch "
+        "from the i-th, each with cores/K BLAS and Numba threads; the outputs equal one "
+        "process's",
     )
 
 
@@ -87,18 +90,18 @@ def results(items, args, gen, task):
 
     A worker that fails outside an image (the model does not load, a crash) stops the run with
     a MinblipError naming it; the other workers are stopped, what came back before is kept."""
-    from .caption_files import shard_of
+    from .caption_files import _batches
 
     k = args.workers
-    paths = list(dict.fromkeys(os.path.abspath(p) for p, _ in items))
-    share = {p: w for w in range(k) for p in shard_of(paths, (w + 1, k))}
-    jobs = [[] for _ in range(k)]
-    for n, (path, question) in enumerate(items):
-        jobs[share[os.path.abspath(path)]].append((n, str(path), question))
+    # the batches one process would make (items come sorted, as --shard sorts), dealt as --shard
+    # deals images: worker i takes every k-th from the i-th. The same batches make the same
+    # captions, sampled ones included (a batch's rows draw from one seeded generator)
+    size = getattr(args, "batch_size", 1) if task == "caption" else 1
+    batches = list(_batches([(n, str(p), q) for n, (p, q) in enumerate(items)], size))
+    jobs = [batches[w::k] for w in range(k)]
     options = {
         "model": str(args.model),
         "prompt": getattr(args, "prompt", None),
-        "batch_size": getattr(args, "batch_size", 1),
         "backend": _backend(),
     }
     context = multiprocessing.get_context("spawn")
@@ -186,24 +189,26 @@ def _work(worker, k, task, job, options, gen, outbox):
 
 
 def _compute(task, job, options, gen):
-    """(n, result) for the worker's (n, path, question) items, as one process computes them."""
-    from .caption_files import _batches, _caption_chunk, answer_with_logprob
+    """(n, result) for the worker's batches of (n, path, question), as one process computes
+    them."""
+    from .caption_files import _caption_chunk, answer_with_logprob
     from .pipeline import load_captioner
 
     if task == "caption":
         model, processor = load_captioner(options["model"])
-        for chunk in _batches(job, options["batch_size"]):
+        for chunk in job:
             made = _caption_chunk(
                 [path for _, path, _ in chunk], model, processor, options["prompt"], gen
             )
             for (n, _, _), (_, result) in zip(chunk, made):
                 yield n, result
         return
-    for n, path, question in job:
-        try:
-            yield n, answer_with_logprob(path, question, options["model"], **gen)
-        except MinblipError as e:
-            yield n, e
+    for chunk in job:
+        for n, path, question in chunk:
+            try:
+                yield n, answer_with_logprob(path, question, options["model"], **gen)
+            except MinblipError as e:
+                yield n, e
 
 
 def worker_records(items, args, gen, task, options, writers):

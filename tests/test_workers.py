@@ -16,16 +16,19 @@ from minblip.workers import threads_per_worker
 
 
 def test_workers_write_what_one_process_writes_and_resume(blip, tmp_path):  # noqa: F811
-    """A dozen photos and a zero-byte one: JSONL and CSV byte for byte those of --workers 1,
-    sidecars holding their captions, the bad file an error record in both; then a run
-    interrupted after 5 records resumes under --workers 2 to the same file."""
+    """A dozen photos and a zero-byte one, sampled captions in batches of 2: JSONL and CSV byte
+    for byte those of --workers 1, sidecars holding their captions, the bad file an error
+    record in both; then a run interrupted after 6 records resumes under --workers 2 to the
+    same file."""
     root = photo_folder(tmp_path, copies=3)
     (root / "empty.png").write_bytes(b"")
-    base = ["caption", str(root), "--model", str(blip), *GEN]
+    # sampled in batches of 2: equal only if the workers make the batches one process makes
+    base = ["caption", str(root), "--model", str(blip), *GEN, "--batch-size", "2"]
+    base += ["--do-sample", "--seed", "3"]
     one = [tmp_path / "one.jsonl", tmp_path / "one.csv"]
     assert main([*base, "--output", "jsonl", str(one[0]), "--output", "csv", str(one[1])]) == 1
     two = [tmp_path / "two.jsonl", tmp_path / "two.csv"]
-    argv = [*base, "--workers", "2", "--batch-size", "2", "--output", "txt"]
+    argv = [*base, "--workers", "2", "--output", "txt"]
     argv += ["--output", "jsonl", str(two[0]), "--output", "csv", str(two[1])]
     assert main(argv) == 1
     for a, b in zip(one, two):
@@ -37,7 +40,7 @@ def test_workers_write_what_one_process_writes_and_resume(blip, tmp_path):  # no
         assert side.read_text() == r["caption"] + "\n" if "error" not in r else not side.exists()
 
     lines = two[0].read_text().splitlines(keepends=True)
-    two[0].write_text("".join(lines[:5]))  # as a run killed after five records leaves it
+    two[0].write_text("".join(lines[:6]))  # as a run killed after three batches leaves it
     assert main([*base, "--workers", "2", "--output", "jsonl", str(two[0])]) == 1
     assert two[0].read_bytes() == one[0].read_bytes()
 

@@ -137,7 +137,7 @@ def _backend():
 
 def _in_order(items, inbox, procs, k):
     """Yield the workers' results in items' order (a result that comes early waits)."""
-    early, next_n, finished = {}, 0, 0
+    early, next_n = {}, 0
     while next_n < len(items):
         while next_n in early:
             path, question = items[next_n]
@@ -162,8 +162,7 @@ def _in_order(items, inbox, procs, k):
         elif kind == "failed":
             worker, text = body
             raise MinblipError(f"minblip-worker-{worker} (of {k}) failed: {text}")
-        else:  # "done"
-            finished += 1
+        # "done": a worker finished its share (its results came before it)
 
 
 def _work(worker, k, task, job, options, gen, outbox):

@@ -39,15 +39,25 @@ def cmd_caption(args):
     if not paths:
         raise InputError("no images found in " + ", ".join(args.images))
     paths = shard_of(paths, args.shard)
-    model, processor = load_captioner(args.model)
+    if args.workers > 1:  # K processes, results in this order (minblip/workers.py)
+        from .workers import results, say_workers
+
+        items = [(p, None) for p in paths]
+        chunks = ([(p, r)] for p, _, r in results(items, args, gen, "caption"))
+    else:
+        model, processor = load_captioner(args.model)
+        chunks = (
+            _caption_chunk(chunk, model, processor, args.prompt, gen)
+            for chunk in _batches(paths, args.batch_size)
+        )
     if args.verbose:
-        _say_model(model)
+        say_workers(args.workers) if args.workers > 1 else _say_model(model)
         said = "none: generate from the image alone" if args.prompt is None else repr(args.prompt)
         print(f"minblip: prompt {said}", file=sys.stderr)
     bar = _Progress(len(paths)) if len(paths) > 1 and sys.stderr.isatty() else None
     failed = 0
-    for chunk in _batches(paths, args.batch_size):
-        for path, result in _caption_chunk(chunk, model, processor, args.prompt, gen):
+    for chunk in chunks:
+        for path, result in chunk:
             _clear(bar)
             if isinstance(result, MinblipError):
                 failed += 1

@@ -399,6 +399,11 @@ def run_caption(args, gen):
     options = {"prompt": args.prompt, "prefix": args.prefix, "suffix": args.suffix, **gen}
 
     def records():
+        if getattr(args, "workers", 1) > 1:  # K processes (minblip/workers.py)
+            from .workers import worker_records
+
+            yield from worker_records(todo, args, gen, "caption", options, writers)
+            return
         model, processor = load_captioner(args.model)
         for chunk in _batches([path for path, _ in todo], args.batch_size):
             for path, result in _caption_chunk(chunk, model, processor, args.prompt, gen):
@@ -421,6 +426,11 @@ def run_ask(args, gen, questions):
     options = {"prefix": args.prefix, "suffix": args.suffix, **gen}
 
     def records():
+        if getattr(args, "workers", 1) > 1:  # K processes (minblip/workers.py)
+            from .workers import worker_records
+
+            yield from worker_records(todo, args, gen, "ask", options, writers)
+            return
         for path, question in todo:
             try:
                 result = answer_with_logprob(str(path), question, args.model, **gen)
@@ -863,6 +873,9 @@ def shard_of(paths, shard):
 
 
 def add_shard_option(p):
+    from .workers import add_workers_option
+
+    add_workers_option(p)  # --workers K: K processes, worker i taking shard i/K
     p.add_argument(
         "--shard",
         type=shard_spec,

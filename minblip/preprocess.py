@@ -26,6 +26,8 @@ Why each step is done the way it is:
   4.x simply dropped alpha, keeping whatever colour hid under transparent pixels.
 """
 
+import contextlib
+import io
 import json
 import os
 import pathlib
@@ -296,18 +298,32 @@ def load_image(path):
         raise ImageError(f"not a file: {path}")
     if path.stat().st_size == 0:
         raise ImageError(f"image file is empty (0 bytes): {path}")
+    return _decode(path, path)
+
+
+def decode_image(data, name="image bytes"):
+    """load_image for a file's bytes (Ray Data's read_binary_files rows): the same checks and
+    the same RGB result as load_image on the file; name is what an error calls it."""
+    if len(data) == 0:
+        raise ImageError(f"image file is empty (0 bytes): {name}")
+    return _decode(io.BytesIO(bytes(data)), name)
+
+
+def _decode(source, path):
+    """Open, check the size, decode, EXIF-rotate and convert source (a path or a binary file)
+    to RGB; every failure an ImageError naming path."""
     try:
         with warnings.catch_warnings():
             # Pillow warns past its own limit and raises past twice it: both become ImageError
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)  # reads the header only: the size is known, nothing decoded
+            image = Image.open(source)  # reads the header only: the size is known, nothing decoded
             if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
                 raise _bomb(path, image.size, None)
             check_pixels(image.size[0], image.size[1], path)
             image.load()  # decode now, so a truncated file fails here and names the path
             return ImageOps.exif_transpose(image).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise _bomb(path, _declared_size(path), e) from None
+        raise _bomb(path, _declared_size(source), e) from None
     except UnidentifiedImageError:
         raise ImageError(f"not a readable image (corrupt or unknown format): {path}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -327,12 +343,17 @@ def _bomb(path, size, pillow_error):
     )
 
 
-def _declared_size(path):
-    """The (width, height) an image file's header declares, read without Pillow's bomb check
-    (which refuses the file before saying its size), or None. Only the header is parsed: each
-    registered format's factory, as Image.open tries them."""
+def _declared_size(source):
+    """The (width, height) an image file's header declares (source: a path or a binary file),
+    read without Pillow's bomb check (which refuses the file before saying its size), or None.
+    Only the header is parsed: each registered format's factory, as Image.open tries them."""
     try:
-        with open(path, "rb") as f:
+        with contextlib.ExitStack() as stack:
+            if hasattr(source, "read"):
+                f = source
+            else:
+                f = stack.enter_context(open(source, "rb"))
+            f.seek(0)
             prefix = f.read(16)
             Image.preinit()
             for fmt in Image.ID:
@@ -341,7 +362,7 @@ def _declared_size(path):
                     continue
                 f.seek(0)
                 try:
-                    return factory(f, str(path)).size
+                    return factory(f, str(getattr(f, "name", ""))).size
                 except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError):
                     continue
     except OSError:

@@ -1,6 +1,8 @@
 """minblip against transformers on a full-size BLIP captioning model, same inputs, one run.
 
     python tools/bench.py [FOLDER] [--backend numpy|numba] [--rounds 2] [--repeat 3]
+    python tools/bench.py folder-throughput [FOLDER] [--images 16] [--workers 1 2]
+        [--batch-sizes 1 4]   (--workers K against one process: folder_throughput below)
 
 FOLDER (default /tmp/minblip-blip-base) is built by tools/fullsize.py when it holds no weights:
 Salesforce/blip-image-captioning-base's config (ViT-B/16 at 384 px, 12-layer BERT decoder) with
@@ -385,5 +387,94 @@ def main():
     )
 
 
+# ---- folder throughput: --workers K against one process with every core (issue 11) ----
+
+
+def folder_throughput(folder, images=16, workers=(1, 2), batch_sizes=(1, 4), max_new_tokens=20):
+    """Images per second of `minblip caption FOLDER --output jsonl` over `images` photos (the
+    golden ones, copied), for each --workers K and --batch-size B: K processes of cores // K
+    BLAS / Numba threads each (minblip/workers.py) against one process with all the cores.
+    Wall time of the whole command (interpreter start, model load in every process, captions,
+    the JSONL written), best of 2 runs, and the CPU time the run used (every process's user +
+    system, workers included): on a machine shared with other jobs the wall time measures the
+    share the scheduler gave, the CPU time what the work cost. Rows are (workers, batch,
+    seconds, images/s, CPU seconds per image). The model folder is built as main()'s is;
+    greedy captions of exactly max_new_tokens tokens."""
+    import resource
+    import time
+
+    sys.path.insert(0, str(HERE))
+    import fullsize
+
+    folder = fullsize.build(pathlib.Path(folder))
+    for f in (ROOT / "golden" / "tokenizer" / "blip").glob("*"):
+        if f.is_file() and not (folder / f.name).exists():
+            shutil.copy(f, folder / f.name)
+    for f in folder.glob("*.safetensors"):  # warm the page cache once
+        subprocess.run(["cat", str(f)], stdout=subprocess.DEVNULL, check=True)
+    photos = sorted((ROOT / "golden" / "images").glob("*.png"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        for n in range(images):
+            shutil.copy(photos[n % len(photos)], tmp / f"{n:04d}_{photos[n % len(photos)].name}")
+        gen = ["--max-new-tokens", str(max_new_tokens), "--min-new-tokens", str(max_new_tokens)]
+        for k in workers:
+            for b in batch_sizes:
+                argv = [
+                    sys.executable,
+                    "-m",
+                    "minblip",
+                    "caption",
+                    str(tmp),
+                    "--model",
+                    str(folder),
+                ]
+                argv += [*gen, "--workers", str(k), "--batch-size", str(b)]
+                argv += ["--output", "jsonl", str(tmp / "out.jsonl"), "--existing", "overwrite"]
+                best, cpu = float("inf"), float("inf")
+                for _ in range(2):
+                    r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+                    subprocess.run(argv, cwd=ROOT, check=True, capture_output=True)
+                    r1, t1 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+                    best = min(best, t1 - t0)
+                    cpu = min(cpu, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+                rows.append((k, b, best, images / best, cpu / images))
+    return rows
+
+
+def folder_throughput_main(argv):
+    ap = argparse.ArgumentParser(
+        prog="bench.py folder-throughput",
+        description=folder_throughput.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("folder", nargs="?", default="/tmp/minblip-blip-base")
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--max-new-tokens", type=int, default=20)
+    args = ap.parse_args(argv)
+    load_before = loadavg()
+    rows = folder_throughput(
+        args.folder, args.images, args.workers, args.batch_sizes, args.max_new_tokens
+    )
+    print(
+        f"minblip caption FOLDER --output jsonl: {args.images} images, greedy "
+        f"{args.max_new_tokens} tokens, {os.cpu_count()} cores, wall time of the whole command "
+        f"(best of 2); load average {load_before} before, {loadavg()} after"
+    )
+    print(
+        f"{'workers':>8}{'threads each':>14}{'batch':>7}{'seconds':>10}{'images/s':>10}"
+        f"{'CPU s/image':>13}"
+    )
+    for k, b, seconds, rate, cpu in rows:
+        threads = max(1, (os.cpu_count() or 1) // k)
+        print(f"{k:>8}{threads:>14}{b:>7}{seconds:>10.2f}{rate:>10.3f}{cpu:>13.2f}")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["folder-throughput"]:
+        folder_throughput_main(sys.argv[2:])
+    else:
+        main()

@@ -27,7 +27,7 @@ DEFAULT_MODEL = "Salesforce/blip-image-captioning-base"
 def cmd_caption(args):
     """Caption every image; report unreadable ones and carry on; exit 1 if any failed. With
     --output, to sidecars / JSONL / CSV files (minblip/caption_files.py)."""
-    from .caption_files import _batches, _caption_chunk, generation_kwargs, run_caption, shard_of
+    from .caption_files import batches_of, caption_chunk, generation_kwargs, run_caption, shard_of
     from .pipeline import find_images, load_captioner
 
     gen = generation_kwargs(args)
@@ -47,8 +47,8 @@ def cmd_caption(args):
     else:
         model, processor = load_captioner(args.model)
         chunks = (
-            _caption_chunk(chunk, model, processor, args.prompt, gen)
-            for chunk in _batches(paths, args.batch_size)
+            caption_chunk(chunk, model, processor, args.prompt, gen)
+            for chunk in batches_of(paths, args.batch_size)
         )
     if args.verbose:
         say_workers(args.workers) if args.workers > 1 else _say_model(model)
@@ -314,7 +314,7 @@ def _brief(cfg):
     return towers
 
 
-def _positive_int(text):
+def positive_int(text):
     """An option value that must be an int >= 1, refused by argparse (exit 2) otherwise."""
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")
@@ -338,7 +338,7 @@ def _length_options(p, beams_default, max_new_tokens_type, max_new_tokens_help):
     caption_files.generation_kwargs' defaults)."""
     p.add_argument(
         "--num-beams",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=f"beam search width (default {beams_default})",
@@ -372,7 +372,7 @@ def build_parser():
     _model_option(p, DEFAULT_MODEL, ", from the Hugging Face cache")
     p.add_argument("--prompt", default=None, help='text the caption continues, e.g. "a picture of"')
     _length_options(
-        p, "1: greedy", _positive_int, "longest caption in tokens (default 20, as transformers)"
+        p, "1: greedy", positive_int, "longest caption in tokens (default 20, as transformers)"
     )
     _json_option(
         p,

@@ -349,7 +349,7 @@ def generate_sequences(parts, model, processor, prompt, **generate_kwargs):
     each token's log-probability under the raw logits of the row it came from (beam_indices
     under beam search; row b * N + j when sampling, where generate expands each input N
     times)."""
-    from .pipeline import _prompt_length, _trim
+    from .pipeline import prompt_length, trim_caption
 
     n = generate_kwargs.get("num_return_sequences", 1)
     inputs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -360,14 +360,14 @@ def generate_sequences(parts, model, processor, prompt, **generate_kwargs):
         output_logits=True,
         output_scores=n > 1,  # sequences_scores, for the records' score
     )
-    n_prompt = _prompt_length(model, parts[0], prompt)
+    n_prompt = prompt_length(model, parts[0], prompt)
     beams = out.get("beam_indices")  # (B*N, steps): the row of logits[step] each token came from
     scores = out.get("sequences_scores")  # (B*N,) under beam search
     results = []
     for b in range(len(parts)):
         seqs = []
         for r in range(b * n, (b + 1) * n):
-            ids = _trim(out.sequences[r], n_prompt, model)
+            ids = trim_caption(out.sequences[r], n_prompt, model)
             text = processor.decode(ids[n_prompt:], skip_special_tokens=True).strip()
             chosen = [
                 log_softmax(out.logits[step][r if beams is None else beams[r, step]])[token]
@@ -380,7 +380,7 @@ def generate_sequences(parts, model, processor, prompt, **generate_kwargs):
     return results
 
 
-def _batches(items, size):
+def batches_of(items, size):
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -394,7 +394,7 @@ def run_caption(args, gen):
         args.output, args.existing, args.caption_extension, args.separator
     )
     _expect_sequences(writers, gen)
-    todo, total = _todo(writers, _images([*args.images, *leftovers], args.shard), [None])
+    todo, total = _todo(writers, image_paths([*args.images, *leftovers], args.shard), [None])
     _say_skipped(total - len(todo), total, "image(s) already captioned", args.existing)
     options = {"prompt": args.prompt, "prefix": args.prefix, "suffix": args.suffix, **gen}
 
@@ -405,9 +405,9 @@ def run_caption(args, gen):
             yield from worker_records(todo, args, gen, "caption", options, writers)
             return
         model, processor = load_captioner(args.model)
-        for chunk in _batches([path for path, _ in todo], args.batch_size):
-            for path, result in _caption_chunk(chunk, model, processor, args.prompt, gen):
-                yield _record(path, None, result, args, options)
+        for chunk in batches_of([path for path, _ in todo], args.batch_size):
+            for path, result in caption_chunk(chunk, model, processor, args.prompt, gen):
+                yield make_record(path, None, result, args, options)
 
     return _run(writers, records() if todo else iter(()), len(todo), "image(s)")
 
@@ -421,7 +421,7 @@ def run_ask(args, gen, questions):
     if any(isinstance(w, Sidecars) for w in writers):
         raise InputError("--output txt writes one caption per image; answers go to jsonl or csv")
     _expect_sequences(writers, gen)
-    todo, total = _todo(writers, _images([args.image, *leftovers], args.shard), questions)
+    todo, total = _todo(writers, image_paths([args.image, *leftovers], args.shard), questions)
     _say_skipped(total - len(todo), total, "answer(s) already recorded", args.existing)
     options = {"prefix": args.prefix, "suffix": args.suffix, **gen}
 
@@ -436,7 +436,7 @@ def run_ask(args, gen, questions):
                 result = answer_with_logprob(str(path), question, args.model, **gen)
             except MinblipError as e:
                 result = e
-            yield _record(path, question, result, args, options)
+            yield make_record(path, question, result, args, options)
 
     return _run(writers, records(), len(todo), "answer(s)")
 
@@ -477,7 +477,7 @@ def _expect_sequences(writers, gen):
         w.sequences = gen.get("num_return_sequences", 1)
 
 
-def _images(args, shard=None):
+def image_paths(args, shard=None):
     """find_images, an image named twice (a folder and a file in it) kept once, then the
     --shard's share of them."""
     from .pipeline import find_images
@@ -501,13 +501,13 @@ def _say_skipped(n, total, what, existing):
         print(f"minblip: {n} of {total} {what} (--existing {existing}): skipped", file=sys.stderr)
 
 
-def _record(path, question, result, args, options):
+def make_record(path, question, result, args, options):
     """The record of one image (and question); with --num-return-sequences N > 1 (result a
     list of N sequences) a list of N records, each with its sequence index and score."""
     if isinstance(result, list):
         group = []
         for j, (text, ids, mean_logprob, score) in enumerate(result):
-            record = _record(path, question, (text, ids, mean_logprob), args, options)
+            record = make_record(path, question, (text, ids, mean_logprob), args, options)
             record["sequence"] = j
             if score is not None:
                 record["score"] = score
@@ -554,7 +554,7 @@ def _run(writers, records, total, unit):
     return 1 if failed else 0
 
 
-def _caption_chunk(chunk, model, processor, prompt, gen):
+def caption_chunk(chunk, model, processor, prompt, gen):
     """(path, (caption, ids, mean_logprob) or the MinblipError that stopped it) per image: the
     good images of the chunk go through generate together, a bad one is named alone. With
     num_return_sequences N > 1, a list of N (caption, ids, mean_logprob, score) per image."""
@@ -757,7 +757,7 @@ def add_output_options(p):
     p.add_argument("--suffix", default="", metavar="TEXT", help="text put after each caption")
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         metavar="N",
         help="images per generate call (default 1); captions equal one-at-a-time's "
@@ -766,7 +766,7 @@ def add_output_options(p):
     add_shard_option(p)
 
 
-def _positive_int(text):
+def positive_int(text):
     """An option value that must be an int >= 1, refused by argparse (exit 2) otherwise."""
     if not text.strip().isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be an int >= 1, got {text!r}")

@@ -60,7 +60,7 @@ def load_captioner(model=DEFAULT_MODEL, dtype="float32"):
     from .processing import BlipProcessor
 
     loaded = BlipForConditionalGeneration.from_pretrained(model, dtype=dtype)
-    return loaded, _sized_processor(BlipProcessor.from_pretrained(model), loaded)
+    return loaded, sized_processor(BlipProcessor.from_pretrained(model), loaded)
 
 
 def _load_blip2(folder, architectures, dtype):
@@ -82,10 +82,10 @@ def _load_blip2(folder, architectures, dtype):
         # hub folders saved before the 2024 update have no processor_config.json: the model's
         # own count is the one its image_token_index placeholders must match
         processor.num_query_tokens = loaded.config.num_query_tokens
-    return loaded, _sized_processor(processor, loaded)
+    return loaded, sized_processor(processor, loaded)
 
 
-def _sized_processor(processor, model):
+def sized_processor(processor, model):
     """A folder without preprocessor_config.json gets the class defaults (384 px), which fit
     BLIP-base but not every checkpoint: size the images to the model's own image_size then."""
     folder = model.folder
@@ -113,8 +113,8 @@ def caption_one(image, model, processor, prompt=None, **generate_kwargs):
         **inputs, **generate_kwargs, return_dict_in_generate=True, output_logits=True
     )
     ids = out.sequences[0]
-    n_prompt = _prompt_length(model, inputs, prompt)
-    ids = _trim(ids, n_prompt, model)
+    n_prompt = prompt_length(model, inputs, prompt)
+    ids = trim_caption(ids, n_prompt, model)
     text = processor.decode(ids[n_prompt:], skip_special_tokens=True).strip()
     beams = out.get("beam_indices")  # (1, steps): the row of logits[step] each token came from
     chosen = []
@@ -124,7 +124,7 @@ def caption_one(image, model, processor, prompt=None, **generate_kwargs):
     return text, [int(t) for t in ids], float(np.mean(chosen)) if chosen else float("nan")
 
 
-def _prompt_length(model, inputs, prompt):
+def prompt_length(model, inputs, prompt):
     """How many leading ids of generate's row are not generated: BLIP's [DEC] + prompt words
     (the prompt's closing [SEP] is dropped before generating); BLIP-2 OPT's whole input row
     (placeholders + </s> + prompt, or placeholders + </s> when there is none, as 5.23 builds
@@ -137,7 +137,7 @@ def _prompt_length(model, inputs, prompt):
     return 1
 
 
-def _trim(ids, n_prompt, model):
+def trim_caption(ids, n_prompt, model):
     """Drop the pad fill after the first eos (the row's own caption ends there)."""
     text = model.config.text_config
     sep = text.eos_token_id if model.config.model_type == "blip-2" else text.sep_token_id
@@ -186,7 +186,7 @@ def load_task_model(class_name, model, dtype="float32"):
     from .processing import BlipProcessor
 
     loaded = getattr(blip_tasks, class_name).from_pretrained(model, dtype=dtype)
-    return loaded, _sized_processor(BlipProcessor.from_pretrained(model), loaded)
+    return loaded, sized_processor(BlipProcessor.from_pretrained(model), loaded)
 
 
 def answer(image, question, model=DEFAULT_VQA_MODEL, **generate_kwargs):

@@ -128,12 +128,12 @@ class Blip2Processor(BlipProcessor):
         processor_config.json's "image_processor" (as 5.x saves it) or preprocessor_config.json
         (as hub repos ship it), num_query_tokens from the argument or processor_config.json."""
         from .hub import resolve
-        from .tokenize import _read_json, load_tokenizer
+        from .tokenize import load_tokenizer, read_tokenizer_json
 
         folder = resolve(path_or_id)
         config = {}
         if (folder / "processor_config.json").exists():
-            config = _read_json(folder / "processor_config.json")
+            config = read_tokenizer_json(folder / "processor_config.json")
         if "image_processor" in config:
             source = f"{folder / 'processor_config.json'} image_processor"
             image_processor = BlipImageProcessor.from_dict(config["image_processor"], source)

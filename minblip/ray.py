@@ -61,7 +61,7 @@ def _set_threads(threads):
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
-def _images(batch):
+def _batch_images(batch):
     """A batch's rows as (path, PIL image or (H, W, C) array, or the ImageError of its bytes)."""
     from .preprocess import decode_image
 
@@ -103,7 +103,7 @@ class Captioner:
     """
 
     def __init__(self, model, prompt=None, threads=None, dtype="float32", **generate_kwargs):
-        from .pipeline import _prompt_length, load_captioner
+        from .pipeline import load_captioner, prompt_length
 
         _set_threads(threads)
         self.model, self.processor = load_captioner(str(model), dtype)
@@ -111,12 +111,12 @@ class Captioner:
         # the ids generate's row starts with (the prompt's): the same for every image
         side = self.model.config.vision_config.image_size
         probe = self.processor(images=np.zeros((side, side, 3), np.uint8), text=prompt)
-        self.n_prompt = _prompt_length(self.model, probe, prompt)
+        self.n_prompt = prompt_length(self.model, probe, prompt)
 
     def __call__(self, batch):
         from .caption_files import caption_batch
 
-        rows = _images(batch)
+        rows = _batch_images(batch)
         good = [(i, image) for i, (_, image) in enumerate(rows) if not isinstance(image, Exception)]
         made = {}
         if good:
@@ -190,7 +190,7 @@ class Matcher:
         from .pipeline import match
 
         out = {k: [] for k in ("path", "text", "itm_probability", "itc_cosine", "error")}
-        for path, image in _images(batch):
+        for path, image in _batch_images(batch):
             scores, error = {}, ""
             if isinstance(image, Exception):
                 error = str(image)

@@ -70,7 +70,7 @@ class Retriever:
             self.model, self.processor = load_task_model(RETRIEVAL_CLASSES[0], str(model), dtype)
         else:
             from .blip2 import Blip2ForImageTextRetrieval
-            from .pipeline import _sized_processor
+            from .pipeline import sized_processor
             from .processing import Blip2Processor
 
             self.model = Blip2ForImageTextRetrieval.from_pretrained(folder, dtype=dtype)
@@ -79,7 +79,7 @@ class Retriever:
                 processor.num_query_tokens = None  # a model that strips no placeholders gets none
             elif processor.num_query_tokens is None:
                 processor.num_query_tokens = self.model.config.num_query_tokens
-            self.processor = _sized_processor(processor, self.model)
+            self.processor = sized_processor(processor, self.model)
 
     def pixels(self, image):
         """One image (path, PIL image or array) -> pixel_values (1, 3, H, W)."""
@@ -303,11 +303,11 @@ def _read_texts(args):
 def run_match(args):
     """`minblip match FOLDER_OR_IMAGE --texts FILE`: a record per (image, text) with the ITM
     probability and the ITC similarity; a bad image is named and the rest go on (exit 1)."""
-    from .caption_files import _images
+    from .caption_files import image_paths
 
     texts = _read_texts(args)
     retriever = load_retriever(str(args.model))
-    paths = _images([args.image], getattr(args, "shard", None))
+    paths = image_paths([args.image], getattr(args, "shard", None))
     text_embeds = retriever.text_embeddings(texts)  # (T, E)
     failed = 0
     for path in paths:
@@ -334,7 +334,7 @@ def run_match(args):
 
 def cmd_index(args):
     """`minblip index FOLDER... -o FILE`: embed new or changed images, keep the rest."""
-    from .caption_files import _images
+    from .caption_files import image_paths
 
     out = pathlib.Path(args.output)
     if out.is_dir() or not out.parent.is_dir():
@@ -344,7 +344,7 @@ def cmd_index(args):
     if out.exists():
         previous = load_index(out)
         same_model(previous.identity, retriever, out)
-    paths = _images(args.folders)
+    paths = image_paths(args.folders)
     index, counts = build_index(paths, retriever, previous, args.batch_size)
     index.save(out)
     said = ", ".join(f"{v} {k}" for k, v in counts.items() if k != "interrupted")
@@ -409,7 +409,7 @@ def add_match_options(p):
 
 def add_subcommands(sub, model_option, json_option):
     """`minblip index` and `minblip search`."""
-    from .caption_files import _positive_int
+    from .caption_files import positive_int
     from .pipeline import DEFAULT_ITM_MODEL
 
     p = sub.add_parser(
@@ -426,7 +426,7 @@ def add_subcommands(sub, model_option, json_option):
     model_option(p, DEFAULT_ITM_MODEL)
     p.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         metavar="N",
         help="images per vision-tower call (default 8)",

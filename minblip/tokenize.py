@@ -304,12 +304,12 @@ class BertTokenizer(_Tokenizer):
 
         folder = resolve(path_or_id)
         config = (
-            _read_json(folder / "tokenizer_config.json")
+            read_tokenizer_json(folder / "tokenizer_config.json")
             if (folder / "tokenizer_config.json").exists()
             else {}
         )
         if (folder / "special_tokens_map.json").exists():  # older saves keep the specials here
-            for k, v in _read_json(folder / "special_tokens_map.json").items():
+            for k, v in read_tokenizer_json(folder / "special_tokens_map.json").items():
                 config.setdefault(k, v)
         config.update(kwargs)
         guards.check_tokenizer_config(config, folder)
@@ -331,7 +331,7 @@ class BertTokenizer(_Tokenizer):
         return cls(backend, config, str(path_or_id))
 
 
-def _read_json(path):
+def read_tokenizer_json(path):
     try:
         return guards.json_object(json.loads(pathlib.Path(path).read_text(encoding="utf-8")), path)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
@@ -439,7 +439,7 @@ def _load_config(folder, kwargs):
     from tokenizers import AddedToken
 
     path = folder / "tokenizer_config.json"
-    config = _read_json(path) if path.exists() else {}
+    config = read_tokenizer_json(path) if path.exists() else {}
     config.update(kwargs)
     guards.check_tokenizer_config(config, folder)
     if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
@@ -451,16 +451,16 @@ def _load_config(folder, kwargs):
             added.append((int(i), AddedToken(**t)))
     else:  # legacy files: special_tokens_map.json wins over tokenizer_config.json
         if (folder / "special_tokens_map.json").exists():
-            for k, v in _read_json(folder / "special_tokens_map.json").items():
+            for k, v in read_tokenizer_json(folder / "special_tokens_map.json").items():
                 if k not in kwargs or not kwargs[k]:
                     config[k] = v
         named = {_token(config.get(k)) for k in guards.SPECIAL_TOKEN_NAMES if config.get(k)}
         if (folder / "added_tokens.json").exists():
-            for t, i in _read_json(folder / "added_tokens.json").items():
+            for t, i in read_tokenizer_json(folder / "added_tokens.json").items():
                 special = t in named
                 added.append((int(i), AddedToken(t, normalized=not special, special=special)))
         if (folder / "tokenizer.json").exists():
-            for t in _read_json(folder / "tokenizer.json").get("added_tokens", []):
+            for t in read_tokenizer_json(folder / "tokenizer.json").get("added_tokens", []):
                 t = dict(t)
                 added.append((t.pop("id"), AddedToken(**t)))
     return config, added
@@ -526,7 +526,7 @@ def _bos_eos_template(backend, config):
 def _read_tokenizer_json(path, model_type, cls_name):
     from tokenizers import Tokenizer
 
-    data = _read_json(path)
+    data = read_tokenizer_json(path)
     found = (data.get("model") or {}).get("type")
     if found != model_type:
         raise TokenizerError(
@@ -698,10 +698,10 @@ def load_tokenizer(path_or_id, **kwargs):
 
     folder = resolve(path_or_id)
     path = folder / "tokenizer_config.json"
-    name = _read_json(path).get("tokenizer_class") if path.exists() else None
+    name = read_tokenizer_json(path).get("tokenizer_class") if path.exists() else None
     source = f"{path} tokenizer_class"
     if name is None and (folder / "config.json").exists():
-        model_type = _read_json(folder / "config.json").get("model_type")
+        model_type = read_tokenizer_json(folder / "config.json").get("model_type")
         name = _BY_MODEL_TYPE.get(model_type)
         source = f"{folder / 'config.json'} model_type {model_type!r}"
         if name is None:

@@ -90,14 +90,14 @@ def results(items, args, gen, task):
 
     A worker that fails outside an image (the model does not load, a crash) stops the run with
     a MinblipError naming it; the other workers are stopped, what came back before is kept."""
-    from .caption_files import _batches
+    from .caption_files import batches_of
 
     k = args.workers
     # the batches one process would make (items come sorted, as --shard sorts), dealt as --shard
     # deals images: worker i takes every k-th from the i-th. The same batches make the same
     # captions, sampled ones included (a batch's rows draw from one seeded generator)
     size = getattr(args, "batch_size", 1) if task == "caption" else 1
-    batches = list(_batches([(n, str(p), q) for n, (p, q) in enumerate(items)], size))
+    batches = list(batches_of([(n, str(p), q) for n, (p, q) in enumerate(items)], size))
     jobs = [batches[w::k] for w in range(k)]
     options = {
         "model": str(args.model),
@@ -190,13 +190,13 @@ def _work(worker, k, task, job, options, gen, outbox):
 def _compute(task, job, options, gen):
     """(n, result) for the worker's batches of (n, path, question), as one process computes
     them."""
-    from .caption_files import _caption_chunk, answer_with_logprob
+    from .caption_files import answer_with_logprob, caption_chunk
     from .pipeline import load_captioner
 
     if task == "caption":
         model, processor = load_captioner(options["model"])
         for chunk in job:
-            made = _caption_chunk(
+            made = caption_chunk(
                 [path for _, path, _ in chunk], model, processor, options["prompt"], gen
             )
             for (n, _, _), (_, result) in zip(chunk, made):
@@ -213,11 +213,11 @@ def _compute(task, job, options, gen):
 def worker_records(items, args, gen, task, options, writers):
     """caption_files' records (one per item, in items' order) from args.workers processes. A
     worker that fails stops the run, but the outputs keep every record that came back first."""
-    from .caption_files import _record
+    from .caption_files import make_record
 
     try:
         for path, question, result in results(items, args, gen, task):
-            yield _record(path, question, result, args, options)
+            yield make_record(path, question, result, args, options)
     except MinblipError:
         for w in writers:
             with contextlib.suppress(OSError):

@@ -16,7 +16,7 @@ import pytest
 from golden_utils import GOLDEN, case_dirs, load_case, model_dir
 
 from minblip.__main__ import main
-from minblip.pipeline import _prompt_length, _trim, answer_prompt, load_captioner
+from minblip.pipeline import answer_prompt, load_captioner, prompt_length, trim_caption
 
 PHOTOS = sorted(p for p in (GOLDEN / "images").iterdir() if p.suffix == ".png")
 BLIP2 = {c.name: c for c in case_dirs("blip2_pipeline")}
@@ -59,10 +59,10 @@ def generated(folder, path, prompt=None, **gen):
     model, processor = load_captioner(str(folder))
     inputs = processor(images=str(path), text=prompt)
     out = model.generate(**inputs, **gen, return_dict_in_generate=True, output_scores=True)
-    n = _prompt_length(model, inputs, prompt)
+    n = prompt_length(model, inputs, prompt)
     rows = []
     for seq in out.sequences:
-        ids = _trim(seq, n, model)
+        ids = trim_caption(seq, n, model)
         rows.append((processor.decode(ids[n:], skip_special_tokens=True).strip(), ids.tolist()))
     scores = out.get("sequences_scores")
     return rows, None if scores is None else scores.tolist()

@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from minblip import Blip2ForConditionalGeneration  # noqa: E402
-from minblip.pipeline import _prompt_length  # noqa: E402
+from minblip.pipeline import prompt_length  # noqa: E402
 from minblip.preprocess import load_image  # noqa: E402
 from minblip.processing import Blip2Processor  # noqa: E402
 
@@ -84,7 +84,7 @@ def main():
         f"{'top-1 agree':>12}{'same caption':>14}"
     )
     for name, inputs in cases(processor, args.prompts, rng):
-        n_in = _prompt_length(fp32, inputs, "input_ids" in inputs or None)  # the row before
+        n_in = prompt_length(fp32, inputs, "input_ids" in inputs or None)  # the row before
         seq = fp32.generate(**inputs, **gen)[0]
         own = int8.generate(**inputs, **gen)[0]
         a = step_logits(fp32, inputs, seq, n_in)

@@ -26,7 +26,7 @@ Figures (seconds, ratio = minblip / transformers, lower is better):
                       start to exit) and the child's peak RSS (VmHWM)
 
 Task models (--tasks, on by default): full-size blip-itm-base-coco and blip-vqa-base folders
-materialized from golden/pipeline's weight specs (the weights transformers scored there), one
+materialized from golden/blip_tasks' weight specs (the weights transformers scored there), one
 image and one 8-token text:
   ITM                 BlipForImageTextRetrieval(use_itm_head=True): vision + text encoder with
                       cross-attention + itm head
@@ -231,13 +231,13 @@ def prepare(folder, tmp):
 
 
 def task_folders(root):
-    """Full-size ITM and VQA folders, materialized (no torch) from golden/pipeline's weight specs,
+    """Full-size ITM and VQA folders, materialized (no torch) from golden/blip_tasks' weight specs,
     with the BLIP tokenizer and BlipImageProcessor's preprocessor_config.json beside them."""
     from minblip.testing import materialize
 
     folders = []
-    for case, name in (("itm", "minblip-blip-itm"), ("vqa_greedy", "minblip-blip-vqa")):
-        folder = materialize(ROOT / "golden" / "pipeline" / case, root / name)
+    for case, name in (("itm_base_coco", "minblip-blip-itm"), ("vqa_base", "minblip-blip-vqa")):
+        folder = materialize(ROOT / "golden" / "blip_tasks" / case, root / name)
         for f in (ROOT / "golden" / "tokenizer" / "blip").glob("*"):
             if f.is_file() and not (folder / f.name).exists():
                 shutil.copy(f, folder / f.name)

@@ -1,11 +1,23 @@
-"""BLIP-2 OPT-2.7b on this CPU: minblip float32 / bf16-kept / int8 against transformers float32.
+"""BLIP-2 (OPT-2.7b or Flan-T5-XL) on this CPU: minblip float32 / bf16-kept / int8 against
+transformers float32.
 
     python tools/bench_blip2.py [--model /tmp/blip2-opt-2.7b] [--modes fp32,bf16,int8,torch]
+    python tools/bench_blip2.py --model /tmp/blip2-flan-t5-xl --modes fp32,int8,torch
     python tools/bench_blip2.py --prepare        # only write the bf16 and int8 folders
+    python tools/bench_blip2.py --memory int8    # peak RSS stage by stage, one fresh process
+    python tools/bench_blip2.py --profile fp32   # where one decode step and one ViT-g go
 
 The model is the full-size random-weight folder of tools/fullsize_blip2.py (built with
-/work/gvenv when missing). Beside it this writes, once: MODEL-bf16 (every tensor rounded to
-bf16, as torch's .to(torch.bfloat16) rounds) and MODEL-int8 (`minblip quantize`).
+/work/gvenv when missing; a folder name with "t5" in it is built with --lm flan-t5-xl). Beside
+it this writes, once: MODEL-bf16 (every tensor rounded to bf16, as torch's .to(torch.bfloat16)
+rounds; skipped with a message when it would leave less than 5 GB of disk) and MODEL-int8
+(`minblip quantize`).
+
+For Flan-T5-XL (encoder-decoder) the same steps are timed: the prefix reaches the encoder
+through image_prefix and the prompt's placeholders, "first token" is vision + Q-Former + the
+T5 encoder + one decoder step, and decode = (20-token caption - first token) / 19 is the
+decoder's per-token step (the encoder and the cross-attention keys/values run once). Random
+weights make both libraries emit id 0 (<pad>) at every step; min_new_tokens=20 keeps 20 steps.
 
 Each mode runs in a fresh process (python -c, or /work/gvenv's python with torch at 2 threads
 for transformers), which
@@ -28,6 +40,7 @@ import glob
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -183,19 +196,32 @@ def prepare(model):
     if not (src / "config.json").exists():
         print(f"{src} missing: building it with tools/fullsize_blip2.py (about 6 min)")
         cmd = [GVENV, str(ROOT / "tools" / "fullsize_blip2.py"), str(src)]
+        cmd += ["--lm", "flan-t5-xl"] if "t5" in src.name else []
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     bf16, int8 = src.with_name(src.name + "-bf16"), src.with_name(src.name + "-int8")
-    if not (bf16 / "model.safetensors").exists():
-        t = time.perf_counter()
-        write_bf16(src, bf16)
-        print(f"wrote {bf16} in {time.perf_counter() - t:.0f} s")
     if not (int8 / "model.safetensors").exists():
         from minblip.quantize import save_quantized
 
         t = time.perf_counter()
         done = save_quantized(src, int8)
         print(f"wrote {int8} ({done['bytes'] / 2**30:.2f} GiB) in {time.perf_counter() - t:.0f} s")
+    if not (bf16 / "model.safetensors").exists():
+        need = folder_bytes(src) // 2
+        free = shutil.disk_usage(src.parent).free
+        if free - need < 5 * 2**30:
+            print(
+                f"not writing {bf16}: it needs {need / 2**30:.1f} GiB and "
+                f"{free / 2**30:.1f} GiB are free (5 GiB kept free); mode bf16 unavailable"
+            )
+        else:
+            t = time.perf_counter()
+            write_bf16(src, bf16)
+            print(f"wrote {bf16} in {time.perf_counter() - t:.0f} s")
     return {"fp32": src, "bf16": bf16, "int8": int8, "torch": src}
+
+
+def folder_bytes(folder):
+    return sum(f.stat().st_size for f in pathlib.Path(folder).glob("*.safetensors"))
 
 
 # ----------------------------------------------------------------------------- runs
@@ -228,15 +254,25 @@ def run(mode, folder, repeat):
 
 
 def weight_bytes_per_token(folder, mode):
-    """Bytes a decode step reads: the language model's tensors (Linear weights, their scales,
-    the tied LM head), as stored for this mode."""
+    """Bytes a decode step reads: the language model's matrices as stored for this mode (OPT:
+    every Linear and the tied LM head; T5: the decoder's Linears but the cross-attention k / v,
+    computed once from the encoder's output, and the LM head). Embedding tables read one row."""
     from minblip.weights import load_flat
 
     flat = load_flat(folder, keep_16bit=mode == "bf16")
-    lm = [a for k, a in flat.items() if k.startswith("language_model.") and a.ndim == 2]
-    return sum(a.nbytes for a in lm) - sum(
-        a.nbytes for k, a in flat.items() if k.endswith("embed_positions.weight")
-    )
+    if "language_model.shared.weight" in flat:  # T5
+
+        def read(k):
+            cross_kv = ".EncDecAttention.k." in k or ".EncDecAttention.v." in k
+            return (k.startswith("language_model.decoder.") and not cross_kv) or k.startswith(
+                "language_model.lm_head."
+            )
+    else:
+
+        def read(k):
+            return k.startswith("language_model.") and not k.endswith("embed_positions.weight")
+
+    return sum(a.nbytes for k, a in flat.items() if a.ndim == 2 and read(k))
 
 
 def main():

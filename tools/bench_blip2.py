@@ -126,6 +126,195 @@ print("RESULT", json.dumps(out), flush=True)
 """
 
 
+MEMORY_CHILD = r"""
+import sys
+sys.path.insert(0, {root!r})
+def stage(name):
+    d = {{}}
+    for line in open("/proc/self/status"):
+        key = line.split(":")[0]
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+            d[key] = int(line.split()[1]) * 1024
+    print("STAGE", name, " ".join(f"{{k}}={{v}}" for k, v in d.items()), flush=True)
+stage("start")
+import numpy as np
+from minblip import Blip2ForConditionalGeneration
+from minblip.processing import Blip2Processor
+from minblip.preprocess import load_image
+stage("import")
+model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
+processor = Blip2Processor.from_pretrained({folder!r})
+if processor.num_query_tokens is None:
+    processor.num_query_tokens = model.config.num_query_tokens
+inputs = processor(images=load_image({photo!r}))
+stage("load")
+image = model._image(inputs["pixel_values"])[0]
+stage("vision")
+model.image_prefix(image)
+stage("Q-Former")
+model.generate(**inputs, max_new_tokens=1, min_new_tokens=1)
+stage("first token")
+model.generate(**inputs, max_new_tokens=20, min_new_tokens=20)
+stage("20 tokens")
+"""
+
+PROFILE_CHILD = r"""
+import cProfile, json, pstats, sys, time
+sys.path.insert(0, {root!r})
+import minblip.opt, minblip.t5
+from minblip import Blip2ForConditionalGeneration
+from minblip.processing import Blip2Processor
+from minblip.preprocess import load_image
+model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
+processor = Blip2Processor.from_pretrained({folder!r})
+if processor.num_query_tokens is None:
+    processor.num_query_tokens = model.config.num_query_tokens
+inputs = processor(images=load_image({photo!r}))
+px = inputs["pixel_values"]
+model.generate(**inputs, max_new_tokens=2, min_new_tokens=2)  # warm: Numba, first page touches
+prof, wall = cProfile.Profile(), [0.0]
+def profiled_steps(generate):
+    # generate's step function, profiled from its second call on: the decode steps alone
+    # (the first call is the prefill), without the vision tower and Q-Former around them
+    def wrapped(step, *args, **kwargs):
+        calls = [0]
+        def timed(*a, **k):
+            calls[0] += 1
+            if calls[0] == 1:
+                return step(*a, **k)
+            t = time.perf_counter()
+            prof.enable()
+            try:
+                return step(*a, **k)
+            finally:
+                prof.disable()
+                wall[0] += time.perf_counter() - t
+        return generate(timed, *args, **kwargs)
+    return wrapped
+def table(prof):
+    stats = pstats.Stats(prof).stats  # {{(file, line, name): (cc, calls, tottime, cumtime, _)}}
+    return {{f"{{k[0]}}:{{k[1]}}({{k[2]}})": (v[1], v[2]) for k, v in stats.items()}}
+out = {{}}
+vit = cProfile.Profile()
+t = time.perf_counter()
+vit.enable()
+model._image(px)
+vit.disable()
+out["vit"] = (time.perf_counter() - t, table(vit))
+steps = {steps}
+minblip.opt.generate = profiled_steps(minblip.opt.generate)
+minblip.t5.generate = profiled_steps(minblip.t5.generate)
+model.generate(**inputs, max_new_tokens=1 + steps, min_new_tokens=1 + steps)
+step = {{k: (n / steps, tt / steps) for k, (n, tt) in table(prof).items()}}
+out["decode"] = (wall[0] / steps, step)
+print("RESULT", json.dumps(out), flush=True)
+"""
+
+# Where a function's own time (cProfile tottime) is counted. The matrix products happen inside
+# linear / matmul_stored (`@` is not a call cProfile sees), the attention products and masks
+# inside the attention functions; Numba kernels are C calls, counted in their Python caller.
+GROUPS = {
+    "matmuls": (
+        "linear",
+        "matmul_stored",
+        "_matvec_bf16",
+        "_matvec_int8",
+        "widen",
+        "lm_head",
+        "project_kv",
+        "patch_embed",
+    ),
+    "attention": (
+        "attention",
+        "attention_per_head",
+        "vision_attention",
+        "opt_attention",
+        "t5_attention",
+        "position_bias",
+        "relative_position_bucket",
+        "with_mask",
+        "causal_mask",
+        "split_heads",
+        "merge_heads",
+    ),
+    "norms": (
+        "layer_norm",
+        "_layer_norm_rows",
+        "_row_stats",
+        "rms_norm",
+        "opt_norm",
+        "torch_float32_sum",
+        "_cascade",
+    ),
+    "softmax": ("softmax", "_softmax_rows", "log_softmax"),
+    "activations": ("gelu", "_gelu_f32", "_gelu_f64", "gelu_tanh", "t5_ff"),
+}
+
+
+def group_of(func):
+    name = func.rsplit("(", 1)[-1].rstrip(")")
+    return next((g for g, names in GROUPS.items() if name in names), "other")
+
+
+def print_profile(title, wall, stats, top=12):
+    total = sum(tt for _, tt in stats.values())
+    print(f"\n{title}: {wall * 1e3:.0f} ms wall, {total * 1e3:.0f} ms profiled (tottime)")
+    groups = {}
+    for func, (_, tt) in stats.items():
+        groups[group_of(func)] = groups.get(group_of(func), 0.0) + tt
+    for g, tt in sorted(groups.items(), key=lambda x: -x[1]):
+        print(f"  {g:12}{tt * 1e3:10.1f} ms  {100 * tt / max(total, 1e-12):5.1f}%")
+    print(f"  top {top} functions by tottime (calls, ms):")
+    for func, (n, tt) in sorted(stats.items(), key=lambda x: -x[1][1])[:top]:
+        where = func.replace(str(ROOT) + "/", "")
+        print(f"    {tt * 1e3:9.1f}  {n:8.0f}  {group_of(func):11} {where}")
+
+
+def child_code(template, mode, folder, repeat=1, steps=3):
+    return template.format(
+        root=str(ROOT),
+        folder=str(folder),
+        load_kwargs={"bf16": {"dtype": "auto"}}.get(mode, {}),
+        photo=str(PHOTO),
+        repeat=repeat,
+        steps=steps,
+    )
+
+
+def profile(mode, folder, steps):
+    """cProfile of one ViT-g forward and of `steps` decode steps (averaged), grouped."""
+    code = child_code(PROFILE_CHILD, mode, folder, steps=steps)
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"{mode}: the profiling child failed")
+    result = json.loads(line.split(" ", 1)[1])
+    print(f"minblip {mode} on {folder}, backend numba; load average {load_average()}")
+    print_profile("one ViT-g forward (model._image)", *result["vit"])
+    print_profile(f"one decode step (mean of {steps}; the step function alone)", *result["decode"])
+
+
+def memory(mode, folder):
+    """VmHWM / VmRSS / RssAnon / RssFile of a fresh process after each stage of a caption."""
+    code = child_code(MEMORY_CHILD, mode, folder)
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{mode}: the memory child failed")
+    print(f"minblip {mode} on {folder} (GB; RssFile: memory-mapped weights, RssAnon: the rest)")
+    print(f"{'stage':14}{'VmHWM':>8}{'VmRSS':>8}{'RssAnon':>9}{'RssFile':>9}")
+    for line in out.stdout.splitlines():
+        if line.startswith("STAGE"):
+            _, name, *cells = line.split(" ")
+            d = dict(c.split("=") for c in cells)
+            print(
+                f"{name:14}"
+                + "".join(
+                    f"{int(d[k]) / 1e9:{w}.2f}"
+                    for k, w in (("VmHWM", 8), ("VmRSS", 8), ("RssAnon", 9), ("RssFile", 9))
+                )
+            )
+
+
 def load_average():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -228,15 +417,7 @@ def folder_bytes(folder):
 
 
 def run(mode, folder, repeat):
-    load_kwargs = {"bf16": {"dtype": "auto"}}.get(mode, {})
-    template = TORCH_CHILD if mode == "torch" else MINBLIP_CHILD
-    code = template.format(
-        root=str(ROOT),
-        folder=str(folder),
-        load_kwargs=load_kwargs,
-        photo=str(PHOTO),
-        repeat=repeat,
-    )
+    code = child_code(TORCH_CHILD if mode == "torch" else MINBLIP_CHILD, mode, folder, repeat)
     python = GVENV if mode == "torch" else sys.executable
     load = load_average()
     t0 = time.perf_counter()
@@ -281,10 +462,17 @@ def main():
     ap.add_argument("--modes", default="fp32,bf16,int8,torch")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--prepare", action="store_true", help="only write the bf16 / int8 folders")
+    ap.add_argument("--memory", metavar="MODE", help="peak RSS stage by stage (fp32/bf16/int8)")
+    ap.add_argument("--profile", metavar="MODE", help="cProfile one ViT-g and one decode step")
+    ap.add_argument("--steps", type=int, default=3, help="decode steps --profile averages")
     args = ap.parse_args()
     folders = prepare(args.model)
     if args.prepare:
         return
+    if args.memory:
+        return memory(args.memory, folders[args.memory])
+    if args.profile:
+        return profile(args.profile, folders[args.profile], args.steps)
     env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"NumPy {np.__version__}, OpenBLAS kernel {openblas_corename()}, {env}")
     bw = bandwidth()

@@ -153,9 +153,9 @@ stage("vision")
 model.image_prefix(image)
 stage("Q-Former")
 model.generate(**inputs, max_new_tokens=1, min_new_tokens=1)
-stage("first token")
+stage("first-token")
 model.generate(**inputs, max_new_tokens=20, min_new_tokens=20)
-stage("20 tokens")
+stage("20-tokens")
 """
 
 PROFILE_CHILD = r"""

@@ -150,8 +150,46 @@ inputs = processor(images=load_image({photo!r}))
 stage("load")
 image = model._image(inputs["pixel_values"])[0]
 stage("vision")
-model.image_prefix(image)
+prefix = model.image_prefix(image)[1]
 stage("Q-Former")
+if {release}:  # the proposal of docs/quantization.md: drop the vision side's mapped pages
+    import mmap
+    def arrays(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from arrays(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from arrays(v)
+        elif isinstance(node, np.ndarray):
+            yield node
+    released = 0
+    for part in ("vision_model", "qformer", "query_tokens", "language_projection"):
+        for a in arrays(model.params[part]):
+            base = a
+            while isinstance(base, np.ndarray):
+                base = base.base
+            if not (isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)):
+                continue  # a copy in the process's own memory: never released
+            origin = np.frombuffer(base, np.uint8).ctypes.data
+            lo = -(-(a.ctypes.data - origin) // mmap.PAGESIZE) * mmap.PAGESIZE
+            hi = (a.ctypes.data - origin + a.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+            if hi > lo:
+                base.obj.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+                released += hi - lo
+    stage("released")
+    print("RELEASED", released, flush=True)
+    # generate's language-model half on this prefix (generate itself would re-run the ViT)
+    from minblip.config import is_decoder_only
+    ids, embeds, mask = model.language_inputs(
+        inputs.get("input_ids"), None, inputs.get("attention_mask"), prefix
+    )
+    kw = dict(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=20, min_new_tokens=20)
+    if is_decoder_only(model.config):
+        kw["input_ids"] = ids
+    model.language_model.generate(**kw)
+    stage("LM-20-tokens")
+    sys.exit(0)
 model.generate(**inputs, max_new_tokens=1, min_new_tokens=1)
 stage("first-token")
 model.generate(**inputs, max_new_tokens=20, min_new_tokens=20)
@@ -270,7 +308,7 @@ def print_profile(title, wall, stats, top=12):
         print(f"    {tt * 1e3:9.1f}  {n:8.0f}  {group_of(func):11} {where}")
 
 
-def child_code(template, mode, folder, repeat=1, steps=3):
+def child_code(template, mode, folder, repeat=1, steps=3, release=False):
     return template.format(
         root=str(ROOT),
         folder=str(folder),
@@ -278,6 +316,7 @@ def child_code(template, mode, folder, repeat=1, steps=3):
         photo=str(PHOTO),
         repeat=repeat,
         steps=steps,
+        release=release,
     )
 
 
@@ -294,15 +333,19 @@ def profile(mode, folder, steps):
     print_profile(f"one decode step (mean of {steps}; the step function alone)", *result["decode"])
 
 
-def memory(mode, folder):
-    """VmHWM / VmRSS / RssAnon / RssFile of a fresh process after each stage of a caption."""
-    code = child_code(MEMORY_CHILD, mode, folder)
+def memory(mode, folder, release=False):
+    """VmHWM / VmRSS / RssAnon / RssFile of a fresh process after each stage of a caption.
+    release: after the Q-Former, madvise(MADV_DONTNEED) the vision side's mapped weight pages
+    (an experiment, not what minblip does): the peak the LM alone then sets."""
+    code = child_code(MEMORY_CHILD, mode, folder, release=release)
     out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     if out.returncode != 0:
         raise SystemExit(f"{mode}: the memory child failed")
     print(f"minblip {mode} on {folder} (GB; RssFile: memory-mapped weights, RssAnon: the rest)")
     print(f"{'stage':14}{'VmHWM':>8}{'VmRSS':>8}{'RssAnon':>9}{'RssFile':>9}")
     for line in out.stdout.splitlines():
+        if line.startswith("RELEASED"):
+            print(f"  (released {int(line.split()[1]) / 1e9:.2f} GB of mapped vision-side pages)")
         if line.startswith("STAGE"):
             _, name, *cells = line.split(" ")
             d = dict(c.split("=") for c in cells)
@@ -463,6 +506,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--prepare", action="store_true", help="only write the bf16 / int8 folders")
     ap.add_argument("--memory", metavar="MODE", help="peak RSS stage by stage (fp32/bf16/int8)")
+    ap.add_argument(
+        "--release",
+        action="store_true",
+        help="with --memory: drop the vision side's mapped pages after the Q-Former",
+    )
     ap.add_argument("--profile", metavar="MODE", help="cProfile one ViT-g and one decode step")
     ap.add_argument("--steps", type=int, default=3, help="decode steps --profile averages")
     args = ap.parse_args()
@@ -470,7 +518,7 @@ def main():
     if args.prepare:
         return
     if args.memory:
-        return memory(args.memory, folders[args.memory])
+        return memory(args.memory, folders[args.memory], args.release)
     if args.profile:
         return profile(args.profile, folders[args.profile], args.steps)
     env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}

@@ -49,6 +49,7 @@ from .qformer import (  # noqa: F401  (re-exported: these lived in blip2.py befo
 from .text_bert import lm_loss
 from .trace import scope, tap
 from .vision import vision_shapes, vision_tower
+from .weights import release
 
 
 class Blip2VisionModel(BlipVisionModel):
@@ -559,9 +560,15 @@ class Blip2ForConditionalGeneration(_Blip2LanguageModel):
         Settings: minblip.generate.generate's (num_beams, max_new_tokens, do_sample, ...)."""
         if pixel_values is None:
             raise InputError("generate needs pixel_values")
+        # Each half maps only its own weights: the language model's pages (from an earlier
+        # caption) are released before the vision tower reads its own, and those after the
+        # prefix is made, so the peak RSS is the larger half, not the sum (weights.release).
+        release(self.params["language_model"])
         image = self._image(pixel_values, False, interpolate_pos_encoding)[0]
         prefix = self.image_prefix(image)[1]
         ids, embeds, mask = self.language_inputs(input_ids, inputs_embeds, attention_mask, prefix)
+        for part in ("vision_model", "qformer"):
+            release(self.params[part])
         with scope("language_model"):
             if is_decoder_only(self.config):
                 return self.language_model.generate(

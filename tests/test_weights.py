@@ -10,7 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 import minblip
 from minblip.errors import CheckpointError, ConfigError, InputError, MinblipError
-from minblip.weights import KeyTracker, load_flat, load_safetensors, to_tree
+from minblip.weights import KeyTracker, load_flat, load_safetensors, release, to_tree
 
 
 def test_reader_equals_safetensors_library(tiny_vision_dir):
@@ -285,3 +285,23 @@ def test_subfolder_and_attn_implementation(tmp_path):
     np.testing.assert_array_equal(model(x).last_hidden_state, direct(x).last_hidden_state)
     with pytest.raises(CheckpointError, match="no such subfolder"):
         minblip.BlipVisionModel.from_pretrained(tmp_path, subfolder="nope")
+
+
+def test_release_drops_mapped_pages_and_keeps_values(tmp_path):
+    """weights.release: a memory-mapped tensor reads the same after its pages are released
+    (they map back from the file), and a widened copy is never touched (MADV_DONTNEED would
+    zero process-owned memory)."""
+    import mmap
+
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((64, 1024)).astype(np.float32)  # 256 KiB: whole pages inside
+    half = rng.standard_normal((8, 512)).astype(np.float16)  # widened to float32 on load
+    save_file({"big": big, "half": half}, tmp_path / "model.safetensors")
+    flat = load_safetensors(tmp_path / "model.safetensors")
+    tree = {"a": {"big": flat["big"]}, "b": [flat["half"]]}
+    widened = flat["half"].copy()
+    n = release(tree)
+    assert 0 < n <= big.nbytes and n % mmap.PAGESIZE == 0
+    np.testing.assert_array_equal(flat["big"], big)
+    np.testing.assert_array_equal(flat["half"], widened)
+    assert release({"x": np.ones(4096, np.float32)}) == 0  # not a view of a mapped file

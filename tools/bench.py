@@ -32,6 +32,14 @@ image and one 8-token text:
                       cross-attention + itm head
   ITC                 the same with use_itm_head=False: vision + text encoder + projections
   VQA answer          BlipForQuestionAnswering.generate, exactly 10 answer tokens (greedy)
+
+Folder throughput (--throughput, run alone): 64 PNGs made from golden/images' photos (flipped,
+rotated and cropped so no two are alike), captioned in batches of 1 and 8 (--batch-sizes), 20
+new tokens each (greedy), images/s from reading the files to the decoded captions. minblip:
+what `minblip caption FOLDER --batch-size N` runs per chunk (caption_files._caption_chunk:
+preprocess, one batched generate, decode); transformers: BlipProcessor on the chunk's PIL images,
+one generate on the batch, batch_decode; torch at 2 threads. One warm-up chunk first in each
+child; each library in its own process, alternating, best of --rounds.
 """
 
 import argparse
@@ -187,6 +195,92 @@ print(json.dumps({"times": times, "outs": outs}))
 """
 
 
+THROUGHPUT_CHILD = r"""
+import json, pathlib, sys, time
+lib, folder, images, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+GREEDY = json.loads(sys.argv[5])
+paths = sorted(pathlib.Path(images).glob("*.png"))
+chunks = [paths[i : i + batch] for i in range(0, len(paths), batch)]
+if lib == "minblip":
+    from minblip.caption_files import _caption_chunk
+    from minblip.pipeline import load_captioner
+    model, processor = load_captioner(folder)
+
+    def caption(chunk):
+        return [r[0] for _, r in _caption_chunk(chunk, model, processor, None, GREEDY)]
+else:
+    import torch, transformers
+    from PIL import Image
+    torch.set_num_threads(2)
+    transformers.logging.set_verbosity_error()
+    model = transformers.BlipForConditionalGeneration.from_pretrained(folder).eval()
+    processor = transformers.BlipProcessor.from_pretrained(folder)
+
+    def caption(chunk):
+        images = [Image.open(p).convert("RGB") for p in chunk]
+        inputs = processor(images=images, return_tensors="pt")
+        with torch.inference_mode():
+            ids = model.generate(pixel_values=inputs["pixel_values"], **GREEDY)
+        return [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
+caption(chunks[0])  # warm-up: Numba, first touches of the weights and buffers
+t0 = time.perf_counter()
+captions = [c for chunk in chunks for c in caption(chunk)]
+wall = time.perf_counter() - t0
+print(json.dumps({"wall_s": wall, "images_per_s": len(paths) / wall, "captions": captions}))
+"""
+
+
+def throughput_images(out, n=64):
+    """n distinct PNGs from golden/images' photos: each photo flipped / rotated / cropped."""
+    from PIL import Image, ImageOps
+
+    photos = sorted((ROOT / "golden" / "images").glob("*.png"))
+    out.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        im = Image.open(photos[i % len(photos)]).convert("RGB")
+        k = i // len(photos)  # variant number: rotation, mirror, crop
+        im = im.rotate(90 * (k % 4), expand=True)
+        im = ImageOps.mirror(im) if (k // 4) % 2 else im
+        if (k // 8) % 2:
+            w, h = im.size
+            im = im.crop((w // 8, h // 8, w - w // 8, h - h // 8))
+        im.save(out / f"{i:03d}.png")
+    return out
+
+
+def throughput(folder, batch_sizes, rounds, env, n=64):
+    """images/s captioning n photos at each batch size, minblip against transformers."""
+    with tempfile.TemporaryDirectory() as tmp:
+        images = throughput_images(pathlib.Path(tmp) / "images", n)
+        load_before = loadavg()
+        best, captions = {}, {}
+        for batch in batch_sizes:
+            for _ in range(rounds):
+                for lib in ("minblip", "transformers"):
+                    args = [lib, folder, images, batch, json.dumps(GREEDY)]
+                    out = child(THROUGHPUT_CHILD, args, env)[0]
+                    key = (lib, batch)
+                    best[key] = max(best.get(key, 0.0), out["images_per_s"])
+                    captions[key] = out["captions"]
+        load_after = loadavg()
+    print(
+        f"\nfolder throughput: {n} photos, 20 new tokens each (greedy), best of {rounds}; "
+        f"load average {load_before} before, {load_after} after (2 cores)"
+    )
+    print(f"{'images/s':30}{'minblip':>12}{'transformers':>14}{'ratio':>8}")
+    for batch in batch_sizes:
+        m, t = best[("minblip", batch)], best[("transformers", batch)]
+        print(f"{f'batch {batch}':30}{m:12.3f}{t:14.3f}{m / t:8.2f}  (> 1: minblip faster)")
+    for batch in batch_sizes:
+        same = captions[("minblip", batch)] == captions[("transformers", batch)]
+        alone = captions[("minblip", batch)] == captions[("minblip", batch_sizes[0])]
+        print(
+            f"batch {batch}: same captions as transformers {'yes' if same else 'NO'}, "
+            f"as minblip at batch {batch_sizes[0]} {'yes' if alone else 'NO'}"
+        )
+    return best
+
+
 def child(code, args, env=None):
     import time
 
@@ -278,7 +372,20 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per figure in each child")
     ap.add_argument("--fresh", type=int, default=2, help="fresh-process runs per library (0: skip)")
     ap.add_argument("--no-tasks", dest="tasks", action="store_false", help="skip ITM, ITC and VQA")
+    ap.add_argument(
+        "--throughput", action="store_true", help="only the folder-throughput figure (64 photos)"
+    )
+    ap.add_argument("--batch-sizes", default="1,8", help="--throughput's batch sizes")
+    ap.add_argument("--images", type=int, default=64, help="--throughput's photo count")
     args = ap.parse_args()
+    if args.throughput:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = prepare(pathlib.Path(args.folder), pathlib.Path(tmp))[0]
+        env = {**os.environ, "MINBLIP_BACKEND": args.backend}
+        sizes = [int(b) for b in args.batch_sizes.split(",")]
+        print(f"BLIP captioning, {folder}; minblip backend {args.backend}; torch 2 threads")
+        throughput(folder, sizes, args.rounds, env, args.images)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         folder, image, pixels = prepare(pathlib.Path(args.folder), pathlib.Path(tmp))

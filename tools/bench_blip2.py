@@ -1,11 +1,23 @@
-"""BLIP-2 OPT-2.7b on this CPU: minblip float32 / bf16-kept / int8 against transformers float32.
+"""BLIP-2 (OPT-2.7b or Flan-T5-XL) on this CPU: minblip float32 / bf16-kept / int8 against
+transformers float32.
 
     python tools/bench_blip2.py [--model /tmp/blip2-opt-2.7b] [--modes fp32,bf16,int8,torch]
+    python tools/bench_blip2.py --model /tmp/blip2-flan-t5-xl --modes fp32,int8,torch
     python tools/bench_blip2.py --prepare        # only write the bf16 and int8 folders
+    python tools/bench_blip2.py --memory int8    # peak RSS stage by stage, one fresh process
+    python tools/bench_blip2.py --profile fp32   # where one decode step and one ViT-g go
 
 The model is the full-size random-weight folder of tools/fullsize_blip2.py (built with
-/work/gvenv when missing). Beside it this writes, once: MODEL-bf16 (every tensor rounded to
-bf16, as torch's .to(torch.bfloat16) rounds) and MODEL-int8 (`minblip quantize`).
+/work/gvenv when missing; a folder name with "t5" in it is built with --lm flan-t5-xl). Beside
+it this writes, once: MODEL-bf16 (every tensor rounded to bf16, as torch's .to(torch.bfloat16)
+rounds; skipped with a message when it would leave less than 5 GB of disk) and MODEL-int8
+(`minblip quantize`).
+
+For Flan-T5-XL (encoder-decoder) the same steps are timed: the prefix reaches the encoder
+through image_prefix and the prompt's placeholders, "first token" is vision + Q-Former + the
+T5 encoder + one decoder step, and decode = (20-token caption - first token) / 19 is the
+decoder's per-token step (the encoder and the cross-attention keys/values run once). Random
+weights make both libraries emit id 0 (<pad>) at every step; min_new_tokens=20 keeps 20 steps.
 
 Each mode runs in a fresh process (python -c, or /work/gvenv's python with torch at 2 threads
 for transformers), which
@@ -28,6 +40,7 @@ import glob
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -115,6 +128,238 @@ print("RESULT", json.dumps(out), flush=True)
 )
 
 
+MEMORY_CHILD = r"""
+import sys
+sys.path.insert(0, {root!r})
+def stage(name):
+    d = {{}}
+    for line in open("/proc/self/status"):
+        key = line.split(":")[0]
+        if key in ("VmHWM", "VmRSS", "RssAnon", "RssFile"):
+            d[key] = int(line.split()[1]) * 1024
+    print("STAGE", name, " ".join(f"{{k}}={{v}}" for k, v in d.items()), flush=True)
+stage("start")
+import numpy as np
+from minblip import Blip2ForConditionalGeneration
+from minblip.processing import Blip2Processor
+from minblip.preprocess import load_image
+stage("import")
+model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
+processor = Blip2Processor.from_pretrained({folder!r})
+if processor.num_query_tokens is None:
+    processor.num_query_tokens = model.config.num_query_tokens
+inputs = processor(images=load_image({photo!r}))
+stage("load")
+image = model._image(inputs["pixel_values"])[0]
+stage("vision")
+prefix = model.image_prefix(image)[1]
+stage("Q-Former")
+if {release}:  # the proposal of docs/quantization.md: drop the vision side's mapped pages
+    import mmap
+    def arrays(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from arrays(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from arrays(v)
+        elif isinstance(node, np.ndarray):
+            yield node
+    released = 0
+    for part in ("vision_model", "qformer", "query_tokens", "language_projection"):
+        for a in arrays(model.params[part]):
+            base = a
+            while isinstance(base, np.ndarray):
+                base = base.base
+            if not (isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)):
+                continue  # a copy in the process's own memory: never released
+            origin = np.frombuffer(base, np.uint8).ctypes.data
+            lo = -(-(a.ctypes.data - origin) // mmap.PAGESIZE) * mmap.PAGESIZE
+            hi = (a.ctypes.data - origin + a.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+            if hi > lo:
+                base.obj.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+                released += hi - lo
+    stage("released")
+    print("RELEASED", released, flush=True)
+    # generate's language-model half on this prefix (generate itself would re-run the ViT)
+    from minblip.config import is_decoder_only
+    ids, embeds, mask = model.language_inputs(
+        inputs.get("input_ids"), None, inputs.get("attention_mask"), prefix
+    )
+    kw = dict(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=20, min_new_tokens=20)
+    if is_decoder_only(model.config):
+        kw["input_ids"] = ids
+    model.language_model.generate(**kw)
+    stage("LM-20-tokens")
+    sys.exit(0)
+model.generate(**inputs, max_new_tokens=1, min_new_tokens=1)
+stage("first-token")
+model.generate(**inputs, max_new_tokens=20, min_new_tokens=20)
+stage("20-tokens")
+"""
+
+PROFILE_CHILD = r"""
+import cProfile, json, pstats, sys, time
+sys.path.insert(0, {root!r})
+import minblip.opt, minblip.t5
+from minblip import Blip2ForConditionalGeneration
+from minblip.processing import Blip2Processor
+from minblip.preprocess import load_image
+model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
+processor = Blip2Processor.from_pretrained({folder!r})
+if processor.num_query_tokens is None:
+    processor.num_query_tokens = model.config.num_query_tokens
+inputs = processor(images=load_image({photo!r}))
+px = inputs["pixel_values"]
+model.generate(**inputs, max_new_tokens=2, min_new_tokens=2)  # warm: Numba, first page touches
+prof, wall = cProfile.Profile(), [0.0]
+def profiled_steps(generate):
+    # generate's step function, profiled from its second call on: the decode steps alone
+    # (the first call is the prefill), without the vision tower and Q-Former around them
+    def wrapped(step, *args, **kwargs):
+        calls = [0]
+        def timed(*a, **k):
+            calls[0] += 1
+            if calls[0] == 1:
+                return step(*a, **k)
+            t = time.perf_counter()
+            prof.enable()
+            try:
+                return step(*a, **k)
+            finally:
+                prof.disable()
+                wall[0] += time.perf_counter() - t
+        return generate(timed, *args, **kwargs)
+    return wrapped
+def table(prof):
+    stats = pstats.Stats(prof).stats  # {{(file, line, name): (cc, calls, tottime, cumtime, _)}}
+    return {{f"{{k[0]}}:{{k[1]}}({{k[2]}})": (v[1], v[2]) for k, v in stats.items()}}
+out = {{}}
+vit = cProfile.Profile()
+t = time.perf_counter()
+vit.enable()
+model._image(px)
+vit.disable()
+out["vit"] = (time.perf_counter() - t, table(vit))
+steps = {steps}
+minblip.opt.generate = profiled_steps(minblip.opt.generate)
+minblip.t5.generate = profiled_steps(minblip.t5.generate)
+model.generate(**inputs, max_new_tokens=1 + steps, min_new_tokens=1 + steps)
+step = {{k: (n / steps, tt / steps) for k, (n, tt) in table(prof).items()}}
+out["decode"] = (wall[0] / steps, step)
+print("RESULT", json.dumps(out), flush=True)
+"""
+
+# Where a function's own time (cProfile tottime) is counted. The matrix products happen inside
+# linear / matmul_stored (`@` is not a call cProfile sees), the attention products and masks
+# inside the attention functions; Numba kernels are C calls, counted in their Python caller.
+GROUPS = {
+    "matmuls": (
+        "linear",
+        "matmul_stored",
+        "_matvec_bf16",
+        "_matvec_int8",
+        "widen",
+        "lm_head",
+        "project_kv",
+        "patch_embed",
+    ),
+    "attention": (
+        "attention",
+        "attention_per_head",
+        "vision_attention",
+        "opt_attention",
+        "t5_attention",
+        "position_bias",
+        "relative_position_bucket",
+        "with_mask",
+        "causal_mask",
+        "split_heads",
+        "merge_heads",
+    ),
+    "norms": (
+        "layer_norm",
+        "_layer_norm_rows",
+        "_row_stats",
+        "rms_norm",
+        "opt_norm",
+        "torch_float32_sum",
+        "_cascade",
+    ),
+    "softmax": ("softmax", "_softmax_rows", "log_softmax"),
+    "activations": ("gelu", "_gelu_f32", "_gelu_f64", "gelu_tanh", "t5_ff"),
+}
+
+
+def group_of(func):
+    name = func.rsplit("(", 1)[-1].rstrip(")")
+    return next((g for g, names in GROUPS.items() if name in names), "other")
+
+
+def print_profile(title, wall, stats, top=12):
+    total = sum(tt for _, tt in stats.values())
+    print(f"\n{title}: {wall * 1e3:.0f} ms wall, {total * 1e3:.0f} ms profiled (tottime)")
+    groups = {}
+    for func, (_, tt) in stats.items():
+        groups[group_of(func)] = groups.get(group_of(func), 0.0) + tt
+    for g, tt in sorted(groups.items(), key=lambda x: -x[1]):
+        print(f"  {g:12}{tt * 1e3:10.1f} ms  {100 * tt / max(total, 1e-12):5.1f}%")
+    print(f"  top {top} functions by tottime (calls, ms):")
+    for func, (n, tt) in sorted(stats.items(), key=lambda x: -x[1][1])[:top]:
+        where = func.replace(str(ROOT) + "/", "")
+        print(f"    {tt * 1e3:9.1f}  {n:8.0f}  {group_of(func):11} {where}")
+
+
+def child_code(template, mode, folder, repeat=1, steps=3, release=False):
+    return template.format(
+        root=str(ROOT),
+        folder=str(folder),
+        load_kwargs={"bf16": {"dtype": "auto"}}.get(mode, {}),
+        photo=str(PHOTO),
+        repeat=repeat,
+        steps=steps,
+        release=release,
+    )
+
+
+def profile(mode, folder, steps):
+    """cProfile of one ViT-g forward and of `steps` decode steps (averaged), grouped."""
+    code = child_code(PROFILE_CHILD, mode, folder, steps=steps)
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit(f"{mode}: the profiling child failed")
+    result = json.loads(line.split(" ", 1)[1])
+    print(f"minblip {mode} on {folder}, backend numba; load average {load_average()}")
+    print_profile("one ViT-g forward (model._image)", *result["vit"])
+    print_profile(f"one decode step (mean of {steps}; the step function alone)", *result["decode"])
+
+
+def memory(mode, folder, release=False):
+    """VmHWM / VmRSS / RssAnon / RssFile of a fresh process after each stage of a caption.
+    release: after the Q-Former, madvise(MADV_DONTNEED) the vision side's mapped weight pages
+    (an experiment, not what minblip does): the peak the LM alone then sets."""
+    code = child_code(MEMORY_CHILD, mode, folder, release=release)
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{mode}: the memory child failed")
+    print(f"minblip {mode} on {folder} (GB; RssFile: memory-mapped weights, RssAnon: the rest)")
+    print(f"{'stage':14}{'VmHWM':>8}{'VmRSS':>8}{'RssAnon':>9}{'RssFile':>9}")
+    for line in out.stdout.splitlines():
+        if line.startswith("RELEASED"):
+            print(f"  (released {int(line.split()[1]) / 1e9:.2f} GB of mapped vision-side pages)")
+        if line.startswith("STAGE"):
+            _, name, *cells = line.split(" ")
+            d = dict(c.split("=") for c in cells)
+            print(
+                f"{name:14}"
+                + "".join(
+                    f"{int(d[k]) / 1e9:{w}.2f}"
+                    for k, w in (("VmHWM", 8), ("VmRSS", 8), ("RssAnon", 9), ("RssFile", 9))
+                )
+            )
+
+
 def load_average():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
@@ -185,34 +430,39 @@ def prepare(model):
     if not (src / "config.json").exists():
         print(f"{src} missing: building it with tools/fullsize_blip2.py (about 6 min)")
         cmd = [GVENV, str(ROOT / "tools" / "fullsize_blip2.py"), str(src)]
+        cmd += ["--lm", "flan-t5-xl"] if "t5" in src.name else []
         subprocess.run(cmd, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     bf16, int8 = src.with_name(src.name + "-bf16"), src.with_name(src.name + "-int8")
-    if not (bf16 / "model.safetensors").exists():
-        t = time.perf_counter()
-        write_bf16(src, bf16)
-        print(f"wrote {bf16} in {time.perf_counter() - t:.0f} s")
     if not (int8 / "model.safetensors").exists():
         from minblip.quantize import save_quantized
 
         t = time.perf_counter()
         done = save_quantized(src, int8)
         print(f"wrote {int8} ({done['bytes'] / 2**30:.2f} GiB) in {time.perf_counter() - t:.0f} s")
+    if not (bf16 / "model.safetensors").exists():
+        need = folder_bytes(src) // 2
+        free = shutil.disk_usage(src.parent).free
+        if free - need < 5 * 2**30:
+            print(
+                f"not writing {bf16}: it needs {need / 2**30:.1f} GiB and "
+                f"{free / 2**30:.1f} GiB are free (5 GiB kept free); mode bf16 unavailable"
+            )
+        else:
+            t = time.perf_counter()
+            write_bf16(src, bf16)
+            print(f"wrote {bf16} in {time.perf_counter() - t:.0f} s")
     return {"fp32": src, "bf16": bf16, "int8": int8, "torch": src}
+
+
+def folder_bytes(folder):
+    return sum(f.stat().st_size for f in pathlib.Path(folder).glob("*.safetensors"))
 
 
 # ----------------------------------------------------------------------------- runs
 
 
 def run(mode, folder, repeat):
-    load_kwargs = {"bf16": {"dtype": "auto"}}.get(mode, {})
-    template = TORCH_CHILD if mode == "torch" else MINBLIP_CHILD
-    code = template.format(
-        root=str(ROOT),
-        folder=str(folder),
-        load_kwargs=load_kwargs,
-        photo=str(PHOTO),
-        repeat=repeat,
-    )
+    code = child_code(TORCH_CHILD if mode == "torch" else MINBLIP_CHILD, mode, folder, repeat)
     python = GVENV if mode == "torch" else sys.executable
     load = load_average()
     t0 = time.perf_counter()
@@ -230,15 +480,25 @@ def run(mode, folder, repeat):
 
 
 def weight_bytes_per_token(folder, mode):
-    """Bytes a decode step reads: the language model's tensors (Linear weights, their scales,
-    the tied LM head), as stored for this mode."""
+    """Bytes a decode step reads: the language model's matrices as stored for this mode (OPT:
+    every Linear and the tied LM head; T5: the decoder's Linears but the cross-attention k / v,
+    computed once from the encoder's output, and the LM head). Embedding tables read one row."""
     from minblip.weights import load_flat
 
     flat = load_flat(folder, keep_16bit=mode == "bf16")
-    lm = [a for k, a in flat.items() if k.startswith("language_model.") and a.ndim == 2]
-    return sum(a.nbytes for a in lm) - sum(
-        a.nbytes for k, a in flat.items() if k.endswith("embed_positions.weight")
-    )
+    if "language_model.shared.weight" in flat:  # T5
+
+        def read(k):
+            cross_kv = ".EncDecAttention.k." in k or ".EncDecAttention.v." in k
+            return (k.startswith("language_model.decoder.") and not cross_kv) or k.startswith(
+                "language_model.lm_head."
+            )
+    else:
+
+        def read(k):
+            return k.startswith("language_model.") and not k.endswith("embed_positions.weight")
+
+    return sum(a.nbytes for k, a in flat.items() if a.ndim == 2 and read(k))
 
 
 def main():
@@ -247,10 +507,22 @@ def main():
     ap.add_argument("--modes", default="fp32,bf16,int8,torch")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--prepare", action="store_true", help="only write the bf16 / int8 folders")
+    ap.add_argument("--memory", metavar="MODE", help="peak RSS stage by stage (fp32/bf16/int8)")
+    ap.add_argument(
+        "--release",
+        action="store_true",
+        help="with --memory: drop the vision side's mapped pages after the Q-Former",
+    )
+    ap.add_argument("--profile", metavar="MODE", help="cProfile one ViT-g and one decode step")
+    ap.add_argument("--steps", type=int, default=3, help="decode steps --profile averages")
     args = ap.parse_args()
     folders = prepare(args.model)
     if args.prepare:
         return
+    if args.memory:
+        return memory(args.memory, folders[args.memory], args.release)
+    if args.profile:
+        return profile(args.profile, folders[args.profile], args.steps)
     env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"NumPy {np.__version__}, OpenBLAS kernel {openblas_corename()}, {env}")
     bw = bandwidth()

@@ -8,6 +8,10 @@ reference and the twin run alternately, `--repeat` times each; the table shows t
 each and the median, in ms, and ref/twin (> 1: the twin wins). The load average is printed: the
 machine has 2 cores shared with other jobs, so compare rows of one run, not runs.
 
+The matrix-matrix section times ops.matmul_stored (bf16 / int8 weights widened a block at a time)
+at BLIP-2's prefill and vision shapes (M = 32 and 257 rows) against its candidates.
+--only-matrix-matrix runs that section alone.
+
 --candidates also times the kernels that were tried and dropped (their code is here, not in
 minblip): see docs/kernels.md for the decisions.
 """
@@ -203,12 +207,94 @@ def attention_scale_in_place(q, k, scale):
 # ----------------------------------------------------------------------------- main
 
 
+def matmul_blocked(x, W, scale, block_bytes):
+    """ops.matmul_stored's reference with another block size (None: the whole matrix at once)."""
+    Dout, Din = W.shape
+    step = Dout if block_bytes is None else max(1, block_bytes // (4 * Din))
+    y = np.empty((*x.shape[:-1], Dout), np.float32)
+    block = np.empty((min(step, Dout), Din), np.float32)
+    for r in range(0, Dout, step):
+        w = ops.widen(W[r : r + step], out=block[: min(step, Dout - r)])
+        y[..., r : r + step] = x @ w.T
+    if scale is not None:
+        y *= scale
+    return y
+
+
+def rows_twin(x, W, scale):
+    """kernels.matmul_stored's Numba loop at any row count (the twin stops at STORED_MAX_ROWS)."""
+    x2 = x.reshape(-1, W.shape[1])
+    out = np.empty((x2.shape[0], W.shape[0]), np.float32)
+    if W.dtype == np.uint16:
+        kernels._matvec_bf16(x2, W, out)
+    else:
+        kernels._matvec_int8(x2, W, scale, out)
+    return out.reshape(*x.shape[:-1], W.shape[0])
+
+
+# the Linears of BLIP-2's prefill (OPT-2.7b, Flan-T5-XL's encoder) and vision tower (ViT-g)
+BLIP2_SHAPES = [
+    ((10240, 2560), "OPT-2.7b fc1"),
+    ((2560, 10240), "OPT-2.7b fc2"),
+    ((5120, 2048), "Flan-T5-XL wi_0 / wi_1"),
+    ((2048, 5120), "Flan-T5-XL wo"),
+    ((6144, 1408), "ViT-g fc1"),
+    ((1408, 6144), "ViT-g fc2"),
+]
+
+
+def matrix_matrix(rng, R):
+    """Prefill (M = 32 query rows + a short prompt) and vision (M = 257 patches + [CLS]) with
+    weights kept as stored: the reference (16 MiB blocks widened, one BLAS call each) against
+    each candidate: 1 MiB / 4 MiB blocks (cache-sized), the whole matrix widened at once (a
+    transient float32 copy of the weight: 26-105 MB more peak memory), and the Numba rows
+    loop the decode twin runs (one pass over the stored bytes, one thread). The float32 BLAS
+    product on the unquantized weight is the floor; the ratio column is reference / candidate
+    (> 1: the candidate wins) and the note gives each candidate's max difference from the
+    reference."""
+    from minblip.quantize import quantize_rows
+
+    header(f"matrix-matrix, weights kept as stored (best of {R}): reference vs candidate")
+    for (Dout, Din), where in BLIP2_SHAPES:
+        W = rng.standard_normal((Dout, Din)).astype(np.float32)
+        bits = (W.view(np.uint32) >> 16).astype(np.uint16)  # bf16 by truncation: timing only
+        q, s = quantize_rows(W)
+        for M in (32, 257):
+            x = rng.standard_normal((1, M, Din)).astype(np.float32)
+            for name, w, sc in (("bf16", bits, None), ("int8", q, s)):
+                ref_out = ops.matmul_stored.reference(x, w, sc)
+                cands = {
+                    "1 MiB blocks": lambda: matmul_blocked(x, w, sc, 1 << 20),
+                    "4 MiB blocks": lambda: matmul_blocked(x, w, sc, 1 << 22),
+                    "whole widened": lambda: matmul_blocked(x, w, sc, None),
+                    "Numba rows loop": lambda: rows_twin(x, w, sc),
+                }
+                times = timeit(
+                    [lambda: ops.matmul_stored.reference(x, w, sc), lambda: x @ W.T]
+                    + list(cands.values()),
+                    R,
+                )
+                ref, blas = times[0], times[1]
+                for (cand, f), t in zip(cands.items(), times[2:]):
+                    err = np.abs(f() - ref_out).max()
+                    row(
+                        f"{name} {cand}",
+                        f"{M}x{Din} . {Dout}x{Din}",
+                        ref,
+                        t,
+                        f"{where}; f32 BLAS {blas[0] * 1e3:.1f} ms; max diff {err:.1e}",
+                    )
+
+
 def main():
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--candidates", action="store_true", help="also time the dropped candidates")
+    ap.add_argument(
+        "--only-matrix-matrix", action="store_true", help="only the BLIP-2 matrix-matrix section"
+    )
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     f32 = np.float32
@@ -218,6 +304,8 @@ def main():
         f"numpy {np.__version__}, numba {numba.__version__}; best of {R}, alternating; "
         f"load average {load} (2 cores)"
     )
+    if args.only_matrix_matrix:
+        return matrix_matrix(rng, R)
 
     header("kept twins: ops.<name>.reference vs kernels.<name>")
     for shape, where in [
@@ -315,6 +403,8 @@ def main():
         x = rng.standard_normal((1, 257, Din)).astype(f32)
         r, t = timeit([lambda: x @ W.T, lambda: ops.matmul_stored.reference(x, bits)], R)
         row("bf16 257 rows: f32 vs ref", f"257x{Din} . {Dout}x{Din}", r, t, f"{where}: prefill")
+
+    matrix_matrix(rng, max(3, R // 5))
 
     if not args.candidates:
         return

@@ -1,11 +1,17 @@
-"""Build a full-size, random-weight Salesforce/blip2-opt-2.7b folder with transformers' layout.
+"""Build a full-size, random-weight Salesforce/blip2-opt-2.7b or blip2-flan-t5-xl folder with
+transformers' layout.
 
     python tools/fullsize_blip2.py /tmp/blip2-opt-2.7b      # /work/gvenv (torch + transformers)
-    python tools/fullsize_blip2.py /tmp/blip2-opt-small --opt-layers 4 --vision-layers 4
+    python tools/fullsize_blip2.py /tmp/blip2-opt-small --lm-layers 4 --vision-layers 4
+    python tools/fullsize_blip2.py /tmp/blip2-flan-t5-xl --lm flan-t5-xl
 
 The config is the hub's (../shared/spec/checkpoints.md §2.2: EVA ViT-g at 224 px with 39
 layers, the default Q-Former with 32 queries, OPT-2.7b: 32 layers of width 2560, vocabulary
-50304), ~3.8 B parameters, ~15 GB in float32.
+50304), ~3.8 B parameters, ~15 GB in float32. With --lm flan-t5-xl, §2.3's: the same ViT-g and
+Q-Former, Flan-T5-XL (24 encoder + 24 decoder blocks of width 2048, gated-GELU FFN of 5120,
+vocabulary 32128, untied lm_head), image_token_index 32100 on the hub, ~3.94 B parameters,
+~15.8 GB in float32 (the hub's 1289 tensors: the encoder/decoder embed_tokens aliases of
+`shared` are dropped as save_pretrained drops them). --lm-layers sets both T5 stacks' depth.
 
 How the weights are written (no 15 GB model is ever held in memory): transformers builds the
 model on the meta device (`with torch.device("meta"): Blip2ForConditionalGeneration(config)`),
@@ -23,12 +29,15 @@ the hub repos were saved by transformers 4.x, whose default was "5GB", and are s
 script shards at 5GB by default so the folder is laid out as the hub's (--max-shard-size 50GB
 gives what 5.23's default would write).
 
-The tokenizer is golden/blip2_processor/opt (OPT's byte-level BPE, 50260 tokens: GPT-2's vocab
+The OPT tokenizer is golden/blip2_processor/opt (OPT's byte-level BPE, 50260 tokens: GPT-2's vocab
 in OPT's id order). It has no `<image>`; transformers' Blip2Processor adds it, as it does for
 the pre-2024 hub tokenizers, at the end: id 50260, where the hub's tokenizer has 50265. So
 config.json's image_token_index is set to the id the tokenizer gives `<image>` (the embedding
 has 50304 rows either way). The processor (processor_config.json: 224 px, num_query_tokens 32)
 and the tokenizer files are written by transformers' Blip2Processor.save_pretrained.
+The Flan-T5 tokenizer is golden/blip2_processor/t5: a small Unigram T5 tokenizer (2000 pieces +
+100 `<extra_id_*>`) with `<image>` at 2100 where the hub's has 32100; image_token_index is set
+to 2100 the same way (the embedding keeps 32128 rows). Both minblip and transformers load it.
 
     python tools/fullsize_blip2.py FOLDER --transformers-ids PHOTO [QUESTION]
 
@@ -66,15 +75,45 @@ OPT_2_7B = dict(
     activation_dropout=0.0,
     prefix="</s>",
 )
+FLAN_T5_XL = dict(  # §2.3's text_config (task_specific_params left out: not read by generate)
+    model_type="t5",
+    architectures=["T5ForConditionalGeneration"],
+    vocab_size=32128,
+    d_model=2048,
+    d_kv=64,
+    d_ff=5120,
+    num_layers=24,
+    num_decoder_layers=24,
+    num_heads=32,
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+    feed_forward_proj="gated-gelu",
+    dense_act_fn="gelu",
+    is_gated_act=True,
+    layer_norm_epsilon=1e-6,
+    dropout_rate=0.1,
+    tie_word_embeddings=False,
+    decoder_start_token_id=0,
+    bos_token_id=1,
+    eos_token_id=1,
+    pad_token_id=0,
+    is_encoder_decoder=True,
+    n_positions=512,
+    output_past=True,
+    classifier_dropout=0.0,
+)
+LMS = {"opt-2.7b": OPT_2_7B, "flan-t5-xl": FLAN_T5_XL}
+TOKENIZERS = {"opt-2.7b": "opt", "flan-t5-xl": "t5"}  # golden/blip2_processor/<name>
 NUM_QUERY_TOKENS = 32
 _DTYPES = {"torch.float32": ("F32", 4), "torch.int64": ("I64", 8)}
 
 
-def processor():
-    """transformers' Blip2Processor: 224-px BlipImageProcessor + the golden OPT tokenizer."""
+def processor(lm="opt-2.7b"):
+    """transformers' Blip2Processor: 224-px BlipImageProcessor + the golden OPT / T5 tokenizer."""
     import transformers
 
-    tok = transformers.AutoTokenizer.from_pretrained(HERE.parent / "golden/blip2_processor/opt")
+    golden = HERE.parent / "golden/blip2_processor" / TOKENIZERS[lm]
+    tok = transformers.AutoTokenizer.from_pretrained(golden)
     images = transformers.BlipImageProcessor(
         size={"height": 224, "width": 224},
         image_mean=[0.48145466, 0.4578275, 0.40821073],
@@ -83,15 +122,18 @@ def processor():
     return transformers.Blip2Processor(images, tok, num_query_tokens=NUM_QUERY_TOKENS)
 
 
-def meta_model(opt_layers=None, vision_layers=None, image_token_index=50265):
-    """(config, model on the meta device) for blip2-opt-2.7b, optionally with fewer layers."""
+def meta_model(lm_layers=None, vision_layers=None, image_token_index=50265, lm="opt-2.7b"):
+    """(config, model on the meta device) for blip2-opt-2.7b / blip2-flan-t5-xl, optionally with
+    fewer layers."""
     import torch
     from transformers import Blip2Config, Blip2ForConditionalGeneration
 
-    text = dict(OPT_2_7B)
+    text = dict(LMS[lm])
     vision = {}
-    if opt_layers is not None:
-        text["num_hidden_layers"] = opt_layers
+    if lm_layers is not None and lm == "opt-2.7b":
+        text["num_hidden_layers"] = lm_layers
+    elif lm_layers is not None:
+        text.update(num_layers=lm_layers, num_decoder_layers=lm_layers)
     if vision_layers is not None:
         vision["num_hidden_layers"] = vision_layers
     cfg = Blip2Config(
@@ -99,6 +141,7 @@ def meta_model(opt_layers=None, vision_layers=None, image_token_index=50265):
         text_config=text,
         num_query_tokens=NUM_QUERY_TOKENS,
         image_token_index=image_token_index,
+        use_decoder_only_language_model=lm == "opt-2.7b",
     )
     cfg.architectures = ["Blip2ForConditionalGeneration"]
     with torch.device("meta"):
@@ -143,12 +186,12 @@ def write_shard(path, tensors, seed):
     return offset
 
 
-def build(out_dir, seed=0, opt_layers=None, vision_layers=None, max_shard_size="5GB"):
+def build(out_dir, seed=0, lm_layers=None, vision_layers=None, max_shard_size="5GB", lm="opt-2.7b"):
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    proc = processor()
+    proc = processor(lm)
     image_token = proc.tokenizer.convert_tokens_to_ids(str(proc.image_token))
-    cfg, model = meta_model(opt_layers, vision_layers, image_token)
+    cfg, model = meta_model(lm_layers, vision_layers, image_token, lm)
     state, split = saved_state(model, max_shard_size)
     total = 0
     for filename, keys in split.filename_to_tensors.items():
@@ -235,7 +278,14 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", nargs="?", default="/tmp/blip2-opt-2.7b")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--opt-layers", type=int, default=None, help="fewer OPT layers than 32")
+    ap.add_argument("--lm", choices=sorted(LMS), default="opt-2.7b", help="the language model")
+    ap.add_argument(
+        "--lm-layers",
+        "--opt-layers",
+        type=int,
+        default=None,
+        help="fewer language-model layers (OPT 32, T5 24 + 24)",
+    )
     ap.add_argument("--vision-layers", type=int, default=None, help="fewer ViT layers than 39")
     ap.add_argument("--max-shard-size", default="5GB")
     ap.add_argument(
@@ -253,4 +303,4 @@ if __name__ == "__main__":
     elif a.check:
         check_against_save_pretrained(a.out_dir)
     else:
-        print(build(a.out_dir, a.seed, a.opt_layers, a.vision_layers, a.max_shard_size))
+        print(build(a.out_dir, a.seed, a.lm_layers, a.vision_layers, a.max_shard_size, a.lm))

@@ -50,28 +50,7 @@ BLIP_VISION_LARGE = dict(
     num_attention_heads=16,
 )
 OPT_2_7B = fullsize_blip2.OPT_2_7B
-FLAN_T5_XL = dict(
-    model_type="t5",
-    vocab_size=32128,
-    d_model=2048,
-    d_kv=64,
-    d_ff=5120,
-    num_layers=24,
-    num_decoder_layers=24,
-    num_heads=32,
-    relative_attention_num_buckets=32,
-    relative_attention_max_distance=128,
-    feed_forward_proj="gated-gelu",
-    dense_act_fn="gelu",
-    is_gated_act=True,
-    layer_norm_epsilon=1e-6,
-    tie_word_embeddings=False,
-    decoder_start_token_id=0,
-    bos_token_id=1,
-    eos_token_id=1,
-    pad_token_id=0,
-    is_encoder_decoder=True,
-)
+FLAN_T5_XL = fullsize_blip2.FLAN_T5_XL
 
 
 def hub_configs():

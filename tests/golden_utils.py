@@ -11,6 +11,7 @@ No torch, no transformers: everything here reads the files tools/make_golden.py 
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -35,6 +36,16 @@ def load_case(case_dir):
     with np.load(case_dir / "outputs.npz") as f:
         outputs = {k: f[k] for k in f.files}
     return meta, inputs, outputs
+
+
+def tiny_blip_captioner(folder):
+    """The tiny BLIP captioning folder (golden caption/forward_labels) copied to folder, with the
+    BLIP tokenizer beside it: a model the CLI can caption with. Returns folder."""
+    shutil.copytree(GOLDEN / "caption" / "forward_labels" / "model", folder)
+    for f in (GOLDEN / "tokenizer" / "blip").iterdir():
+        if f.is_file():
+            shutil.copy(f, folder / f.name)
+    return folder
 
 
 def case_dirs(group):

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pytest
-from golden_utils import GOLDEN, case_dirs, load_case, model_dir
+from golden_utils import GOLDEN, case_dirs, load_case, model_dir, tiny_blip_captioner
 
 import minblip
 from minblip import caption_files
@@ -33,12 +33,7 @@ BLIP2 = {c.name: c for c in case_dirs("blip2_pipeline")}
 @pytest.fixture(scope="module")
 def blip(tmp_path_factory):
     """The tiny BLIP captioning folder with the BLIP tokenizer beside it."""
-    folder = tmp_path_factory.mktemp("blip") / "tiny"
-    shutil.copytree(GOLDEN / "caption" / "forward_labels" / "model", folder)
-    for f in (GOLDEN / "tokenizer" / "blip").iterdir():
-        if f.is_file():
-            shutil.copy(f, folder / f.name)
-    return folder
+    return tiny_blip_captioner(tmp_path_factory.mktemp("blip") / "tiny")
 
 
 def blip2_folder(tmp_path, kind):

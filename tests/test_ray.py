@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import ray
-from golden_utils import GOLDEN, model_dir
+from golden_utils import GOLDEN, model_dir, tiny_blip_captioner
 from PIL import Image
 
 from minblip.__main__ import main
@@ -30,12 +30,7 @@ GEN = {"max_new_tokens": 6}  # short captions keep the test fast
 @pytest.fixture(scope="module")
 def blip(tmp_path_factory):
     """The tiny BLIP captioning folder with the BLIP tokenizer beside it."""
-    folder = tmp_path_factory.mktemp("blip") / "tiny"
-    shutil.copytree(GOLDEN / "caption" / "forward_labels" / "model", folder)
-    for f in (GOLDEN / "tokenizer" / "blip").iterdir():
-        if f.is_file():
-            shutil.copy(f, folder / f.name)
-    return folder
+    return tiny_blip_captioner(tmp_path_factory.mktemp("blip") / "tiny")
 
 
 @pytest.fixture(scope="module")

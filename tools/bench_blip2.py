@@ -155,30 +155,9 @@ stage("vision")
 prefix = model.image_prefix(image)[1]
 stage("Q-Former")
 if {release}:  # the proposal of docs/quantization.md: drop the vision side's mapped pages
-    import mmap
-    def arrays(node):
-        if isinstance(node, dict):
-            for v in node.values():
-                yield from arrays(v)
-        elif isinstance(node, list):
-            for v in node:
-                yield from arrays(v)
-        elif isinstance(node, np.ndarray):
-            yield node
-    released = 0
-    for part in ("vision_model", "qformer", "query_tokens", "language_projection"):
-        for a in arrays(model.params[part]):
-            base = a
-            while isinstance(base, np.ndarray):
-                base = base.base
-            if not (isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)):
-                continue  # a copy in the process's own memory: never released
-            origin = np.frombuffer(base, np.uint8).ctypes.data
-            lo = -(-(a.ctypes.data - origin) // mmap.PAGESIZE) * mmap.PAGESIZE
-            hi = (a.ctypes.data - origin + a.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
-            if hi > lo:
-                base.obj.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-                released += hi - lo
+    from minblip.weights import release
+    parts = ("vision_model", "qformer", "query_tokens", "language_projection")
+    released = sum(release(model.params[part]) for part in parts)
     stage("released")
     print("RELEASED", released, flush=True)
     # generate's language-model half on this prefix (generate itself would re-run the ViT)

@@ -434,8 +434,9 @@ def _model_specific_tokens(config):
 
 def _load_config(folder, kwargs):
     """tokenizer_config.json (+ the legacy special_tokens_map.json / added_tokens.json /
-    tokenizer.json added_tokens) -> (config, added tokens [(id, AddedToken)]), as 5.23's
-    PreTrainedTokenizerBase.from_pretrained reads them."""
+    tokenizer.json added_tokens) -> (config, added tokens [(id, AddedToken)], tokenizer.json
+    parsed or None), as 5.23's PreTrainedTokenizerBase.from_pretrained reads them. The parsed
+    tokenizer.json is handed on so that its megabytes are parsed once."""
     from tokenizers import AddedToken
 
     path = folder / "tokenizer_config.json"
@@ -444,7 +445,7 @@ def _load_config(folder, kwargs):
     guards.check_tokenizer_config(config, folder)
     if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
         config["extra_special_tokens"] = config.pop("additional_special_tokens")
-    added = []
+    added, parsed = [], None
     if "added_tokens_decoder" in config:
         for i, t in config["added_tokens_decoder"].items():
             t = {k: v for k, v in t.items() if k != "__type"}
@@ -460,10 +461,11 @@ def _load_config(folder, kwargs):
                 special = t in named
                 added.append((int(i), AddedToken(t, normalized=not special, special=special)))
         if (folder / "tokenizer.json").exists():
-            for t in read_tokenizer_json(folder / "tokenizer.json").get("added_tokens", []):
+            parsed = read_tokenizer_json(folder / "tokenizer.json")
+            for t in parsed.get("added_tokens", []):
                 t = dict(t)
                 added.append((t.pop("id"), AddedToken(**t)))
-    return config, added
+    return config, added, parsed
 
 
 def _finish(backend, config, added, post_processor, file_json, fixed_post=False):
@@ -523,10 +525,10 @@ def _bos_eos_template(backend, config):
     return processors.TemplateProcessing(single=single, pair=pair, special_tokens=special)
 
 
-def _read_tokenizer_json(path, model_type, cls_name):
+def _read_tokenizer_json(path, model_type, cls_name, data=None):
     from tokenizers import Tokenizer
 
-    data = read_tokenizer_json(path)
+    data = read_tokenizer_json(path) if data is None else data
     found = (data.get("model") or {}).get("type")
     if found != model_type:
         raise TokenizerError(
@@ -564,10 +566,12 @@ class GPT2Tokenizer(_Tokenizer):
         from .hub import resolve
 
         folder = resolve(path_or_id)
-        config, added = _load_config(folder, kwargs)
+        config, added, parsed = _load_config(folder, kwargs)
         file_json, post = None, None
         if (folder / "tokenizer.json").exists():
-            file_json, post = _read_tokenizer_json(folder / "tokenizer.json", "BPE", cls.__name__)
+            file_json, post = _read_tokenizer_json(
+                folder / "tokenizer.json", "BPE", cls.__name__, parsed
+            )
             vocab = file_json["model"]["vocab"]
             merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
                       for m in file_json["model"]["merges"]]  # fmt: skip
@@ -632,8 +636,10 @@ class T5Tokenizer(_Tokenizer):
                 "tokenizer.json (make it once with transformers: "
                 "T5Tokenizer.from_pretrained(folder).save_pretrained(folder))"
             )
-        config, added = _load_config(folder, kwargs)
-        file_json, _ = _read_tokenizer_json(folder / "tokenizer.json", "Unigram", cls.__name__)
+        config, added, parsed = _load_config(folder, kwargs)
+        file_json, _ = _read_tokenizer_json(
+            folder / "tokenizer.json", "Unigram", cls.__name__, parsed
+        )
         vocab = [tuple(v) for v in file_json["model"]["vocab"]]
         backend = Tokenizer(models.Unigram(vocab, unk_id=2, byte_fallback=False))
         charsmap = _precompiled_charsmap(file_json.get("normalizer"))

@@ -4,6 +4,7 @@ OPT folder, as blip2-opt-6.7b-coco; 224 px for T5), text through their tokenizer
 <image> placeholders inserted as 5.23 inserts them, compared field by field (pixel_values by
 shape, dtype and sha256 of the bytes: exact)."""
 
+import functools
 import hashlib
 import json
 
@@ -20,12 +21,17 @@ CASES = json.loads((ROOT / "cases.json").read_text())["processor"]
 
 
 def make(case):
-    if case["how"] == "from_pretrained":
-        return minblip.Blip2Processor.from_pretrained(ROOT / case["folder"])
-    init = case["init"]
+    return _make(case["how"], case["folder"], json.dumps(case["init"]))
+
+
+@functools.cache  # one processor per recipe, shared by its cases: calls do not change it
+def _make(how, folder, init):
+    if how == "from_pretrained":
+        return minblip.Blip2Processor.from_pretrained(ROOT / folder)
+    init = json.loads(init)
     return minblip.Blip2Processor(
         BlipImageProcessor(size=init["size"]),
-        load_tokenizer(ROOT / case["folder"]),
+        load_tokenizer(ROOT / folder),
         num_query_tokens=init["num_query_tokens"],
     )
 

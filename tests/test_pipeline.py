@@ -2,9 +2,9 @@
 BlipProcessor -> model -> ids -> words; then the same through minblip.caption and the CLI.
 pixel_values and input_ids are recomputed here by minblip's processor from the photos.
 
-caption_greedy runs BLIP-base's full size (384-px class-default preprocessing); the tiny_* cases
-(one per class and setting) run tiny models with the real BLIP vocabulary and 32-px images, which
-compose the same steps at a fraction of the time, and serve the API and CLI tests."""
+caption_greedy runs BLIP-base's full size on one photo (384-px class-default preprocessing); the
+tiny_* cases (one per class and setting) run tiny models with the real BLIP vocabulary and 32-px
+images, which compose the same steps at a fraction of the time, and serve the API and CLI tests."""
 
 import json
 import shutil

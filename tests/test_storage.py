@@ -149,7 +149,9 @@ def test_loading_kept_weights_does_not_read_them(tmp_path):
     """A 64 MiB bf16 matrix: dtype="auto" maps it and RSS grows by far less than its size
     (widening it on load would add 128 MiB); the product then reads it, a row block at a time."""
     rng = np.random.default_rng(0)
-    W = bf16_bits(rng.standard_normal((4096, 8192), dtype=np.float32))
+    # bf16 bit patterns drawn directly (sign, exponents 2^-7..2^2): rounding 32M floats is slow
+    W = rng.integers(0x3C00, 0x4100, (4096, 8192), dtype=np.uint16)
+    W |= rng.integers(0, 2, W.shape, dtype=np.uint16) << np.uint16(15)
     write_safetensors(tmp_path / "m.safetensors", {"w": W})
 
     def rss():

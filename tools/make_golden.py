@@ -19,10 +19,11 @@ ROOT = HERE.parent / "golden"
 
 def main(argv):
     sys.path.insert(0, str(HERE))
-    names = argv or sorted(
-        p.stem for p in (HERE / "golden_cases").glob("*.py") if p.stem != "__init__"
-    )
-    for name in names:
+    groups = sorted(p.stem for p in (HERE / "golden_cases").glob("*.py") if p.stem != "__init__")
+    unknown = [a for a in argv if a not in groups]
+    if unknown:  # --help included: say what there is instead of failing on an import
+        sys.exit(f"{__doc__}\nunknown group(s) {unknown}; the groups are: {' '.join(groups)}")
+    for name in argv or groups:
         print(f"== {name}", flush=True)
         importlib.import_module(f"golden_cases.{name}").build(ROOT)
 

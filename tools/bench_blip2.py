@@ -236,8 +236,10 @@ GROUPS = {
     "matmuls": (
         "linear",
         "matmul_stored",
-        "_matvec_bf16",
-        "_matvec_int8",
+        "_bf16_threads",
+        "_int8_threads",
+        "_bf16_serial",
+        "_int8_serial",
         "widen",
         "lm_head",
         "project_kv",

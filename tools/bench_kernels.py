@@ -221,14 +221,15 @@ def matmul_blocked(x, W, scale, block_bytes):
     return y
 
 
-def rows_twin(x, W, scale):
-    """kernels.matmul_stored's Numba loop at any row count (the twin stops at STORED_MAX_ROWS)."""
-    x2 = x.reshape(-1, W.shape[1])
+def rows_twin(x, W, scale, threads=True):
+    """kernels.matmul_stored's Numba loop at any row count (the twin stops at STORED_MAX_ROWS),
+    its blocks split across Numba's threads as the twin does on the main thread, or in order."""
+    x2 = np.ascontiguousarray(x.reshape(-1, W.shape[1]))
     out = np.empty((x2.shape[0], W.shape[0]), np.float32)
     if W.dtype == np.uint16:
-        kernels._matvec_bf16(x2, W, out)
+        (kernels._bf16_threads if threads else kernels._bf16_serial)(x2, W, out)
     else:
-        kernels._matvec_int8(x2, W, scale, out)
+        (kernels._int8_threads if threads else kernels._int8_serial)(x2, W, scale, out)
     return out.reshape(*x.shape[:-1], W.shape[0])
 
 
@@ -248,7 +249,7 @@ def matrix_matrix(rng, R):
     weights kept as stored: the reference (16 MiB blocks widened, one BLAS call each) against
     each candidate: 1 MiB / 4 MiB blocks (cache-sized), the whole matrix widened at once (a
     transient float32 copy of the weight: 26-105 MB more peak memory), and the Numba rows
-    loop the decode twin runs (one pass over the stored bytes, one thread). The float32 BLAS
+    loop the decode twin runs (one pass over the stored bytes, Numba's threads). The float32 BLAS
     product on the unquantized weight is the floor; the ratio column is reference / candidate
     (> 1: the candidate wins) and the note gives each candidate's max difference from the
     reference."""
@@ -384,10 +385,11 @@ def main():
             x = rng.standard_normal((1, M, Din)).astype(f32)
             f = [lambda: x @ W.T]
             for name, w, sc, nbytes in (("bf16", bits, None, 2), ("int8", q, s, 1)):
-                r, t, b = timeit(
+                r, t, one, b = timeit(
                     [
                         lambda: ops.matmul_stored.reference(x, w, sc),
                         lambda: kernels.matmul_stored(x, w, sc),
+                        lambda: rows_twin(x, w, sc, threads=False),
                         *f,
                     ],
                     R,
@@ -398,7 +400,8 @@ def main():
                     f"{M}x{Din} . {Dout}x{Din}",
                     r,
                     t,
-                    f"{where}; {gbs:.0f} GB/s; float32 BLAS {b[0] * 1e3:.2f} ms",
+                    f"{where}; {gbs:.0f} GB/s; twin on 1 thread {one[0] * 1e3:.2f} ms;"
+                    f" float32 BLAS {b[0] * 1e3:.2f} ms",
                 )
         x = rng.standard_normal((1, 257, Din)).astype(f32)
         r, t = timeit([lambda: x @ W.T, lambda: ops.matmul_stored.reference(x, bits)], R)

@@ -801,17 +801,23 @@ class Printer:
         return "stdout"
 
 
+def text_lines(path, option):
+    """The stripped lines of a text file given with option (--questions, --texts), blank lines
+    and lines starting with # skipped; an unreadable file is an InputError naming option."""
+    try:
+        lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise InputError(f"{option} {path}: {e.strerror or e}") from None
+    return [s for s in (line.strip() for line in lines) if s and not s.startswith("#")]
+
+
 def read_questions(args):
     """The questions of `ask`: the positional one, each --question, each line of --questions
     FILE (blank lines and lines starting with # skipped)."""
     questions = [args.question] if args.question else []
     questions += args.questions_given or []
     if args.questions:
-        try:
-            lines = pathlib.Path(args.questions).read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise InputError(f"--questions {args.questions}: {e.strerror or e}") from None
-        questions += [q.strip() for q in lines if q.strip() and not q.lstrip().startswith("#")]
+        questions += text_lines(args.questions, "--questions")
     if not questions:
         raise InputError("no question: give QUESTION, --question TEXT or --questions FILE")
     return list(dict.fromkeys(questions))  # a question asked twice is answered once

@@ -124,15 +124,15 @@ def cmd_explain(args):
     result = caption_attention(
         model, processor, photo, args.prompt, args.layer, args.max_new_tokens
     )
-    written = write_explanation(out, photo, result, title=title)
-    print(result["caption"])
-    _say_written(written)
-    return 0
+    return _report(result["caption"], write_explanation(out, photo, result, title=title))
 
 
-def _say_written(written):
+def _report(line, written):
+    """Print the explained result's line and each file written; exit status 0."""
+    print(line)
     for path in written:
         print(f"  wrote {path}")
+    return 0
 
 
 def _explain_question(args, out, photo, folder, model_type, architectures, title):
@@ -158,9 +158,7 @@ def _explain_question(args, out, photo, folder, model_type, architectures, title
         model, processor, photo, args.question, args.layer, args.max_new_tokens
     )
     written = write_question_explanation(out, photo, result, title=title)
-    print(result["answer"])
-    _say_written(written)
-    return 0
+    return _report(result["answer"], written)
 
 
 def _explain_blip2(args, out, photo, model, processor, title, prompt=None, question=None):
@@ -185,9 +183,7 @@ def _explain_blip2(args, out, photo, model, processor, title, prompt=None, quest
     written = write_query_explanation(
         out, photo, result, words, title=title, question=question, prompt=prompt
     )
-    print(processor.decode([int(ids[p]) for p in result["positions"]]).strip())
-    _say_written(written)
-    return 0
+    return _report(processor.decode([int(ids[p]) for p in result["positions"]]).strip(), written)
 
 
 def cmd_match_explain(args, texts):
@@ -213,9 +209,7 @@ def cmd_match_explain(args, texts):
         row = {"path": args.image, "text": texts[0], "itm_probability": result["itm_probability"]}
         print(json.dumps({**row, "written": [str(p) for p in written]}))
         return 0
-    print(f"{result['itm_probability']:.4f}  {texts[0]}")
-    _say_written(written)
-    return 0
+    return _report(f"{result['itm_probability']:.4f}  {texts[0]}", written)
 
 
 def add_match_explain(p):

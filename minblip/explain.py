@@ -75,6 +75,34 @@ def colormap(v):
     return np.round(VIRIDIS[lo] * (1 - frac) + VIRIDIS[lo + 1] * frac).astype(np.uint8)
 
 
+def _grid(n, what):
+    g = int(round(np.sqrt(n - 1)))
+    if g * g != n - 1:
+        raise InputError(f"{what}: {n - 1} image patches do not form a square grid")
+    return g
+
+
+def _layer_pick(att, layer):
+    """(L, H, T, K) -> (T, K): heads averaged, then the mean over layers or layer `layer`."""
+    att = att.mean(axis=1)
+    return att.mean(axis=0) if layer is None else att[layer]
+
+
+def _check_layer(layer, L, what):
+    if layer is not None and not -L <= layer < L:
+        raise InputError(f"--layer {layer}: the {what} has {L} layers (0 .. {L - 1})")
+
+
+def _generate_to_sep(model, inputs, max_new_tokens, sep_token_id, start):
+    """The first row of model.generate(**inputs) cut after its first [SEP] at or after position
+    start, and T, its length without that [SEP]. Shapes: ids (1, T) or (1, T + 1)."""
+    gen = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+    ids = model.generate(**inputs, **gen)[:1]  # (1, T'): [DEC] prompt generated [SEP] (pad)
+    ends = np.nonzero(ids[0, start:] == sep_token_id)[0]
+    T = start + (int(ends[0]) if ends.size else ids.shape[1] - start)  # [SEP] excluded
+    return ids[:, : T + (1 if ends.size else 0)], T
+
+
 def caption_attention(model, processor, image, prompt=None, layer=None, max_new_tokens=None):
     """Caption one image and return what each generated word's position attended to.
 
@@ -93,23 +121,17 @@ def caption_attention(model, processor, image, prompt=None, layer=None, max_new_
         )
     tcfg = model.config.text_config
     L = tcfg.num_hidden_layers
-    if layer is not None and not -L <= layer < L:
-        raise InputError(f"--layer {layer}: the text decoder has {L} layers (0 .. {L - 1})")
+    _check_layer(layer, L, "text decoder")
     inputs = processor(images=image, text=prompt)
-    gen = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
-    ids = model.generate(**inputs, **gen)[:1]  # (1, T): [DEC] prompt caption [SEP] (pad)
     n_prompt = 1 if prompt is None else inputs["input_ids"].shape[1] - 1  # [DEC] + prompt
-    ends = np.nonzero(ids[0, n_prompt:] == tcfg.sep_token_id)[0]
-    T = n_prompt + (int(ends[0]) if ends.size else ids.shape[1] - n_prompt)  # [SEP] excluded
-    ids = ids[:, : T + (1 if ends.size else 0)]
+    # (1, T): [DEC] prompt caption ([SEP])
+    ids, T = _generate_to_sep(model, inputs, max_new_tokens, tcfg.sep_token_id, n_prompt)
     image_embeds = model(pixel_values=inputs["pixel_values"], input_ids=ids).image_embeds
     decoder = BlipTextLMHeadModel(tcfg, model.params["text_decoder"])
     out = decoder(input_ids=ids, encoder_hidden_states=image_embeds, output_attentions=True)
     cross = out.cross_attentions  # L x (1, H, T, N)
     positions = list(range(n_prompt, T))
-    att = np.stack([c[0] for c in cross])  # (L, H, T, N)
-    att = att.mean(axis=1)  # heads averaged -> (L, T, N)
-    att = att.mean(axis=0) if layer is None else att[layer]  # (T, N)
+    att = _layer_pick(np.stack([c[0] for c in cross]), layer)  # (L, H, T, N) -> (T, N)
     chosen = att[[p - 1 for p in positions]]  # (W, N): the position that chose each word
     g = int(round(np.sqrt(chosen.shape[1] - 1)))
     if g * g != chosen.shape[1] - 1:
@@ -612,24 +634,6 @@ def write_query_explanation(
 # ----------------------------------------------------------------------------- BLIP VQA
 
 
-def _grid(n, what):
-    g = int(round(np.sqrt(n - 1)))
-    if g * g != n - 1:
-        raise InputError(f"{what}: {n - 1} image patches do not form a square grid")
-    return g
-
-
-def _layer_pick(att, layer):
-    """(L, H, T, K) -> (T, K): heads averaged, then the mean over layers or layer `layer`."""
-    att = att.mean(axis=1)
-    return att.mean(axis=0) if layer is None else att[layer]
-
-
-def _check_layer(layer, L, what):
-    if layer is not None and not -L <= layer < L:
-        raise InputError(f"--layer {layer}: the {what} has {L} layers (0 .. {L - 1})")
-
-
 def question_attention(model, processor, image, question, layer=None, max_new_tokens=None):
     """Answer a question with BLIP VQA and return the two attentions the answer went through.
 
@@ -661,11 +665,8 @@ def question_attention(model, processor, image, question, layer=None, max_new_to
     L = tcfg.num_hidden_layers
     _check_layer(layer, L, "question encoder and answer decoder")
     inputs = processor(images=image, text=question)
-    gen = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
-    ids = model.generate(**inputs, **gen)[:1]  # (1, T): [DEC] answer [SEP] (pad)
-    ends = np.nonzero(ids[0, 1:] == tcfg.sep_token_id)[0]
-    T = 1 + (int(ends[0]) if ends.size else ids.shape[1] - 1)  # [SEP] excluded
-    ids = ids[:, : T + (1 if ends.size else 0)]
+    # (1, T): [DEC] answer ([SEP])
+    ids, T = _generate_to_sep(model, inputs, max_new_tokens, tcfg.sep_token_id, 1)
     image_embeds = model.vision_outputs(inputs["pixel_values"])[0]
     q_ids, q_mask = inputs["input_ids"][:1], inputs["attention_mask"][:1]
     # the very call forward and generate make (one question: no padding to mask)

@@ -286,13 +286,11 @@ def build_index(paths, retriever, previous=None, batch_size=8):
 def _read_texts(args):
     """match's texts: the positional ones, then each line of --texts FILE (blank lines and
     lines starting with # skipped), each once."""
+    from .caption_files import text_lines
+
     texts = list(args.texts or [])
     if args.texts_file:
-        try:
-            lines = pathlib.Path(args.texts_file).read_text(encoding="utf-8").splitlines()
-        except OSError as e:
-            raise InputError(f"--texts {args.texts_file}: {e.strerror or e}") from None
-        texts += [t.strip() for t in lines if t.strip() and not t.lstrip().startswith("#")]
+        texts += text_lines(args.texts_file, "--texts")
     if not texts:
         raise InputError(
             "no text to match: give at least one TEXT, --text T or --texts FILE (a text a line)"

@@ -67,21 +67,28 @@ px = inputs["pixel_values"]
 out = {{"hwm": hwm, "ids": ids[0].tolist()}}
 """
 
+# The minblip children's classes, and their model, processor and inputs (the photo, no prompt).
+IMPORT = """from minblip import Blip2ForConditionalGeneration
+from minblip.processing import Blip2Processor
+from minblip.preprocess import load_image
+"""
+LOAD = r"""model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
+processor = Blip2Processor.from_pretrained({folder!r})
+if processor.num_query_tokens is None:
+    processor.num_query_tokens = model.config.num_query_tokens
+inputs = processor(images=load_image({photo!r}))
+"""
+
 MINBLIP_CHILD = (
     r"""
 import json, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 import numpy as np
-from minblip import Blip2ForConditionalGeneration
-from minblip.processing import Blip2Processor
-from minblip.preprocess import load_image
-model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
-processor = Blip2Processor.from_pretrained({folder!r})
-if processor.num_query_tokens is None:
-    processor.num_query_tokens = model.config.num_query_tokens
-inputs = processor(images=load_image({photo!r}))
-gen = dict(max_new_tokens=20, min_new_tokens=20)
+"""
+    + IMPORT
+    + LOAD
+    + r"""gen = dict(max_new_tokens=20, min_new_tokens=20)
 ids = model.generate(**inputs, **gen)
 """
     + MEASURE
@@ -128,7 +135,8 @@ print("RESULT", json.dumps(out), flush=True)
 )
 
 
-MEMORY_CHILD = r"""
+MEMORY_CHILD = (
+    r"""
 import sys
 sys.path.insert(0, {root!r})
 def stage(name):
@@ -140,16 +148,12 @@ def stage(name):
     print("STAGE", name, " ".join(f"{{k}}={{v}}" for k, v in d.items()), flush=True)
 stage("start")
 import numpy as np
-from minblip import Blip2ForConditionalGeneration
-from minblip.processing import Blip2Processor
-from minblip.preprocess import load_image
-stage("import")
-model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
-processor = Blip2Processor.from_pretrained({folder!r})
-if processor.num_query_tokens is None:
-    processor.num_query_tokens = model.config.num_query_tokens
-inputs = processor(images=load_image({photo!r}))
-stage("load")
+"""
+    + IMPORT
+    + r"""stage("import")
+"""
+    + LOAD
+    + r"""stage("load")
 image = model._image(inputs["pixel_values"])[0]
 stage("vision")
 prefix = model.image_prefix(image)[1]
@@ -176,20 +180,17 @@ stage("first-token")
 model.generate(**inputs, max_new_tokens=20, min_new_tokens=20)
 stage("20-tokens")
 """
+)
 
-PROFILE_CHILD = r"""
+PROFILE_CHILD = (
+    r"""
 import cProfile, json, pstats, sys, time
 sys.path.insert(0, {root!r})
 import minblip.opt, minblip.t5
-from minblip import Blip2ForConditionalGeneration
-from minblip.processing import Blip2Processor
-from minblip.preprocess import load_image
-model = Blip2ForConditionalGeneration.from_pretrained({folder!r}, **{load_kwargs!r})
-processor = Blip2Processor.from_pretrained({folder!r})
-if processor.num_query_tokens is None:
-    processor.num_query_tokens = model.config.num_query_tokens
-inputs = processor(images=load_image({photo!r}))
-px = inputs["pixel_values"]
+"""
+    + IMPORT
+    + LOAD
+    + r"""px = inputs["pixel_values"]
 model.generate(**inputs, max_new_tokens=2, min_new_tokens=2)  # warm: Numba, first page touches
 prof, wall = cProfile.Profile(), [0.0]
 def profiled_steps(generate):
@@ -228,6 +229,7 @@ step = {{k: (n / steps, tt / steps) for k, (n, tt) in table(prof).items()}}
 out["decode"] = (wall[0] / steps, step)
 print("RESULT", json.dumps(out), flush=True)
 """
+)
 
 # Where a function's own time (cProfile tottime) is counted. The matrix products happen inside
 # linear / matmul_stored (`@` is not a call cProfile sees), the attention products and masks

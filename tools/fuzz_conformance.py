@@ -498,6 +498,18 @@ def float64_generate(kw, padded, dtype):
     return kw
 
 
+def traced_forward(rng, ids, mask, embeds_shape, dtype):
+    """A language model's forward kwargs: attention_mask, every hidden state (and attention in
+    float32), and ids or, a quarter of the time, random inputs_embeds of embeds_shape instead."""
+    trace = dict(output_hidden_states=True, output_attentions=dtype == "float32")
+    fwd = dict(attention_mask=mask, **trace)
+    if rng.random() < 0.25:
+        fwd["inputs_embeds"] = rng.standard_normal(embeds_shape).astype(np.float32)
+    else:
+        fwd["input_ids"] = ids
+    return fwd
+
+
 def opt_calls(rng, cfg, dtype):
     B, T = int(rng.integers(1, 4)), int(rng.integers(2, 9))
     V, D = cfg["vocab_size"], cfg.get("word_embed_proj_dim", cfg["hidden_size"])
@@ -505,12 +517,7 @@ def opt_calls(rng, cfg, dtype):
     padded = not mask.all()
     if not padded and rng.random() < 0.3:
         mask = None
-    trace = dict(output_hidden_states=True, output_attentions=dtype == "float32")
-    fwd = dict(attention_mask=mask, **trace)
-    if rng.random() < 0.25:
-        fwd["inputs_embeds"] = rng.standard_normal((B, T, D)).astype(np.float32)
-    else:
-        fwd["input_ids"] = ids
+    fwd = traced_forward(rng, ids, mask, (B, T, D), dtype)
     if rng.random() < 0.6:
         labels = np.where(rng.random((B, T)) < 0.2, -100, ids)
         if mask is not None:
@@ -547,12 +554,7 @@ def t5_calls(rng, cfg, dtype, cls):
     ids, mask = right_padded(rng, B, T, cfg["eos_token_id"], V)
     if mask.all() and rng.random() < 0.3:
         mask = None
-    trace = dict(output_hidden_states=True, output_attentions=dtype == "float32")
-    fwd = dict(attention_mask=mask, **trace)
-    if rng.random() < 0.25:
-        fwd["inputs_embeds"] = rng.standard_normal((B, T, D)).astype(np.float32)
-    else:
-        fwd["input_ids"] = ids
+    fwd = traced_forward(rng, ids, mask, (B, T, D), dtype)
     if cls == "T5EncoderModel":
         return [("forward", {k: v for k, v in fwd.items() if v is not None})]
     Td = int(rng.integers(1, 13))

@@ -201,7 +201,7 @@ def save_quantized(src, dst, replace=False, skip=DEFAULT_SKIP):
     for old in [dst / "model.safetensors.index.json", *dst.glob("model*.safetensors")]:
         old.unlink(missing_ok=True)
     nbytes = _write_streaming(dst / "model.safetensors", flat, keys)
-    _copy_side_files(src, dst)
+    copy_side_files(src, dst)
     config = json.loads((src / "config.json").read_text())
     config["quantization_config"] = {
         "quant_method": QUANT_METHOD,
@@ -214,7 +214,7 @@ def save_quantized(src, dst, replace=False, skip=DEFAULT_SKIP):
     return {"quantized": len(keys), "tensors": len(flat) + len(keys), "bytes": nbytes}
 
 
-def _copy_side_files(src, dst):
+def copy_side_files(src, dst):
     """Tokenizer, processor and generation files: everything but the weights and config.json."""
     for f in src.iterdir():
         if f.is_file() and not f.name.startswith("model") and f.name != "config.json":

@@ -36,7 +36,7 @@ image and one 8-token text:
 Folder throughput (--throughput, run alone): 64 PNGs made from golden/images' photos (flipped,
 rotated and cropped so no two are alike), captioned in batches of 1 and 8 (--batch-sizes), 20
 new tokens each (greedy), images/s from reading the files to the decoded captions. minblip:
-what `minblip caption FOLDER --batch-size N` runs per chunk (caption_files._caption_chunk:
+what `minblip caption FOLDER --batch-size N` runs per chunk (caption_files.caption_chunk:
 preprocess, one batched generate, decode); transformers: BlipProcessor on the chunk's PIL images,
 one generate on the batch, batch_decode; torch at 2 threads. One warm-up chunk first in each
 child; each library in its own process, alternating, best of --rounds.
@@ -217,12 +217,12 @@ GREEDY = json.loads(sys.argv[5])
 paths = sorted(pathlib.Path(images).glob("*.png"))
 chunks = [paths[i : i + batch] for i in range(0, len(paths), batch)]
 if lib == "minblip":
-    from minblip.caption_files import _caption_chunk
+    from minblip.caption_files import caption_chunk
     from minblip.pipeline import load_captioner
     model, processor = load_captioner(folder)
 
     def caption(chunk):
-        return [r[0] for _, r in _caption_chunk(chunk, model, processor, None, GREEDY)]
+        return [r[0] for _, r in caption_chunk(chunk, model, processor, None, GREEDY)]
 else:
     import torch, transformers
     from PIL import Image

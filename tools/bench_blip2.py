@@ -377,7 +377,7 @@ def _timed(f):
 
 def write_bf16(src, dst):
     """MODEL-bf16: every floating tensor of src rounded to bf16 (nearest even), one file."""
-    from minblip.quantize import _copy_side_files
+    from minblip.quantize import copy_side_files
     from minblip.weights import load_flat
 
     flat = load_flat(src)
@@ -402,7 +402,7 @@ def write_bf16(src, dst):
                 u = np.ascontiguousarray(a[r : r + 1024] if a.ndim else a).view(np.uint32)
                 u = u.astype(np.uint64)
                 f.write(((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype("<u2").tobytes())
-    _copy_side_files(src, dst)
+    copy_side_files(src, dst)
     config = json.loads((src / "config.json").read_text())
     config["dtype"] = "bfloat16"
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")

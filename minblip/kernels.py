@@ -6,15 +6,12 @@ tests/test_kernels.py (also under NUMBA_DISABLE_JIT=1), and stays only while
 tools/bench_kernels.py shows it winning on real shapes.
 Kernels that were tried and lost, and the numbers behind every decision, are in docs/kernels.md.
 
-Every twin but one is single-threaded on purpose: a second thread pool next to OpenBLAS's costs
-more than it saves on 2 cores (docs/kernels.md). The exception is matmul_stored, the decode step's
-product with weights kept as bf16 / int8: it is bound by memory, which one core cannot saturate.
-float32 matrix products stay with BLAS, the decode step's matrix-vector products included: a
-Numba twin for those lost end to end (docs/kernels.md).
+Every twin is single-threaded on purpose: a second thread pool next to OpenBLAS's costs more than
+it saves on 2 cores (docs/kernels.md). Matrix products stay with BLAS, the decode step's
+matrix-vector products included: a Numba twin for those lost end to end (docs/kernels.md).
 """
 
 import math
-import threading
 
 import numba
 import numpy as np
@@ -291,33 +288,32 @@ def attention_per_head(q, k, v, scale, mask=None, return_probs=True, *, divide=F
 # Rows a decode step (or a small batch) multiplies: up to here the twin streams the stored
 # weight once; above, the reference's widened blocks and BLAS's GEMM win (docs/kernels.md).
 STORED_MAX_ROWS = 8
-_ROWS = 32  # output rows per block: one widened row buffer serves the block; the unit of work
-_FAST = {"reassoc", "contract"}  # lets Numba vectorise the dot products (sums reordered)
+_ROWS = 32  # rows per block: one widened row buffer serves them all
 
 
-@numba.njit(cache=True, fastmath=_FAST)
-def _bf16_block(x, W, out, c):
-    """out[:, rows of block c] = x @ widen(W[rows]).T, W holding bf16 bit patterns."""
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _matvec_bf16(x, W, out):
     M, Din = x.shape
-    bits = np.empty(Din, np.uint32)  # one row widened, reused by the block's rows
-    w = bits.view(np.float32)  # bf16 -> float32: the bits shifted to the top half
-    for o in range(c * _ROWS, min(W.shape[0], (c + 1) * _ROWS)):
-        row = W[o]
-        for i in range(Din):
-            bits[i] = np.uint32(row[i]) << np.uint32(16)
-        for m in range(M):
-            xm = x[m]
-            s = np.float32(0.0)
+    Dout = W.shape[0]
+    for c in range((Dout + _ROWS - 1) // _ROWS):
+        bits = np.empty(Din, np.uint32)  # one row widened, reused by the block's rows
+        w = bits.view(np.float32)  # bf16 -> float32: the bits shifted to the top half
+        for o in range(c * _ROWS, min(Dout, (c + 1) * _ROWS)):
+            row = W[o]
             for i in range(Din):
-                s += xm[i] * w[i]
-            out[m, o] = s
+                bits[i] = np.uint32(row[i]) << np.uint32(16)
+            for m in range(M):
+                xm = x[m]
+                s = np.float32(0.0)
+                for i in range(Din):
+                    s += xm[i] * w[i]
+                out[m, o] = s
 
 
-@numba.njit(cache=True, fastmath=_FAST)
-def _int8_block(x, W, scale, out, c):
-    """out[:, rows of block c] = (x @ W[rows].T) * scale[rows], W int8."""
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _matvec_int8(x, W, scale, out):
     M, Din = x.shape
-    for o in range(c * _ROWS, min(W.shape[0], (c + 1) * _ROWS)):
+    for o in range(W.shape[0]):
         row = W[o]
         for m in range(M):
             xm = x[m]
@@ -327,44 +323,14 @@ def _int8_block(x, W, scale, out, c):
             out[m, o] = s * scale[o]
 
 
-# The blocks split across Numba's threads (numba.get_num_threads(); --workers and the Ray actors
-# set it per process) or run in order on the calling thread.
-@numba.njit(cache=True, parallel=True)
-def _bf16_threads(x, W, out):
-    for c in numba.prange((W.shape[0] + _ROWS - 1) // _ROWS):
-        _bf16_block(x, W, out, c)
-
-
-@numba.njit(cache=True, parallel=True)
-def _int8_threads(x, W, scale, out):
-    for c in numba.prange((W.shape[0] + _ROWS - 1) // _ROWS):
-        _int8_block(x, W, scale, out, c)
-
-
-@numba.njit(cache=True)
-def _bf16_serial(x, W, out):
-    for c in range((W.shape[0] + _ROWS - 1) // _ROWS):
-        _bf16_block(x, W, out, c)
-
-
-@numba.njit(cache=True)
-def _int8_serial(x, W, scale, out):
-    for c in range((W.shape[0] + _ROWS - 1) // _ROWS):
-        _int8_block(x, W, scale, out, c)
-
-
 def matmul_stored(x, W, scale=None):
     """Numba twin of ops.matmul_stored for the decode step (at most STORED_MAX_ROWS rows of x):
-    one pass over the stored bf16 / int8 bytes, float32 accumulation, blocks of 32 output rows
-    shared among Numba's threads.
+    one pass over the stored bf16 / int8 bytes, float32 accumulation, one thread.
 
-    Why: a matrix-vector product is bound by the bytes of the weight it reads. The reference
-    widens each block into memory and hands it to BLAS, one small call per block; the twin reads
-    the stored bytes once. One core cannot pull memory at the machine's bandwidth, so the
-    blocks are split across the threads, unlike the other twins (docs/kernels.md has both
-    measurements). Only the main thread splits: Numba's fallback thread pool (workqueue, where
-    OpenMP and TBB are missing) aborts the process when two threads launch parallel work at
-    once, so any other thread runs the blocks itself.
+    Why: the reference widens each block into memory and then hands it to BLAS, one small
+    call per block, each paying BLAS's thread hand-off; a matrix-vector product is bound by
+    the stored bytes, read here once. One thread, as every twin: a 2-thread (prange) version
+    lost to it on this shared 2-core machine (docs/kernels.md).
     Sums are reordered (SIMD lanes), so the result is within a dot-product bound of the
     reference, not equal (tests/test_kernels.py). float16 is left to the reference."""
     if x.dtype != np.float32 or W.dtype not in (np.uint16, np.int8) or x.shape[-1] != W.shape[1]:
@@ -373,13 +339,12 @@ def matmul_stored(x, W, scale=None):
     if x2.shape[0] > STORED_MAX_ROWS or x2.shape[0] == 0 or not W.flags.c_contiguous:
         return NotImplemented
     out = np.empty((x2.shape[0], W.shape[0]), np.float32)
-    split = threading.current_thread() is threading.main_thread() and numba.get_num_threads() > 1
     if W.dtype == np.uint16:
         if scale is not None:
             return NotImplemented
-        (_bf16_threads if split else _bf16_serial)(x2, W, out)
+        _matvec_bf16(x2, W, out)
     else:
         if scale is None or scale.dtype != np.float32:
             return NotImplemented
-        (_int8_threads if split else _int8_serial)(x2, W, scale, out)
+        _matvec_int8(x2, W, scale, out)
     return out.reshape(*x.shape[:-1], W.shape[0])

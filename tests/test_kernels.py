@@ -3,11 +3,7 @@
 CI runs this file a second time with NUMBA_DISABLE_JIT=1 so the kernel bodies run as Python.
 """
 
-import concurrent.futures
 import math
-import os
-import subprocess
-import sys
 
 import numba
 import numpy as np
@@ -336,57 +332,6 @@ def test_matmul_stored_twin_at_blip2_shapes():
         assert_matmul_stored_close(kernels.matmul_stored(x, bits, None), x, bits, None)
         q, s = quantize_rows(W)
         assert_matmul_stored_close(kernels.matmul_stored(x, q, s), x, q, s)
-
-
-def test_matmul_stored_twin_from_many_threads_on_the_workqueue_layer():
-    """Numba's fallback thread pool (no OpenMP, no TBB) aborts the process when two threads
-    launch parallel work at once; the twin splits only on the main thread, so threads calling
-    it on that layer are safe. Run in a child process that has only that layer."""
-    code = (
-        "import concurrent.futures, numba, numpy as np; from minblip import kernels\n"
-        "x = np.ones((1, 3000), np.float32); W = np.ones((4000, 3000), np.int8)\n"
-        "s = np.ones(4000, np.float32)\n"
-        "def f(_): return [kernels.matmul_stored(x, W, s) for _ in range(20)][-1]\n"
-        "kernels.matmul_stored(x, W, s)\n"  # the main thread too (the pool is started)
-        "with concurrent.futures.ThreadPoolExecutor(2) as p: outs = list(p.map(f, range(4)))\n"
-        "assert all((o == 3000).all() for o in outs)\n"
-        "print(numba.threading_layer())\n"
-    )
-    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "NUMBA_NUM_THREADS": "2"}
-    env.pop("NUMBA_DISABLE_JIT", None)  # the claim is about compiled code, even in the JIT-off run
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0 and done.stdout.strip() == "workqueue", done.stderr[-2000:]
-
-
-def test_matmul_stored_twin_off_the_main_thread_is_the_same_product():
-    """The main thread splits the row blocks across Numba's threads; any other thread runs them
-    in order itself (kernels.matmul_stored says why). Each output is one row's dot product,
-    computed by the same code either way: equal to the bit."""
-    from minblip.quantize import quantize_rows
-
-    rng = np.random.default_rng(3)
-    W = rng.standard_normal((200, 300), dtype=np.float32)  # 7 blocks of 32 rows, the last short
-    x = rng.standard_normal((2, 300), dtype=np.float32)
-    bits = (W.view(np.uint32) >> 16).astype(np.uint16)
-    q, s = quantize_rows(W)
-    for stored, scale in ((bits, None), (q, s)):
-        main = kernels.matmul_stored(x, stored, scale)
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two at once, as a server would
-            others = list(pool.map(lambda _: kernels.matmul_stored(x, stored, scale), range(4)))
-        for other in others:
-            np.testing.assert_array_equal(other, main)
-        # and the two drivers themselves, whatever the thread count of this machine
-        split, serial = (np.empty((2, 200), np.float32) for _ in range(2))
-        if scale is None:
-            kernels._bf16_threads(x, stored, split)
-            kernels._bf16_serial(x, stored, serial)
-        else:
-            kernels._int8_threads(x, stored, scale, split)
-            kernels._int8_serial(x, stored, scale, serial)
-        np.testing.assert_array_equal(split, serial)
-        np.testing.assert_array_equal(split, main)
 
 
 def test_matmul_stored_reference_is_the_widened_product():

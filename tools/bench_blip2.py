@@ -238,10 +238,8 @@ GROUPS = {
     "matmuls": (
         "linear",
         "matmul_stored",
-        "_bf16_threads",
-        "_int8_threads",
-        "_bf16_serial",
-        "_int8_serial",
+        "_matvec_bf16",
+        "_matvec_int8",
         "widen",
         "lm_head",
         "project_kv",

@@ -310,10 +310,58 @@ def _matvec_bf16(x, W, out):
                 out[m, o] = s
 
 
+# int8 rows longer than this (x's row spills L1 beside them): four rows of W share each load of x
+_LONG_ROW = 4096
+
+
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def _matvec_int8(x, W, scale, out):
+    for c in range((W.shape[0] + _ROWS - 1) // _ROWS):
+        if W.shape[1] > _LONG_ROW:
+            _int8_block4(x, W, scale, out, c)
+        else:
+            _int8_block(x, W, scale, out, c)
+
+
+# Both blocks write their row range from c, as range(c * _ROWS, min(Dout, (c + 1) * _ROWS)): in
+# this form the loop reads int8 weights from DRAM twice as fast as the same loop over (lo, hi)
+# arguments or one flat loop over all rows (measured, docs/kernels.md; the cause is in the code
+# LLVM makes, not found). Keep the form when editing.
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _int8_block(x, W, scale, out, c):
+    """out[:, rows of block c] = (x @ W[rows].T) * scale[rows], one row of W at a time."""
     M, Din = x.shape
-    for o in range(W.shape[0]):
+    for o in range(c * _ROWS, min(W.shape[0], (c + 1) * _ROWS)):
+        row = W[o]
+        for m in range(M):
+            xm = x[m]
+            s = np.float32(0.0)
+            for i in range(Din):
+                s += xm[i] * np.float32(row[i])
+            out[m, o] = s * scale[o]
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _int8_block4(x, W, scale, out, c):
+    """_int8_block four rows of W at a time: each x[m, i] loaded once serves four products."""
+    M, Din = x.shape
+    hi = min(W.shape[0], (c + 1) * _ROWS)
+    o = c * _ROWS
+    while o + 4 <= hi:
+        r0, r1, r2, r3 = W[o], W[o + 1], W[o + 2], W[o + 3]
+        for m in range(M):
+            xm = x[m]
+            s0 = s1 = s2 = s3 = np.float32(0.0)
+            for i in range(Din):
+                xi = xm[i]
+                s0 += xi * np.float32(r0[i])
+                s1 += xi * np.float32(r1[i])
+                s2 += xi * np.float32(r2[i])
+                s3 += xi * np.float32(r3[i])
+            out[m, o], out[m, o + 1] = s0 * scale[o], s1 * scale[o + 1]
+            out[m, o + 2], out[m, o + 3] = s2 * scale[o + 2], s3 * scale[o + 3]
+        o += 4
+    for o in range(o, hi):  # the last rows of a block whose length is not a multiple of 4
         row = W[o]
         for m in range(M):
             xm = x[m]

@@ -6,6 +6,7 @@ transformers float32.
     python tools/bench_blip2.py --prepare        # only write the bf16 and int8 folders
     python tools/bench_blip2.py --memory int8    # peak RSS stage by stage, one fresh process
     python tools/bench_blip2.py --profile fp32   # where one decode step and one ViT-g go
+    python tools/bench_blip2.py --threads-ab     # int8 decode: the twin on 1 thread vs 2, paired
 
 The model is the full-size random-weight folder of tools/fullsize_blip2.py (built with
 /work/gvenv when missing; a folder name with "t5" in it is built with --lm flan-t5-xl). Beside
@@ -291,6 +292,58 @@ def print_profile(title, wall, stats, top=12):
         print(f"    {tt * 1e3:9.1f}  {n:8.0f}  {group_of(func):11} {where}")
 
 
+# Decode steps alternating between the kept one-thread int8 twin and its blocks on Numba's
+# threads, in one process on the same inputs: the paired test behind "every twin is
+# single-threaded" (docs/kernels.md).
+THREADS_CHILD = (
+    r"""
+import json, sys, time
+sys.path.insert(0, {root!r})
+import numba
+import minblip.opt, minblip.t5
+from minblip import kernels
+"""
+    + IMPORT
+    + LOAD
+    + r"""@numba.njit(parallel=True)
+def blocks_on_threads(x, W, scale, out):
+    for c in numba.prange((W.shape[0] + kernels._ROWS - 1) // kernels._ROWS):
+        if W.shape[1] > kernels._LONG_ROW:
+            kernels._int8_block4(x, W, scale, out, c)
+        else:
+            kernels._int8_block(x, W, scale, out, c)
+arms = {{"1 thread (kept)": kernels._matvec_int8, "2 threads": blocks_on_threads}}
+times = []
+def timed_steps(generate):  # the step function's calls after the first (the prefill)
+    def wrapped(step, *args, **kwargs):
+        calls = [0]
+        def timed(*a, **k):
+            calls[0] += 1
+            t = time.perf_counter()
+            try:
+                return step(*a, **k)
+            finally:
+                if calls[0] > 1:
+                    times.append(time.perf_counter() - t)
+        return generate(timed, *args, **kwargs)
+    return wrapped
+minblip.opt.generate = timed_steps(minblip.opt.generate)
+minblip.t5.generate = timed_steps(minblip.t5.generate)
+for f in arms.values():  # warm: compile, first touches
+    kernels._matvec_int8 = f
+    model.generate(**inputs, max_new_tokens=3, min_new_tokens=3)
+steps = {{k: [] for k in arms}}
+for _ in range({repeat}):
+    for name, f in arms.items():
+        kernels._matvec_int8 = f
+        times.clear()
+        model.generate(**inputs, max_new_tokens=11, min_new_tokens=11)
+        steps[name] += times
+print("RESULT", json.dumps(steps), flush=True)
+"""
+)
+
+
 def child_code(template, mode, folder, repeat=1, steps=3, release=False):
     return template.format(
         root=str(ROOT),
@@ -314,6 +367,20 @@ def profile(mode, folder, steps):
     print(f"minblip {mode} on {folder}, backend numba; load average {load_average()}")
     print_profile("one ViT-g forward (model._image)", *result["vit"])
     print_profile(f"one decode step (mean of {steps}; the step function alone)", *result["decode"])
+
+
+def threads_ab(folder, rounds):
+    """Median int8 decode step, one-thread twin against its blocks on 2 threads, paired."""
+    code = child_code(THREADS_CHILD, "int8", folder, repeat=rounds)
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
+    if out.returncode != 0 or line is None:
+        raise SystemExit("the threads A/B child failed")
+    print(f"int8 decode steps on {folder}, {rounds} rounds of 10 steps per arm, alternating;")
+    print(f"load average {load_average()}")
+    for name, ts in json.loads(line.split(" ", 1)[1]).items():
+        ts = sorted(ts)
+        print(f"  {name:16} median {ts[len(ts) // 2] * 1e3:6.0f} ms, best {ts[0] * 1e3:6.0f} ms")
 
 
 def memory(mode, folder, release=False):
@@ -496,6 +563,11 @@ def main():
     )
     ap.add_argument("--profile", metavar="MODE", help="cProfile one ViT-g and one decode step")
     ap.add_argument("--steps", type=int, default=3, help="decode steps --profile averages")
+    ap.add_argument(
+        "--threads-ab",
+        action="store_true",
+        help="int8 decode steps: the one-thread twin against its blocks on 2 threads, paired",
+    )
     args = ap.parse_args()
     folders = prepare(args.model)
     if args.prepare:
@@ -504,6 +576,8 @@ def main():
         return memory(args.memory, folders[args.memory], args.release)
     if args.profile:
         return profile(args.profile, folders[args.profile], args.steps)
+    if args.threads_ab:
+        return threads_ab(folders["int8"], max(3, args.repeat))
     env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"NumPy {np.__version__}, OpenBLAS kernel {openblas_corename()}, {env}")
     bw = bandwidth()

@@ -71,43 +71,69 @@ def _gelu_prange_erf(x, out, sqrt2):  # the previous twin: libm erf per element,
         )
 
 
-@numba.njit(cache=True, parallel=True, fastmath={"reassoc", "contract"})
-def _int8_prange(x, W, scale, out):  # the decode twin's int8 loop, 32-row blocks on 2 threads
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _int8_flat(x, W, scale, out):  # the decode twin's int8 loop until 2026-12-01: one flat loop
+    for o in range(W.shape[0]):
+        row = W[o]
+        for m in range(x.shape[0]):
+            xm = x[m]
+            s = np.float32(0.0)
+            for i in range(x.shape[1]):
+                s += xm[i] * np.float32(row[i])
+            out[m, o] = s * scale[o]
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _int8_lohi(x, W, scale, out):  # the kept block loop, its rows given as (lo, hi) arguments
+    for c in range((W.shape[0] + 31) // 32):
+        _int8_rows(x, W, scale, out, c * 32, min(W.shape[0], (c + 1) * 32))
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _int8_rows(x, W, scale, out, lo, hi):
     M, Din = x.shape
+    for o in range(lo, hi):
+        row = W[o]
+        for m in range(M):
+            xm = x[m]
+            s = np.float32(0.0)
+            for i in range(Din):
+                s += xm[i] * np.float32(row[i])
+            out[m, o] = s * scale[o]
+
+
+@numba.njit(cache=True, parallel=True)
+def _int8_prange(x, W, scale, out):  # the kept twin's blocks shared by Numba's 2 threads
     for c in numba.prange((W.shape[0] + 31) // 32):
-        for o in range(c * 32, min(W.shape[0], (c + 1) * 32)):
-            for m in range(M):
-                s = np.float32(0.0)
-                for i in range(Din):
-                    s += x[m, i] * np.float32(W[o, i])
-                out[m, o] = s * scale[o]
+        if W.shape[1] > kernels._LONG_ROW:
+            kernels._int8_block4(x, W, scale, out, c)
+        else:
+            kernels._int8_block(x, W, scale, out, c)
 
 
 def stored_from_dram(rng, R):
-    """The decode twin reads each weight once per token, from DRAM (a layer's weights are long
-    gone from the 32 MB L3 when the next token comes back to them), so it is timed here on a
-    cycle of matrices larger than L3; the same product on one resident matrix for contrast."""
-    from minblip.quantize import quantize_rows
-
-    Dout, Din = 10240, 2560  # OPT-2.7b fc1
-    W = rng.standard_normal((Dout, Din), dtype=np.float32)
-    q, s = quantize_rows(W)
-    cycle = [q.copy() for _ in range(24)]  # 629 MB
-    x = rng.standard_normal((1, Din), dtype=np.float32)
-    out = np.empty((1, Dout), np.float32)
-
-    def over(f, mats):
-        return lambda: [f(m) for m in mats]
-
-    one = lambda m: kernels._matvec_int8(x, m, s, out)  # noqa: E731
-    two = lambda m: _int8_prange(x, m, s, out)  # noqa: E731
-    header("int8 decode twin: 1 thread (kept) vs prange over 32-row blocks (2 threads)")
-    r, t = timeit([over(one, cycle), over(two, cycle)], max(3, R // 3))
-    gb = sum(m.nbytes for m in cycle) / 1e9
-    rates = f"1 thread {gb / r[0]:.1f} GB/s, 2 threads {gb / t[0]:.1f} GB/s"
-    row("from DRAM, 24 matrices", f"1x{Din} . {Dout}x{Din}", r, t, f"ms for all 24; {rates}")
-    r, t = timeit([lambda: one(q), lambda: two(q)], R)
-    row("resident in L3", f"1x{Din} . {Dout}x{Din}", r, t, "the same matrix every call")
+    """The decode twin reads each weight once per token from DRAM (a layer's weights are long
+    gone from the 32 MB L3 when the next token comes back to them), so each candidate is timed
+    here on a cycle of ~600 MB of int8 matrices: GB/s of int8 read, best of R."""
+    cands = {
+        "kept twin": kernels._matvec_int8,
+        "flat loop": _int8_flat,
+        "rows as lo, hi": _int8_lohi,
+        "2 threads": _int8_prange,
+    }
+    print(f"\nint8 decode twin from DRAM, GB/s read (best of {R}): the kept loop and candidates")
+    print(f"{'Dout x Din, rows of x':28}" + "".join(f"{k:>16}" for k in cands))
+    for Dout, Din in [(10240, 2560), (2560, 10240), (2560, 2560), (5120, 2048), (2048, 5120)]:
+        cycle = [rng.integers(-127, 128, (Dout, Din), dtype=np.int8) for _ in range(
+            max(4, 600_000_000 // (Dout * Din)))]  # fmt: skip
+        scale = rng.random(Dout, dtype=np.float32)
+        gb = len(cycle) * Dout * Din / 1e9
+        for M in (1, 3):
+            x = rng.standard_normal((M, Din), dtype=np.float32)
+            out = np.empty((M, Dout), np.float32)
+            fns = [lambda f=f: [f(x, W, scale, out) for W in cycle] for f in cands.values()]
+            rates = [gb / best for best, _ in timeit(fns, R)]
+            print(f"{f'{Dout} x {Din}, {M}':28}" + "".join(f"{r:16.1f}" for r in rates))
 
 
 _CHEB28 = np.polynomial.chebyshev.chebinterpolate(
@@ -447,7 +473,7 @@ def main():
 
     if not args.candidates:
         return
-    stored_from_dram(rng, R)
+    stored_from_dram(rng, max(3, R // 3))
     header("dropped candidates: kept twin (or reference) vs candidate")
     for rows, (Dout, K), where in [
         (1, (768, 768), "query/dense"),

@@ -269,7 +269,7 @@ def _wait_for_sidecars(root, n, proc, timeout=120):
     while time.monotonic() < end and proc.poll() is None:
         if len(list(root.rglob("*.txt"))) >= n:
             return
-        time.sleep(0.05)
+        time.sleep(0.01)
     pytest.fail(f"the run ended (or stalled) before {n} sidecars: {proc.poll()}")
 
 
@@ -290,9 +290,10 @@ def test_an_interrupted_run_leaves_complete_files_and_the_rerun_finishes(
 ):
     """A real `python -m minblip` process is signalled mid-run; the rerun (in-process: the same
     main() the entry point calls, without a second interpreter start) finishes the folder."""
-    # 80 images: after the 8th sidecar the child still has ~1 s of work (72 captions of 3 beams
-    # x 20 tokens, ~16 ms CPU each), 20x the parent's 50-ms poll, so the signal lands mid-run
-    root = photo_folder(tmp_path, copies=20)
+    # 24 images: after the 8th sidecar the child still has ~0.25 s of work (16 captions of 3
+    # beams x 20 tokens, ~16 ms CPU each), 25x the parent's 10-ms poll, so the signal lands
+    # mid-run; every image more is work the in-process rerun repeats
+    root = photo_folder(tmp_path, copies=6)
     out = tmp_path / "c.jsonl"
     want = {
         p.name: c

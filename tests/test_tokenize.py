@@ -1,6 +1,7 @@
 """The BLIP tokenizer against transformers 5.23.0 (golden/tokenizer/cases.json): ids, masks,
 token types and decoded strings, from tokenizer.json and from the vocab.txt-only fallback."""
 
+import functools
 import json
 import shutil
 
@@ -93,6 +94,11 @@ def test_batch_decode_and_processor_drop_token_types():
     ]
 
 
+@functools.cache
+def _bert_tokenizer():
+    return BertTokenizer.from_pretrained(FOLDER)  # once: hypothesis calls the test 100 times
+
+
 @given(
     st.lists(
         st.sampled_from(["a", "dog", "sits", "on", "the", "beach", "with", "her", "red", "ball"]),
@@ -101,7 +107,7 @@ def test_batch_decode_and_processor_drop_token_types():
     )
 )
 def test_lowercase_words_round_trip(words):
-    tok = BertTokenizer.from_pretrained(FOLDER)
+    tok = _bert_tokenizer()
     text = " ".join(words)
     assert tok.decode(tok(text)["input_ids"], skip_special_tokens=True) == text
 

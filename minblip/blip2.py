@@ -632,18 +632,13 @@ class Blip2Model(_Blip2LanguageModel):
         output_hidden_states=None,
         return_dict=True,
     ):
-        """The vision tower's outputs (last_hidden_state (B, N, Dv), pooler_output (B, Dv))."""
+        """The vision tower's BaseModelOutputWithPooling (last_hidden_state (B, N, Dv),
+        pooler_output (B, Dv)), as 5.23's self.vision_model(...) returns it."""
         if pixel_values is None:
             raise InputError("get_image_features needs pixel_values")
         want_a, want_h = bool(output_attentions), bool(output_hidden_states)
         image, pooled, hidden, attn = self._image(pixel_values, want_a, interpolate_pos_encoding)
-        out = ModelOutput(
-            last_hidden_state=image,
-            pooler_output=pooled,
-            hidden_states=tuple(hidden) if want_h else None,
-            attentions=tuple(attn) if want_a else None,
-        )
-        return out if return_dict else out.to_tuple()
+        return returned(tower_output(image, pooled, hidden, attn, want_h, want_a), return_dict)
 
     def get_qformer_features(self, pixel_values=None, interpolate_pos_encoding=False):
         """The learned queries after the Q-Former, reading the image: (B, Q, Dq) (an array, as

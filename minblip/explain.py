@@ -75,10 +75,13 @@ def colormap(v):
     return np.round(VIRIDIS[lo] * (1 - frac) + VIRIDIS[lo + 1] * frac).astype(np.uint8)
 
 
-def _grid(n, what):
+def _grid(n, what=None):
+    """g, the side of the square of patches in n = 1 + g * g image tokens ([CLS] first); what
+    (the attention read) leads the error when they do not form a square."""
     g = int(round(np.sqrt(n - 1)))
     if g * g != n - 1:
-        raise InputError(f"{what}: {n - 1} image patches do not form a square grid")
+        where = "" if what is None else f"{what}: "
+        raise InputError(f"{where}{n - 1} image patches do not form a square grid")
     return g
 
 
@@ -88,9 +91,12 @@ def _layer_pick(att, layer):
     return att.mean(axis=0) if layer is None else att[layer]
 
 
-def _check_layer(layer, L, what):
+def layer_label(layer, L, what):
+    """--layer checked against the L layers of `what` (None: their mean; negative counts from
+    the end) -> the label the drawings carry, e.g. "layer 1 of 2"."""
     if layer is not None and not -L <= layer < L:
         raise InputError(f"--layer {layer}: the {what} has {L} layers (0 .. {L - 1})")
+    return f"mean of the {L} layers" if layer is None else f"layer {layer % L} of {L}"
 
 
 def _generate_to_sep(model, inputs, max_new_tokens, sep_token_id, start):
@@ -120,8 +126,7 @@ def caption_attention(model, processor, image, prompt=None, layer=None, max_new_
             f"captioning checkpoint, BlipForConditionalGeneration); got {type(model).__name__}"
         )
     tcfg = model.config.text_config
-    L = tcfg.num_hidden_layers
-    _check_layer(layer, L, "text decoder")
+    label = layer_label(layer, tcfg.num_hidden_layers, "text decoder")
     inputs = processor(images=image, text=prompt)
     n_prompt = 1 if prompt is None else inputs["input_ids"].shape[1] - 1  # [DEC] + prompt
     # (1, T): [DEC] prompt caption ([SEP])
@@ -133,10 +138,7 @@ def caption_attention(model, processor, image, prompt=None, layer=None, max_new_
     positions = list(range(n_prompt, T))
     att = _layer_pick(np.stack([c[0] for c in cross]), layer)  # (L, H, T, N) -> (T, N)
     chosen = att[[p - 1 for p in positions]]  # (W, N): the position that chose each word
-    g = int(round(np.sqrt(chosen.shape[1] - 1)))
-    if g * g != chosen.shape[1] - 1:
-        raise InputError(f"{chosen.shape[1] - 1} image patches do not form a square grid")
-    label = f"mean of the {L} layers" if layer is None else f"layer {layer % L} of {L}"
+    g = _grid(chosen.shape[1])
     return {
         "words": [processor.decode([int(ids[0, p])]).strip() for p in positions],
         "caption": processor.decode(ids[0], skip_special_tokens=True).strip(),
@@ -421,9 +423,7 @@ def query_attention(model, pixel_values, input_ids=None, layer=None, max_new_tok
         )
     probs = np.stack([p[0] for _, p, _ in cross]).mean(axis=1)  # (C, Q, N): heads averaged
     probs = probs.mean(axis=0) if layer is None else probs[layer]  # (Q, N)
-    g = int(round(np.sqrt(probs.shape[1] - 1)))
-    if g * g != probs.shape[1] - 1:
-        raise InputError(f"{probs.shape[1] - 1} image patches do not form a square grid")
+    g = _grid(probs.shape[1])
     words = np.stack([a[0].mean(axis=0) for a in lm_att]).mean(axis=0)  # (T, Tk)
     chosen = words[[p - 1 for p in positions]][:, columns]  # (W, Q)
     if layer is None:
@@ -662,8 +662,7 @@ def question_attention(model, processor, image, question, layer=None, max_new_to
             f"e.g. Salesforce/blip-vqa-base); got {type(model).__name__}"
         )
     tcfg = model.config.text_config
-    L = tcfg.num_hidden_layers
-    _check_layer(layer, L, "question encoder and answer decoder")
+    label = layer_label(layer, tcfg.num_hidden_layers, "question encoder and answer decoder")
     inputs = processor(images=image, text=question)
     # (1, T): [DEC] answer ([SEP])
     ids, T = _generate_to_sep(model, inputs, max_new_tokens, tcfg.sep_token_id, 1)
@@ -682,7 +681,6 @@ def question_attention(model, processor, image, question, layer=None, max_new_to
     positions = list(range(1, T))
     chosen = _layer_pick(dec, layer)[[p - 1 for p in positions]]  # (W, Tq)
     words = [processor.decode([int(ids[0, p])]).strip() for p in positions]
-    label = f"mean of the {L} layers" if layer is None else f"layer {layer % L} of {L}"
     return {
         "question": question,
         "answer": processor.decode(ids[0, 1:], skip_special_tokens=True).strip(),  # after [DEC]
@@ -775,8 +773,7 @@ def itm_attention(model, processor, image, text, layer=None):
             "--explain needs a model with an ITM head (BlipForImageTextRetrieval, e.g. "
             f"Salesforce/blip-itm-base-coco); got {type(model).__name__}"
         )
-    L = model.config.text_config.num_hidden_layers
-    _check_layer(layer, L, "text encoder")
+    label = layer_label(layer, model.config.text_config.num_hidden_layers, "text encoder")
     enc = processor(text=[text])
     pixels = processor(images=image)["pixel_values"]
     image_embeds = model.vision_outputs(pixels)[0]
@@ -787,7 +784,6 @@ def itm_attention(model, processor, image, text, layer=None):
     prob = float(e[1] / e.sum())
     att = _layer_pick(np.stack([c[0] for c in out["cross_attentions"]]), layer)  # (T, N)
     g = _grid(att.shape[1], "the text encoder's cross-attention")
-    label = f"mean of the {L} layers" if layer is None else f"layer {layer % L} of {L}"
     words = [processor.decode([int(t)]).strip() for t in ids[0]]
     return {
         "text": text,

@@ -227,15 +227,19 @@ def add_match_explain(p):
         help="for one text: write the ITM probability and, per text token, the text encoder's "
         "cross-attention over the photo (explain.png, explain.html, explain.npz in --out)",
     )
-    p.add_argument(
-        "--layer",
-        type=int,
-        default=None,
-        metavar="K",
-        help="with --explain: draw text-encoder layer K (default: the mean over layers)",
+    add_drawing_options(
+        p,
+        "with --explain: draw text-encoder layer K (default: the mean over layers)",
+        "with --explain: ",
     )
+
+
+def add_drawing_options(p, layer_help, when=""):
+    """explain's --layer K (layer_help says which layers), --out DIR and --overwrite; when (e.g.
+    "with --explain: ") leads --out's help."""
+    p.add_argument("--layer", type=int, default=None, metavar="K", help=layer_help)
     p.add_argument(
-        "--out", default="explain", metavar="DIR", help="with --explain: folder (default ./explain)"
+        "--out", default="explain", metavar="DIR", help=f"{when}folder (default ./explain)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
 
@@ -266,15 +270,10 @@ def add_explain(sub):
         "attention over the question per answer word (it never reads the image itself); with "
         'BLIP-2, ask through the "Question: Q Answer:" prompt',
     )
-    p.add_argument(
-        "--layer",
-        type=int,
-        default=None,
-        metavar="K",
-        help="draw decoder layer K's cross-attention (BLIP-2: the Q-Former's K-th "
-        "cross-attention layer; default: the mean over layers)",
-    )
     p.add_argument("--max-new-tokens", type=int, default=None, metavar="N")
-    p.add_argument("--out", default="explain", metavar="DIR", help="folder (default ./explain)")
-    p.add_argument("--overwrite", action="store_true", help="replace files already in --out")
+    add_drawing_options(
+        p,
+        "draw decoder layer K's cross-attention (BLIP-2: the Q-Former's K-th cross-attention "
+        "layer; default: the mean over layers)",
+    )
     p.set_defaults(func=cmd_explain)

@@ -16,9 +16,9 @@ rounds; skipped with a message when it would leave less than 5 GB of disk) and M
 
 For Flan-T5-XL (encoder-decoder) the same steps are timed: the prefix reaches the encoder
 through image_prefix and the prompt's placeholders, "first token" is vision + Q-Former + the
-T5 encoder + one decoder step, and decode = (20-token caption - first token) / 19 is the
-decoder's per-token step (the encoder and the cross-attention keys/values run once). Random
-weights make both libraries emit id 0 (<pad>) at every step; min_new_tokens=20 keeps 20 steps.
+T5 encoder + one decoder step, and decode is the decoder's per-token step (the encoder and
+the cross-attention keys/values run once). Random weights make both
+libraries emit id 0 (<pad>) at every step; min_new_tokens=20 keeps 20 steps.
 
 Each mode runs in a fresh process (python -c, or /work/gvenv's python with torch at 2 threads
 for transformers), which
@@ -27,7 +27,9 @@ for transformers), which
   2. then times, best of --repeat: the ViT-g forward, the Q-Former (queries reading the
      ViT's output, with the language projection), a generate of 1 token ("first token":
      vision + Q-Former + prefill + one step) and a 20-token greedy caption; per-token decode
-     = (20-token caption - first token) / 19.
+     = the median interval between consecutive decoder steps inside those captions (after the
+     prefill step), ticked by a wrapper around minblip's step function and by a
+     LogitsProcessor in transformers (each interval: one forward plus the token choice).
 Printed beside each figure: its ratio to transformers fp32, the load average (2 shared cores),
 and for decode the memory-bandwidth bound (weight bytes read per token / bandwidth measured
 here by summing a 1 GiB array). The OpenBLAS kernel NumPy runs (its corename) and the
@@ -64,6 +66,24 @@ def best(f, n={repeat}):
     for _ in range(n):
         t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
     return min(ts)
+# Per-token decode, measured inside the 20-token captions: the interval between consecutive
+# steps (one decoder forward plus the step's token choice), after the first step (the prefill);
+# the median over every caption timed. (Not caption20 - first: two noisy figures, subtracted.)
+ticks = []
+def ticking(generate):  # minblip: a tick as each step function call begins
+    def wrapped(step, *args, **kwargs):
+        def ticked(*a, **k):
+            ticks.append(time.perf_counter())
+            return step(*a, **k)
+        return generate(ticked, *args, **kwargs)
+    return wrapped
+def decode_step():
+    assert len(ticks) == 20 * {repeat}, f"{{len(ticks)}} steps in {repeat} 20-token captions"
+    gaps = []
+    for r in range(0, len(ticks), 20):  # 20 ticks per caption
+        run = ticks[r : r + 20]
+        gaps += [b - a for a, b in zip(run[1:], run[2:])]
+    return sorted(gaps)[len(gaps) // 2]
 px = inputs["pixel_values"]
 out = {{"hwm": hwm, "ids": ids[0].tolist()}}
 """
@@ -97,8 +117,12 @@ ids = model.generate(**inputs, **gen)
 image = model._image(px)[0]
 out["qformer"] = best(lambda: model.image_prefix(image))  # queries + language_projection
 out["first"] = best(lambda: model.generate(**inputs, max_new_tokens=1, min_new_tokens=1))
+import minblip.opt, minblip.t5
+minblip.opt.generate = ticking(minblip.opt.generate)
+minblip.t5.generate = ticking(minblip.t5.generate)
+ticks.clear()
 out["caption20"] = best(lambda: model.generate(**inputs, **gen))
-out["decode"] = (out["caption20"] - out["first"]) / 19
+out["decode"] = decode_step()
 print("RESULT", json.dumps(out), flush=True)
 """
 )
@@ -129,8 +153,15 @@ with torch.inference_mode():
     image = model.vision_model(px)[0]
     out["qformer"] = best(lambda: prefix(image))
     out["first"] = best(lambda: model.generate(**inputs, max_new_tokens=1, min_new_tokens=1))
-    out["caption20"] = best(lambda: model.generate(**inputs, **gen))
-    out["decode"] = (out["caption20"] - out["first"]) / 19
+    from transformers import LogitsProcessor, LogitsProcessorList
+    class Tick(LogitsProcessor):  # called once per step, after that step's forward
+        def __call__(self, input_ids, scores):
+            ticks.append(time.perf_counter())
+            return scores
+    ticks.clear()
+    tick = LogitsProcessorList([Tick()])
+    out["caption20"] = best(lambda: model.generate(**inputs, **gen, logits_processor=tick))
+    out["decode"] = decode_step()
 print("RESULT", json.dumps(out), flush=True)
 """
 )

@@ -32,9 +32,10 @@ for transformers), which
      LogitsProcessor in transformers (each interval: one forward plus the token choice).
 Printed beside each figure: its ratio to transformers fp32, the load average (2 shared cores),
 and for decode the memory-bandwidth bound (weight bytes read per token / bandwidth measured
-here by summing a 1 GiB array). The OpenBLAS kernel NumPy runs (its corename) and the
-OPENBLAS_* variables are printed; run the command a second time with them unset
-(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench_blip2.py ...) to compare.
+here by summing a 1 GiB array on every core; the one-thread np.sum is printed beside it). The
+OpenBLAS kernel NumPy runs (its corename) and the OPENBLAS_* variables are printed; run the
+command a second time with them unset to compare:
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/bench_blip2.py ...
 """
 
 import argparse
@@ -456,10 +457,28 @@ def openblas_corename():
 
 
 def bandwidth():
-    """GB/s of reading a 1 GiB float32 array (np.sum, best of 3): the decode bound's divisor."""
+    """GB/s of reading a 1 GiB float32 array, best of 3: (np.sum on one thread, a Numba sum split
+    over every core). The second is the decode bound's divisor: the fastest the machine reads
+    (torch's and OpenBLAS' two-thread matrix-vector products read faster than one thread)."""
+    import numba
+
+    @numba.njit(parallel=True, cache=False)
+    def parallel_sum(a):
+        n = numba.get_num_threads()
+        part = np.zeros(n, np.float32)
+        for t in numba.prange(n):
+            lo, hi = a.size * t // n, a.size * (t + 1) // n
+            acc = np.float32(0)
+            for i in range(lo, hi):
+                acc += a[i]
+            part[t] = acc
+        return part.sum()
+
     a = np.ones(1 << 28, np.float32)
-    best = min(_timed(lambda: a.sum()) for _ in range(3))
-    return a.nbytes / best / 1e9
+    parallel_sum(a[:1024])  # compile
+    one = min(_timed(lambda: a.sum()) for _ in range(3))
+    every = min(_timed(lambda: parallel_sum(a)) for _ in range(3))
+    return a.nbytes / one / 1e9, a.nbytes / every / 1e9
 
 
 def _timed(f):
@@ -611,8 +630,11 @@ def main():
         return threads_ab(folders["int8"], max(3, args.repeat))
     env = {k: os.environ.get(k, "(unset)") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     print(f"NumPy {np.__version__}, OpenBLAS kernel {openblas_corename()}, {env}")
-    bw = bandwidth()
-    print(f"memory bandwidth (1 GiB sum): {bw:.1f} GB/s; load average {load_average()}")
+    one, bw = bandwidth()
+    print(
+        f"memory bandwidth (1 GiB sum): {one:.1f} GB/s on one thread (np.sum), {bw:.1f} GB/s "
+        f"on {os.cpu_count()} (Numba; the bound's divisor); load average {load_average()}"
+    )
     results = {}
     for mode in args.modes.split(","):
         results[mode] = run(mode, folders[mode], args.repeat)

@@ -13,7 +13,9 @@ matrix-vector products included: a Numba twin for those lost end to end (docs/ke
 
 import math
 
+import llvmlite.ir
 import numba
+import numba.extending
 import numpy as np
 
 from . import ops
@@ -288,39 +290,46 @@ def attention_per_head(q, k, v, scale, mask=None, return_probs=True, *, divide=F
 # Rows a decode step (or a small batch) multiplies: up to here the twin streams the stored
 # weight once; above, the reference's widened blocks and BLAS's GEMM win (docs/kernels.md).
 STORED_MAX_ROWS = 8
-_ROWS = 32  # rows per block: one widened row buffer serves them all
+_ROWS = 32  # rows per block
+# rows longer than this (x's float32 row spills L1 beside them): four rows of W share each load
+# of x. Measured from DRAM (tools/bench_kernels.py --only-decode-dram): at Din 10240 the four-row
+# block reads 1.6x (int8) and 2.5x (bf16) faster; at 5120 the one-row block did (1.6x, 1.4x)
+_LONG_ROW = 6144
+
+
+@numba.extending.intrinsic
+def _as_float32(typingctx, v):
+    """One stored weight as float32 inside a Numba loop: int8 converted (as np.float32(v)), bf16
+    bits shifted to the top half and reinterpreted (exact). Why an intrinsic: Numba has no scalar
+    bit cast, and widening bf16 through a row buffer (store, then load) read half as fast (the
+    buffer form lost most at long rows: 10 GB/s at Din 10240, docs/kernels.md)."""
+    if v not in (numba.types.int8, numba.types.uint16):
+        return None
+
+    def codegen(context, builder, signature, args):
+        f32 = llvmlite.ir.FloatType()
+        if signature.args[0] == numba.types.int8:
+            return builder.sitofp(args[0], f32)
+        bits = builder.zext(args[0], llvmlite.ir.IntType(32))
+        return builder.bitcast(builder.shl(bits, bits.type(16)), f32)
+
+    return numba.types.float32(v), codegen
+
+
+if numba.config.DISABLE_JIT:  # the loops below run as Python (CI's JIT-off kernel tests)
+    _BF16_VALUES = (np.arange(2**16, dtype=np.uint32) << 16).view(np.float32)  # bits -> value
+
+    def _as_float32(v):
+        return np.float32(v) if isinstance(v, np.int8) else _BF16_VALUES[v]
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _matvec_bf16(x, W, out):
-    M, Din = x.shape
-    Dout = W.shape[0]
-    for c in range((Dout + _ROWS - 1) // _ROWS):
-        bits = np.empty(Din, np.uint32)  # one row widened, reused by the block's rows
-        w = bits.view(np.float32)  # bf16 -> float32: the bits shifted to the top half
-        for o in range(c * _ROWS, min(Dout, (c + 1) * _ROWS)):
-            row = W[o]
-            for i in range(Din):
-                bits[i] = np.uint32(row[i]) << np.uint32(16)
-            for m in range(M):
-                xm = x[m]
-                s = np.float32(0.0)
-                for i in range(Din):
-                    s += xm[i] * w[i]
-                out[m, o] = s
-
-
-# int8 rows longer than this (x's row spills L1 beside them): four rows of W share each load of x
-_LONG_ROW = 4096
-
-
-@numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _matvec_int8(x, W, scale, out):
+def _matvec_stored(x, W, scale, out):
     for c in range((W.shape[0] + _ROWS - 1) // _ROWS):
         if W.shape[1] > _LONG_ROW:
-            _int8_block4(x, W, scale, out, c)
+            _stored_block4(x, W, scale, out, c)
         else:
-            _int8_block(x, W, scale, out, c)
+            _stored_block(x, W, scale, out, c)
 
 
 # Both blocks write their row range from c, as range(c * _ROWS, min(Dout, (c + 1) * _ROWS)): in
@@ -328,8 +337,8 @@ def _matvec_int8(x, W, scale, out):
 # arguments or one flat loop over all rows (measured, docs/kernels.md; the cause is in the code
 # LLVM makes, not found). Keep the form when editing.
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _int8_block(x, W, scale, out, c):
-    """out[:, rows of block c] = (x @ W[rows].T) * scale[rows], one row of W at a time."""
+def _stored_block(x, W, scale, out, c):
+    """out[:, rows of block c] = (x @ widen(W[rows]).T) * scale[rows], one row of W at a time."""
     M, Din = x.shape
     for o in range(c * _ROWS, min(W.shape[0], (c + 1) * _ROWS)):
         row = W[o]
@@ -337,38 +346,30 @@ def _int8_block(x, W, scale, out, c):
             xm = x[m]
             s = np.float32(0.0)
             for i in range(Din):
-                s += xm[i] * np.float32(row[i])
+                s += xm[i] * _as_float32(row[i])
             out[m, o] = s * scale[o]
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _int8_block4(x, W, scale, out, c):
-    """_int8_block four rows of W at a time: each x[m, i] loaded once serves four products."""
+def _stored_block4(x, W, scale, out, c):
+    """_stored_block four rows of W at a time: each x[m, i] loaded once serves four products."""
     M, Din = x.shape
     hi = min(W.shape[0], (c + 1) * _ROWS)
-    o = c * _ROWS
-    while o + 4 <= hi:
-        r0, r1, r2, r3 = W[o], W[o + 1], W[o + 2], W[o + 3]
+    for o in range(c * _ROWS, hi, 4):
+        # a block that ends in fewer than 4 rows repeats its last row: those sums are dropped
+        r0, r1, r2, r3 = W[o], W[min(o + 1, hi - 1)], W[min(o + 2, hi - 1)], W[min(o + 3, hi - 1)]
         for m in range(M):
             xm = x[m]
             s0 = s1 = s2 = s3 = np.float32(0.0)
             for i in range(Din):
                 xi = xm[i]
-                s0 += xi * np.float32(r0[i])
-                s1 += xi * np.float32(r1[i])
-                s2 += xi * np.float32(r2[i])
-                s3 += xi * np.float32(r3[i])
-            out[m, o], out[m, o + 1] = s0 * scale[o], s1 * scale[o + 1]
-            out[m, o + 2], out[m, o + 3] = s2 * scale[o + 2], s3 * scale[o + 3]
-        o += 4
-    for o in range(o, hi):  # the last rows of a block whose length is not a multiple of 4
-        row = W[o]
-        for m in range(M):
-            xm = x[m]
-            s = np.float32(0.0)
-            for i in range(Din):
-                s += xm[i] * np.float32(row[i])
-            out[m, o] = s * scale[o]
+                s0 += xi * _as_float32(r0[i])
+                s1 += xi * _as_float32(r1[i])
+                s2 += xi * _as_float32(r2[i])
+                s3 += xi * _as_float32(r3[i])
+            sums = (s0, s1, s2, s3)
+            for k in range(min(4, hi - o)):
+                out[m, o + k] = sums[k] * scale[o + k]
 
 
 def matmul_stored(x, W, scale=None):
@@ -390,9 +391,9 @@ def matmul_stored(x, W, scale=None):
     if W.dtype == np.uint16:
         if scale is not None:
             return NotImplemented
-        _matvec_bf16(x2, W, out)
+        _matvec_stored(x2, W, np.ones(W.shape[0], np.float32), out)  # bf16: no scale (x 1.0 exact)
     else:
         if scale is None or scale.dtype != np.float32:
             return NotImplemented
-        _matvec_int8(x2, W, scale, out)
+        _matvec_stored(x2, W, scale, out)
     return out.reshape(*x.shape[:-1], W.shape[0])

@@ -271,8 +271,7 @@ GROUPS = {
     "matmuls": (
         "linear",
         "matmul_stored",
-        "_matvec_bf16",
-        "_matvec_int8",
+        "_matvec_stored",
         "widen",
         "lm_head",
         "project_kv",
@@ -341,10 +340,10 @@ from minblip import kernels
 def blocks_on_threads(x, W, scale, out):
     for c in numba.prange((W.shape[0] + kernels._ROWS - 1) // kernels._ROWS):
         if W.shape[1] > kernels._LONG_ROW:
-            kernels._int8_block4(x, W, scale, out, c)
+            kernels._stored_block4(x, W, scale, out, c)
         else:
-            kernels._int8_block(x, W, scale, out, c)
-arms = {{"1 thread (kept)": kernels._matvec_int8, "2 threads": blocks_on_threads}}
+            kernels._stored_block(x, W, scale, out, c)
+arms = {{"1 thread (kept)": kernels._matvec_stored, "2 threads": blocks_on_threads}}
 times = []
 def timed_steps(generate):  # the step function's calls after the first (the prefill)
     def wrapped(step, *args, **kwargs):
@@ -362,12 +361,12 @@ def timed_steps(generate):  # the step function's calls after the first (the pre
 minblip.opt.generate = timed_steps(minblip.opt.generate)
 minblip.t5.generate = timed_steps(minblip.t5.generate)
 for f in arms.values():  # warm: compile, first touches
-    kernels._matvec_int8 = f
+    kernels._matvec_stored = f
     model.generate(**inputs, max_new_tokens=3, min_new_tokens=3)
 steps = {{k: [] for k in arms}}
 for _ in range({repeat}):
     for name, f in arms.items():
-        kernels._matvec_int8 = f
+        kernels._matvec_stored = f
         times.clear()
         model.generate(**inputs, max_new_tokens=11, min_new_tokens=11)
         steps[name] += times

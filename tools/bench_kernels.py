@@ -10,7 +10,8 @@ machine has 2 cores shared with other jobs, so compare rows of one run, not runs
 
 The matrix-matrix section times ops.matmul_stored (bf16 / int8 weights widened a block at a time)
 at BLIP-2's prefill and vision shapes (M = 32 and 257 rows) against its candidates.
---only-matrix-matrix runs that section alone.
+--only-matrix-matrix runs that section alone; --only-decode-dram the decode loops (int8, bf16) read
+from DRAM against their candidates.
 
 --candidates also times the kernels that were tried and dropped (their code is here, not in
 minblip): see docs/kernels.md for the decisions.
@@ -84,6 +85,24 @@ def _int8_flat(x, W, scale, out):  # the decode twin's int8 loop until 2026-12-0
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _bf16_row_buffer(x, W, scale, out):  # the bf16 decode loop until 2026-12-01
+    M, Din = x.shape
+    for c in range((W.shape[0] + 31) // 32):
+        bits = np.empty(Din, np.uint32)  # one row widened, reused by the block's rows
+        w = bits.view(np.float32)  # bf16 -> float32: the bits shifted to the top half
+        for o in range(c * 32, min(W.shape[0], (c + 1) * 32)):
+            row = W[o]
+            for i in range(Din):
+                bits[i] = np.uint32(row[i]) << np.uint32(16)
+            for m in range(M):
+                xm = x[m]
+                s = np.float32(0.0)
+                for i in range(Din):
+                    s += xm[i] * w[i]
+                out[m, o] = s * scale[o]
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def _int8_lohi(x, W, scale, out):  # the kept block loop, its rows given as (lo, hi) arguments
     for c in range((W.shape[0] + 31) // 32):
         _int8_rows(x, W, scale, out, c * 32, min(W.shape[0], (c + 1) * 32))
@@ -106,34 +125,47 @@ def _int8_rows(x, W, scale, out, lo, hi):
 def _int8_prange(x, W, scale, out):  # the kept twin's blocks shared by Numba's 2 threads
     for c in numba.prange((W.shape[0] + 31) // 32):
         if W.shape[1] > kernels._LONG_ROW:
-            kernels._int8_block4(x, W, scale, out, c)
+            kernels._stored_block4(x, W, scale, out, c)
         else:
-            kernels._int8_block(x, W, scale, out, c)
+            kernels._stored_block(x, W, scale, out, c)
 
 
 def stored_from_dram(rng, R):
     """The decode twin reads each weight once per token from DRAM (a layer's weights are long
     gone from the 32 MB L3 when the next token comes back to them), so each candidate is timed
-    here on a cycle of ~600 MB of int8 matrices: GB/s of int8 read, best of R."""
-    cands = {
-        "kept twin": kernels._matvec_int8,
-        "flat loop": _int8_flat,
-        "rows as lo, hi": _int8_lohi,
-        "2 threads": _int8_prange,
-    }
-    print(f"\nint8 decode twin from DRAM, GB/s read (best of {R}): the kept loop and candidates")
-    print(f"{'Dout x Din, rows of x':28}" + "".join(f"{k:>16}" for k in cands))
-    for Dout, Din in [(10240, 2560), (2560, 10240), (2560, 2560), (5120, 2048), (2048, 5120)]:
-        cycle = [rng.integers(-127, 128, (Dout, Din), dtype=np.int8) for _ in range(
-            max(4, 600_000_000 // (Dout * Din)))]  # fmt: skip
-        scale = rng.random(Dout, dtype=np.float32)
-        gb = len(cycle) * Dout * Din / 1e9
-        for M in (1, 3):
-            x = rng.standard_normal((M, Din), dtype=np.float32)
-            out = np.empty((M, Dout), np.float32)
-            fns = [lambda f=f: [f(x, W, scale, out) for W in cycle] for f in cands.values()]
-            rates = [gb / best for best, _ in timeit(fns, R)]
-            print(f"{f'{Dout} x {Din}, {M}':28}" + "".join(f"{r:16.1f}" for r in rates))
+    here on a cycle of ~600 MB of matrices: GB/s of stored bytes read, best of R."""
+    for dtype, cands in (
+        (
+            np.int8,
+            {
+                "kept twin": kernels._matvec_stored,
+                "flat loop": _int8_flat,
+                "rows as lo, hi": _int8_lohi,
+                "2 threads": _int8_prange,
+            },
+        ),
+        (np.uint16, {"kept twin": kernels._matvec_stored, "row buffer": _bf16_row_buffer}),
+    ):
+        name = "int8" if dtype == np.int8 else "bf16"
+        print(f"\n{name} decode twin from DRAM, GB/s read (best of {R}): the kept loop, candidates")
+        print(f"{'Dout x Din, rows of x':28}" + "".join(f"{k:>16}" for k in cands))
+        for Dout, Din in [(10240, 2560), (2560, 10240), (2560, 2560), (5120, 2048), (2048, 5120)]:
+            n = max(4, 600_000_000 // (Dout * Din * np.dtype(dtype).itemsize))
+            if dtype == np.int8:
+                cycle = [rng.integers(-127, 128, (Dout, Din), dtype=dtype) for _ in range(n)]
+            else:  # bf16 bits of normal values (random uint16 would hold NaNs and infinities)
+                cycle = [
+                    (rng.standard_normal((Dout, Din), dtype=np.float32).view(np.uint32) >> 16)
+                    .astype(np.uint16) for _ in range(n)
+                ]  # fmt: skip
+            scale = rng.random(Dout, dtype=np.float32)
+            gb = sum(W.nbytes for W in cycle) / 1e9
+            for M in (1, 3):
+                x = rng.standard_normal((M, Din), dtype=np.float32)
+                out = np.empty((M, Dout), np.float32)
+                fns = [lambda f=f: [f(x, W, scale, out) for W in cycle] for f in cands.values()]
+                rates = [gb / best for best, _ in timeit(fns, R)]
+                print(f"{f'{Dout} x {Din}, {M}':28}" + "".join(f"{r:16.1f}" for r in rates))
 
 
 _CHEB28 = np.polynomial.chebyshev.chebinterpolate(
@@ -291,9 +323,9 @@ def rows_twin(x, W, scale):
     x2 = x.reshape(-1, W.shape[1])
     out = np.empty((x2.shape[0], W.shape[0]), np.float32)
     if W.dtype == np.uint16:
-        kernels._matvec_bf16(x2, W, out)
+        kernels._matvec_stored(x2, W, np.ones(W.shape[0], np.float32), out)
     else:
-        kernels._matvec_int8(x2, W, scale, out)
+        kernels._matvec_stored(x2, W, scale, out)
     return out.reshape(*x.shape[:-1], W.shape[0])
 
 
@@ -360,6 +392,9 @@ def main():
     ap.add_argument(
         "--only-matrix-matrix", action="store_true", help="only the BLIP-2 matrix-matrix section"
     )
+    ap.add_argument(
+        "--only-decode-dram", action="store_true", help="only the int8 / bf16 decode loops"
+    )
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     f32 = np.float32
@@ -371,6 +406,8 @@ def main():
     )
     if args.only_matrix_matrix:
         return matrix_matrix(rng, R)
+    if args.only_decode_dram:
+        return stored_from_dram(rng, max(3, R // 3))
 
     header("kept twins: ops.<name>.reference vs kernels.<name>")
     for shape, where in [

@@ -109,8 +109,8 @@ MUTANTS = [
     M(
         "weights/dtype-unchecked",
         W,
-        'if a.dtype.kind != "f":',
-        'if a.dtype.kind == "c":',
+        'if a.dtype.kind != "f" and not (k in stored and a.dtype in STORED_DTYPES):',
+        'if a.dtype.kind == "c" and not (k in stored and a.dtype in STORED_DTYPES):',
         WEIGHTS,
     ),
     M(
@@ -311,8 +311,8 @@ MUTANTS = [
     M(
         "qformer/scale-off-by-one-head-dim",
         Q,
-        "context, _ = attention(q, k, v, q.shape[-1] ** -0.5, mask, return_probs=False)",
-        "context, _ = attention(q, k, v, (q.shape[-1] + 1) ** -0.5, mask, return_probs=False)",
+        "attention(q, k, v, q.shape[-1] ** -0.5, mask, return_probs=output_attentions)",
+        "attention(q, k, v, (q.shape[-1] + 1) ** -0.5, mask, return_probs=output_attentions)",
         QF,
     ),
     M(
@@ -662,6 +662,29 @@ MUTANTS = [
         "exact = math.frexp(scale)[0] == 0.5",
         "exact = True",
         KERN + ("-k", "attention"),
+    ),
+    M(
+        "kernels/stored-bf16-shift-15",  # the intrinsic's code, so run compiled
+        K,
+        "return builder.bitcast(builder.shl(bits, bits.type(16)), f32)",
+        "return builder.bitcast(builder.shl(bits, bits.type(15)), f32)",
+        KERN + ("-k", "matmul_stored"),
+    ),
+    M(
+        "kernels/stored-block4-drops-a-short-tail",
+        K,
+        "for k in range(min(4, hi - o)):",
+        "for k in range(min(4, hi - o) // 4 * 4):",
+        KERN + ("-k", "matmul_stored"),
+        numba_off=True,
+    ),
+    M(
+        "kernels/stored-block-scale-of-next-row",
+        K,
+        "out[m, o] = s * scale[o]",
+        "out[m, o] = s * scale[min(o + 1, W.shape[0] - 1)]",
+        KERN + ("-k", "matmul_stored"),
+        numba_off=True,
     ),
     M(
         "ops/layer-norm-eps-outside-sqrt",

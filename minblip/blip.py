@@ -370,6 +370,29 @@ def _text_output(cfg, out, output_attentions, output_hidden_states, return_dict,
     return returned(result, return_dict)
 
 
+def _decoder_cache(model, out, is_decoder, use_cache, labels, past):
+    """_with_cache for BlipTextLMHeadModel: labels turn use_cache off (as in transformers), and
+    an encoder call (is_decoder False) returns no cache."""
+    if not is_decoder:
+        out["cache"] = None
+        return
+    _with_cache(model, out, False if labels is not None else use_cache, past is not None)
+
+
+def _lm_loss(cfg, reduction):
+    """(labels, logits) -> BlipTextLMHeadModel's loss, None without labels; labels are checked
+    against the logits' (B, T) first. reduction 'mean' or 'none' (BLIP VQA's per-sample sum)."""
+    if reduction not in ("mean", "none"):
+        raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    pairing = "texts x tokens, after pairing with encoder_hidden_states"
+
+    def loss(labels, logits):
+        fn = lambda x, y: lm_loss(x, y, cfg.label_smoothing, reduction)  # noqa: E731
+        return labels_loss(labels, logits, fn, pairing)
+
+    return loss
+
+
 def _with_cache(model, out, use_cache, continued):
     """Sets out["cache"] to what past_key_values returns: with use_cache (default: the config's)
     {"self_attention": [(K, V)] per layer (B, H, past + T, Dh), "cross_attention": [(K, V)] per
@@ -489,8 +512,7 @@ class BlipTextLMHeadModel(PreTrainedModel):
             encoder_hidden_states,
             past_key_values,
         )
-        if reduction not in ("mean", "none"):
-            raise InputError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        loss_of = _lm_loss(self.config, reduction)  # refuses an unknown reduction before any work
         logits, out = lm_forward(
             ids,
             self.params,
@@ -501,21 +523,10 @@ class BlipTextLMHeadModel(PreTrainedModel):
             is_decoder=is_decoder,
             **inputs,
         )
-        if is_decoder:  # labels turn use_cache off, as in transformers
-            use_cache = False if labels is not None else use_cache
-            _with_cache(self, out, use_cache, past_key_values is not None)
-        else:
-            out["cache"] = None
+        _decoder_cache(self, out, is_decoder, use_cache, labels, past_key_values)
         if return_logits:  # transformers returns the shifted logits alone
             return logits[:, :-1]
-        smoothing, pairing = (
-            self.config.label_smoothing,
-            "texts x tokens, after pairing with encoder_hidden_states",
-        )
-        loss = labels_loss(
-            labels, logits, lambda x, y: lm_loss(x, y, smoothing, reduction), pairing
-        )
-        head = {"loss": loss, "logits": logits}
+        head = {"loss": loss_of(labels, logits), "logits": logits}
         return _text_output(
             self.config, out, output_attentions, output_hidden_states, return_dict, head
         )

@@ -296,6 +296,43 @@ def opt_generate(p, cfg, input_ids=None, inputs_embeds=None, attention_mask=None
     )
 
 
+def _embedded_inputs(p, cfg, input_ids, inputs_embeds, attention_mask, past):
+    """OPTForCausalLM's input: the token embeddings (B, T, D) of input_ids, or inputs_embeds;
+    exactly one of them, and an attention_mask of (B, past + T) if one is given."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise InputError("You must specify exactly one of input_ids or inputs_embeds")
+    x = embed_tokens(input_ids, p, cfg) if inputs_embeds is None else inputs_embeds
+    B, T = np.shape(x)[:2]
+    past_len = 0 if past is None else past[0][0].shape[2]
+    if attention_mask is not None and np.shape(attention_mask) != (B, past_len + T):
+        raise InputError(
+            f"attention_mask has shape {np.shape(attention_mask)}, expected {(B, past_len + T)}"
+            " (batch, past + new tokens)"
+        )
+    return x
+
+
+def _kept_logits(logits, logits_to_keep):
+    """logits (B, T, V) at the positions logits_to_keep names: 0 all, n the last n, or an index
+    array of positions (transformers' logits_to_keep)."""
+    if isinstance(logits_to_keep, int) and logits_to_keep > 1:
+        return logits[:, -logits_to_keep:]
+    if not isinstance(logits_to_keep, int):
+        return logits[:, np.asarray(logits_to_keep)]
+    return logits
+
+
+def _causal_lm_loss(logits, labels):
+    """ForCausalLMLoss, None without labels: logits upcast to float32 (also in a float64 run),
+    shifted by one against labels (B, T)."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.shape != logits.shape[:2]:
+        raise InputError(f"labels have shape {labels.shape}, logits {logits.shape[:2]}")
+    return lm_loss(logits.astype(np.float32), labels)
+
+
 class OPTForCausalLM(PreTrainedModel):
     """transformers.OPTForCausalLM from an "opt" checkpoint: causal LM forward (+ loss) and
     generate. Calls take transformers' arguments in 5.23's order. past_key_values is a tuple of
@@ -330,37 +367,17 @@ class OPTForCausalLM(PreTrainedModel):
         return_dict=True,
     ):
         cfg, p = self.config, self.params
-        if (input_ids is None) == (inputs_embeds is None):
-            raise InputError("You must specify exactly one of input_ids or inputs_embeds")
-        x = embed_tokens(input_ids, p, cfg) if inputs_embeds is None else inputs_embeds
-        B, T = np.shape(x)[:2]
-        past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
-        if attention_mask is not None and np.shape(attention_mask) != (B, past_len + T):
-            raise InputError(
-                f"attention_mask has shape {np.shape(attention_mask)}, expected {(B, past_len + T)}"
-                " (batch, past + new tokens)"
-            )
+        x = _embedded_inputs(p, cfg, input_ids, inputs_embeds, attention_mask, past_key_values)
         want_a = cfg.output_attentions if output_attentions is None else output_attentions
         want_h = cfg.output_hidden_states if output_hidden_states is None else output_hidden_states
         one = isinstance(logits_to_keep, int) and logits_to_keep == 1
         out = opt_forward(
             p, cfg, x, attention_mask, position_ids, past_key_values, bool(want_a), last_only=one
         )
-        logits = out["logits"]
-        if isinstance(logits_to_keep, int) and logits_to_keep > 1:
-            logits = logits[:, -logits_to_keep:]
-        elif not isinstance(logits_to_keep, int):  # an index array of positions to keep
-            logits = logits[:, np.asarray(logits_to_keep)]
-        loss = None
-        if labels is not None:
-            labels = np.asarray(labels)
-            if labels.shape != logits.shape[:2]:
-                raise InputError(f"labels have shape {labels.shape}, logits {logits.shape[:2]}")
-            # ForCausalLMLoss: logits upcast to float32 (also in a float64 run), shift by one
-            loss = lm_loss(logits.astype(np.float32), labels)
+        logits = _kept_logits(out["logits"], logits_to_keep)
         use = cfg.use_cache if use_cache is None else use_cache
         result = ModelOutput(
-            loss=loss,
+            loss=_causal_lm_loss(logits, labels),
             logits=logits,
             past_key_values=tuple(out["cache"]) if use else None,
             hidden_states=select_hidden_states(out["hidden_states"], want_h),

@@ -548,6 +548,39 @@ class T5EncoderModel(PreTrainedModel):
     forward = __call__
 
 
+def _decoder_inputs(cfg, labels, decoder_input_ids, decoder_inputs_embeds):
+    """(labels as int64 or None, decoder_input_ids): labels checked against the vocabulary, and
+    with labels but no decoder inputs the decoder reads shift_right(labels), as transformers."""
+    if labels is not None:
+        labels = np.asarray(labels, np.int64)
+        if np.any((labels != -100) & ((labels < 0) | (labels >= cfg.vocab_size))):
+            raise InputError(f"labels must be -100 or token ids in [0, {cfg.vocab_size})")
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            decoder_input_ids = shift_right(labels, cfg)
+    if (decoder_input_ids is None) == (decoder_inputs_embeds is None):
+        raise InputError("You must specify exactly one of decoder_input_ids or inputs_embeds")
+    return labels, decoder_input_ids
+
+
+def _seq2seq_output(enc, dec, labels, cross, keep, want_a, want_h):
+    """T5ForConditionalGeneration.forward's Seq2SeqLMOutput fields, from the encoder's and the
+    decoder's outputs; past_key_values only with use_cache (keep)."""
+    logits = dec["logits"]
+    return ModelOutput(
+        loss=None if labels is None else cross_entropy(logits, labels),
+        logits=logits,
+        past_key_values={"self_attention": dec["cache"], "cross_attention": cross}
+        if keep
+        else None,
+        decoder_hidden_states=select_hidden_states(dec["hidden_states"], want_h),
+        decoder_attentions=tuple(dec["attentions"]) if want_a else None,
+        cross_attentions=tuple(dec["cross_attentions"]) if want_a else None,
+        encoder_last_hidden_state=enc["last_hidden_state"],
+        encoder_hidden_states=select_hidden_states(enc["hidden_states"], want_h),
+        encoder_attentions=tuple(enc["attentions"]) if want_a else None,
+    )
+
+
 class T5ForConditionalGeneration(PreTrainedModel):
     """transformers.T5ForConditionalGeneration: encoder, decoder with cross-attention, LM head.
 
@@ -584,14 +617,9 @@ class T5ForConditionalGeneration(PreTrainedModel):
         want_a = _flag(output_attentions, cfg.output_attentions)
         want_h = _flag(output_hidden_states, cfg.output_hidden_states)
         enc = self._encode(input_ids, attention_mask, inputs_embeds, encoder_outputs, want_a)
-        if labels is not None:
-            labels = np.asarray(labels, np.int64)
-            if np.any((labels != -100) & ((labels < 0) | (labels >= cfg.vocab_size))):
-                raise InputError(f"labels must be -100 or token ids in [0, {cfg.vocab_size})")
-            if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = shift_right(labels, cfg)
-        if (decoder_input_ids is None) == (decoder_inputs_embeds is None):
-            raise InputError("You must specify exactly one of decoder_input_ids or inputs_embeds")
+        labels, decoder_input_ids = _decoder_inputs(
+            cfg, labels, decoder_input_ids, decoder_inputs_embeds
+        )
         cache, cross = None, None
         if past_key_values is not None:
             cache, cross = past_key_values["self_attention"], past_key_values["cross_attention"]
@@ -607,24 +635,10 @@ class T5ForConditionalGeneration(PreTrainedModel):
             decoder_inputs_embeds=decoder_inputs_embeds,
             output_attentions=want_a,
         )
-        logits = dec["logits"]
-        loss = None if labels is None else cross_entropy(logits, labels)
         keep = _flag(use_cache, cfg.use_cache)
         if cross is None and keep:
             cross = t5_cross_kv(self.params, cfg, enc["last_hidden_state"])
-        out = ModelOutput(
-            loss=loss,
-            logits=logits,
-            past_key_values={"self_attention": dec["cache"], "cross_attention": cross}
-            if keep
-            else None,
-            decoder_hidden_states=select_hidden_states(dec["hidden_states"], want_h),
-            decoder_attentions=tuple(dec["attentions"]) if want_a else None,
-            cross_attentions=tuple(dec["cross_attentions"]) if want_a else None,
-            encoder_last_hidden_state=enc["last_hidden_state"],
-            encoder_hidden_states=select_hidden_states(enc["hidden_states"], want_h),
-            encoder_attentions=tuple(enc["attentions"]) if want_a else None,
-        )
+        out = _seq2seq_output(enc, dec, labels, cross, keep, want_a, want_h)
         return out if return_dict else out.to_tuple()
 
     forward = __call__

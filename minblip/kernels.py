@@ -11,6 +11,7 @@ it saves on 2 cores (docs/kernels.md). Matrix products stay with BLAS, the decod
 matrix-vector products included: a Numba twin for those lost end to end (docs/kernels.md).
 """
 
+import functools
 import math
 
 import llvmlite.ir
@@ -292,8 +293,8 @@ def attention_per_head(q, k, v, scale, mask=None, return_probs=True, *, divide=F
 STORED_MAX_ROWS = 8
 _ROWS = 32  # rows per block
 # rows longer than this (x's float32 row spills L1 beside them): four rows of W share each load
-# of x. Measured from DRAM (tools/bench_kernels.py --only-decode-dram): at Din 10240 the four-row
-# block reads 1.6x (int8) and 2.5x (bf16) faster; at 5120 the one-row block did (1.6x, 1.4x)
+# of x. Measured on matrices larger than the L3: at Din 10240 the four-row block read 1.6x (int8)
+# and 1.5x (bf16) faster; at 5120 the one-row block did (1.7x, 1.4x; docs/kernels.md)
 _LONG_ROW = 6144
 
 
@@ -372,6 +373,12 @@ def _stored_block4(x, W, scale, out, c):
                 out[m, o + k] = sums[k] * scale[o + k]
 
 
+@functools.lru_cache(maxsize=None)
+def _unit_scale(n):
+    """bf16's per-row scale in the shared int8 / bf16 loop: n ones, made once per width."""
+    return np.ones(n, np.float32)
+
+
 def matmul_stored(x, W, scale=None):
     """Numba twin of ops.matmul_stored for the decode step (at most STORED_MAX_ROWS rows of x):
     one pass over the stored bf16 / int8 bytes, float32 accumulation, one thread.
@@ -391,7 +398,7 @@ def matmul_stored(x, W, scale=None):
     if W.dtype == np.uint16:
         if scale is not None:
             return NotImplemented
-        _matvec_stored(x2, W, np.ones(W.shape[0], np.float32), out)  # bf16: no scale (x 1.0 exact)
+        _matvec_stored(x2, W, _unit_scale(W.shape[0]), out)  # bf16: no scale (x 1.0 is exact)
     else:
         if scale is None or scale.dtype != np.float32:
             return NotImplemented

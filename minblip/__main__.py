@@ -467,6 +467,9 @@ def main(argv=None):
     except MinblipError as e:
         print(f"minblip: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`minblip info ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it
 
 
 if __name__ == "__main__":
